@@ -1,0 +1,1 @@
+"""mlops_assets: a Dagster-native MLOps platform for retail analytics."""

@@ -1,0 +1,13 @@
+"""Thin @asset wrappers over core/, one module per group."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mlops_assets.assets.ingestion import build_bronze_assets
+from mlops_assets.assets.quality import build_quality_assets
+from mlops_assets.settings import Settings
+
+
+def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    return [*build_bronze_assets(settings), *build_quality_assets(settings)]

@@ -1,0 +1,1 @@
+"""Blocking quality gates: pandera schemas turned into asset checks (gates.py)."""

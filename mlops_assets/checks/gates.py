@@ -1,0 +1,88 @@
+"""One small factory that turns a pandera schema into a blocking asset check.
+
+Gates run inside the asset that owns the data, before its outputs are handed to the IO
+manager (write-audit-publish): a failing gate leaves the warehouse tables as they were and,
+being blocking, stops everything downstream in the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+import pandera.pandas as pa
+
+MAX_SENTENCES = 5
+MAX_CASES_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str  # the property asserted, e.g. matches_source_schema
+    asset: str
+    description: str
+
+    @property
+    def spec(self) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(self.name, asset=self.asset, blocking=True, description=self.description)
+
+    def result(self, passed: bool, description: str, metadata: dict | None = None) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            passed=passed,
+            asset_key=self.asset,
+            check_name=self.name,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=description,
+            metadata=metadata or {},
+        )
+
+    def validate(self, schema: pa.DataFrameSchema, frame: pd.DataFrame, where: str) -> dg.AssetCheckResult:
+        """Validate lazily; on failure say which column broke which rule, and show the cases."""
+        try:
+            schema.validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as exc:
+            cases = exc.failure_cases
+            sentences = describe_failures(cases, frame, where)
+            text = f"{self.name} failed on {where}: " + "; ".join(sentences[:MAX_SENTENCES])
+            return self.result(
+                False,
+                text,
+                {
+                    "failed_rules": len(sentences),
+                    "failure_cases": dg.MetadataValue.md(
+                        cases.head(MAX_CASES_SHOWN).astype(str).to_markdown(index=False)
+                    ),
+                    "failure_case_count": len(cases),
+                },
+            )
+        return self.result(True, f"{self.name} passed on {where} ({len(frame):,} rows)", {"rows_checked": len(frame)})
+
+
+def describe_failures(cases: pd.DataFrame, frame: pd.DataFrame, where: str) -> list[str]:
+    """One sentence per (column, rule), naming both."""
+    out = []
+    for (context, column, check), group in cases.groupby(
+        ["schema_context", "column", "check"], dropna=False, sort=False
+    ):
+        if check == "column_in_dataframe":
+            for missing in group["failure_case"]:
+                out.append(f"column '{missing}' is missing from {where} (rule: column_in_dataframe)")
+            continue
+        label = column if context == "Column" else f"table {column}"
+        examples = ", ".join(repr(v) for v in group["failure_case"].drop_duplicates().head(3))
+        if group["index"].isna().all():  # a whole-column check such as a null-rate ceiling
+            detail = _column_fact(frame, column)
+            out.append(f"column '{label}' breaks rule {check}{detail}")
+        else:
+            out.append(
+                f"column '{label}' breaks rule {check} in {len(group):,} of {len(frame):,} rows "
+                f"(e.g. {examples})"
+            )
+    return out
+
+
+def _column_fact(frame: pd.DataFrame, column: str) -> str:
+    if column in frame.columns:
+        return f" (null share {frame[column].isna().mean():.1%})"
+    return ""

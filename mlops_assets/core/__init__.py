@@ -1,0 +1,1 @@
+"""Plain-Python core: schemas, ingestion, quality rules. Never imports dagster."""

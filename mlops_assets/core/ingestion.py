@@ -1,0 +1,196 @@
+"""Read the user's files per sources.yaml, rename to the canonical schema, and type them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.core.schemas import CANONICAL, DEFAULT_DIMENSION, LINEAGE, UNPARSED
+
+READER_ONLY_KEYS = {"date_format", "dayfirst"}  # ours, applied when typing, not by the reader
+# options the fast multithreaded pyarrow CSV engine understands
+PYARROW_SAFE = {"sep", "delimiter", "encoding", "quotechar", "na_values", "escapechar"}
+
+
+@dataclass
+class RawSource:
+    """A source as read: user columns renamed to canonical names, values untouched."""
+
+    frame: pd.DataFrame
+    files: list[Path]
+    content_hash: str
+    mapped: list[str]  # canonical columns sources.yaml maps
+    missing: list[str] = field(default_factory=list)  # mapped, but absent from the files
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def file_label(self) -> str:
+        names = self.frame["source_file"].unique() if len(self.frame) else [str(p) for p in self.files]
+        return ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+
+
+def content_hash(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as fh:
+            digest.update(hashlib.file_digest(fh, "sha256").digest())
+    return digest.hexdigest()[:16]
+
+
+def read_source(
+    name: str, files: list[Path], read: dict[str, Any], columns: dict[str, str], root: Path | None = None
+) -> RawSource:
+    """Read every file of one source; rename mapped columns; keep lineage per row
+    (source_file relative to `root`, the data directory, when the file lies inside it)."""
+    wanted = {user: canon for canon, user in columns.items()}
+    string_cols = {u for u, c in wanted.items() if CANONICAL[name][c] in ("string", "datetime")}
+    frames = []
+    present: set[str] = set()
+    for path in files:
+        df = _read_file(path, read, set(wanted), string_cols)
+        present |= set(df.columns)
+        df = df.rename(columns=wanted)
+        df["source_file"] = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
+        df["source_row"] = np.arange(1, len(df) + 1)
+        frames.append(df)
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    missing = [canon for user, canon in wanted.items() if user not in present]
+    return RawSource(
+        frame=frame,
+        files=files,
+        content_hash=content_hash(files),
+        mapped=list(columns),
+        missing=missing,
+    )
+
+
+def _read_file(path: Path, read: dict[str, Any], wanted: set[str], string_cols: set[str]) -> pd.DataFrame:
+    opts = {k: v for k, v in read.items() if k not in READER_ONLY_KEYS}
+    suffixes = "".join(path.suffixes).lower()
+    if ".parquet" in suffixes or suffixes.endswith(".pq"):
+        import pyarrow.parquet as pq
+
+        names = set(pq.read_schema(path).names)
+        df = pd.read_parquet(path, columns=sorted(wanted & names))
+        for col in string_cols & set(df.columns):
+            df[col] = _as_string(df[col])
+        return df
+    header = pd.read_csv(path, nrows=0, **_c_opts(opts)).columns
+    use = [c for c in header if c in wanted]
+    if _pyarrow_ok(opts):
+        return _read_csv_arrow(path, opts, use, string_cols)
+    dtype = {c: str for c in use if c in string_cols}
+    return pd.read_csv(path, usecols=use, dtype=dtype, **_c_opts(opts))
+
+
+def _read_csv_arrow(path: Path, opts: dict[str, Any], use: list[str], string_cols: set[str]) -> pd.DataFrame:
+    """pyarrow's multithreaded CSV reader, with id and date columns read as text (so '00017'
+    keeps its zeros and dates are parsed by our own, configurable rule)."""
+    from pyarrow import csv
+
+    parse = csv.ParseOptions(delimiter=opts.get("sep", opts.get("delimiter", ",")),
+                             quote_char=opts.get("quotechar", '"'), escape_char=opts.get("escapechar", False))
+    convert = csv.ConvertOptions(
+        include_columns=use,
+        column_types={c: "string" for c in use if c in string_cols},
+        strings_can_be_null=True,
+        null_values=["", "NA", "N/A", "NaN", "nan", "null", "NULL", *opts.get("na_values", [])],
+    )
+    read = csv.ReadOptions(encoding=opts.get("encoding", "utf8"))
+    table = csv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    df = table.to_pandas()
+    for col in string_cols & set(df.columns):
+        df[col] = _as_string(df[col])
+    return df
+
+
+def _pyarrow_ok(opts: dict[str, Any]) -> bool:
+    sep = opts.get("sep", opts.get("delimiter", ","))
+    return set(opts) <= PYARROW_SAFE and isinstance(sep, str) and len(sep) == 1
+
+
+def _c_opts(opts: dict[str, Any]) -> dict[str, Any]:
+    sep = opts.get("sep")
+    if isinstance(sep, str) and len(sep) > 1 and sep != r"\s+" and re.escape(sep) != sep:
+        return {**opts, "engine": "python"}  # a true regex separator needs the python engine
+    return opts
+
+
+def _as_string(s: pd.Series) -> pd.Series:
+    if s.dtype == object:
+        return s
+    if isinstance(s.dtype, pd.StringDtype):
+        return s.astype(object).where(s.notna(), None)
+    return s.astype(str).astype(object).where(s.notna(), None)
+
+
+def parse_column(raw: pd.Series, kind: str, date_format: str | None = None) -> pd.Series:
+    """Convert one raw column to its canonical type; unparseable values become null."""
+    if kind == "float":
+        return pd.to_numeric(raw, errors="coerce").astype("float64")
+    if kind == "datetime":
+        if pd.api.types.is_datetime64_any_dtype(raw):
+            ts = raw
+        else:
+            ts = pd.to_datetime(_as_string(raw), format=date_format, errors="coerce")
+        if getattr(ts.dt, "tz", None) is not None:
+            ts = ts.dt.tz_convert(None)
+        return ts.astype("datetime64[ns]")
+    text = _as_string(raw)
+    if text.dtype == object:  # blank cells are missing values, whatever the reader made of them
+        text = text.str.strip()
+        text = text.mask(text == "")
+    return text
+
+
+def typed_frame(name: str, raw: RawSource, date_format: str | None = None) -> pd.DataFrame:
+    """All canonical columns of `name`, typed; absent optional columns filled with defaults."""
+    src = raw.frame
+    out = {}
+    unparsed = pd.Series(None, index=src.index, dtype=object)
+    for col, kind in CANONICAL[name].items():
+        if col in src.columns:
+            out[col] = parse_column(src[col], kind, date_format)
+            failed = src[col].notna() & out[col].isna()
+            if failed.any():  # keep the original text of values that did not parse
+                text = col + "=" + src.loc[failed, col].astype(str).map(repr)
+                prev = unparsed[failed]
+                unparsed[failed] = np.where(prev.isna(), text, prev + "; " + text)
+        elif kind == "datetime":
+            out[col] = pd.Series(pd.NaT, index=src.index, dtype="datetime64[ns]")
+        elif kind == "float":
+            out[col] = pd.Series(np.nan, index=src.index)
+        else:
+            out[col] = pd.Series(None, index=src.index, dtype=object)
+    typed = pd.DataFrame(out, index=src.index)
+    typed[UNPARSED] = unparsed
+    for col in LINEAGE:
+        typed[col] = src[col]
+    if name == "transactions":
+        typed = _complete_transactions(typed, raw)
+    return typed
+
+
+def _complete_transactions(df: pd.DataFrame, raw: RawSource) -> pd.DataFrame:
+    mapped = set(raw.mapped) - set(raw.missing)
+    for dim in ("product_id", "store_id"):
+        if dim not in raw.mapped:
+            df[dim] = DEFAULT_DIMENSION
+            raw.notes.append(f"no {dim} column mapped: every line gets {dim}='{DEFAULT_DIMENSION}'")
+    if "unit_price" not in mapped and "amount" in mapped:
+        qty = df["quantity"].where(df["quantity"] != 0)
+        df["unit_price"] = df["amount"] / qty
+        raw.notes.append("unit_price derived as amount / quantity")
+    if "amount" not in mapped:
+        df["amount"] = df["quantity"] * df["unit_price"]
+    if "order_id" not in raw.mapped:
+        who = df["customer_id"].fillna("guest@" + df["store_id"].astype(str))
+        df["order_id"] = who + "|" + df["order_ts"].dt.strftime("%Y-%m-%dT%H:%M:%S").fillna("")
+        raw.notes.append("no order_id column mapped: order_id derived as customer_id|order_ts")
+    return df

@@ -1,0 +1,157 @@
+"""Route bronze lines to silver or quarantine, and summarise data quality.
+
+Pandera gates whole tables (see schemas.py); routing needs a reason per row, so the row rules
+are vectorised masks here, applied in priority order: a line carries its first failing rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.core.schemas import CANONICAL, LINEAGE, PARTITION_COLUMN, UNPARSED
+
+KEY_COLUMNS = ["order_id", "product_id", "store_id", "quantity", "unit_price"]
+RULES: dict[str, str] = {
+    "unparseable_order_ts": "order_ts is missing or does not parse as a timestamp",
+    "unparseable_value": "a value does not parse as its canonical type (see unparsed_values)",
+    "missing_key": "order_id, product_id, store_id, quantity or unit_price is missing",
+    "future_timestamp": "order_ts is later than the time of the run",
+    "outside_window": "order_ts falls outside the configured window",
+    "duplicate_line": "exact copy of an earlier line (every canonical column equal)",
+    "zero_quantity": "quantity is 0",
+    "absurd_quantity": "|quantity| exceeds quality.max_abs_quantity",
+    "non_positive_price": "unit_price is 0 or negative",
+    "outlier_price": "unit_price is more than quality.price_outlier_factor off the product's reference price",
+    "unknown_product": "product_id is not in the product catalog",
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    start: pd.Timestamp  # first day
+    end: pd.Timestamp  # exclusive: the day after the last partition
+
+    def contains(self, ts: pd.Series) -> pd.Series:
+        return (ts >= self.start) & (ts < self.end)
+
+
+def attribute_partitions(df: pd.DataFrame, window: Window) -> pd.Series:
+    """The day each line belongs to.
+
+    In-window lines belong to their own day. A line whose timestamp is missing, unparseable
+    or outside the window belongs to the day of the nearest preceding line of the same file
+    (the next one for a file's leading lines): stable from run to run, and it lands with the
+    run that reads the new file it came in.
+    """
+    day = df["order_ts"].dt.floor("D").where(window.contains(df["order_ts"]))
+    day = day.groupby(df["source_file"], sort=False).transform(lambda s: s.ffill().bfill())
+    return day.fillna(window.start).astype("datetime64[ns]")
+
+
+def rule_masks(
+    df: pd.DataFrame,
+    window: Window,
+    now: pd.Timestamp,
+    catalog: pd.DataFrame | None,
+    max_abs_quantity: float,
+    price_outlier_factor: float,
+) -> dict[str, pd.Series]:
+    ts, qty, price = df["order_ts"], df["quantity"], df["unit_price"]
+    canonical = list(CANONICAL["transactions"])
+    masks = {
+        "unparseable_order_ts": ts.isna(),
+        "unparseable_value": df[UNPARSED].notna(),
+        "missing_key": df[KEY_COLUMNS].isna().any(axis=1),
+        "future_timestamp": ts > now,
+        "outside_window": ts.notna() & ~window.contains(ts) & ~(ts > now),
+        "duplicate_line": df.duplicated(canonical, keep="first"),
+        "zero_quantity": qty == 0,
+        "absurd_quantity": qty.abs() > max_abs_quantity,
+        "non_positive_price": price <= 0,
+        "outlier_price": _price_outliers(df, catalog, price_outlier_factor),
+        "unknown_product": pd.Series(False, index=df.index),
+    }
+    if catalog is not None and len(catalog):
+        known = df["product_id"].isin(catalog["product_id"])
+        masks["unknown_product"] = df["product_id"].notna() & ~known
+    return masks
+
+
+def _price_outliers(df: pd.DataFrame, catalog: pd.DataFrame | None, factor: float) -> pd.Series:
+    """Reference price: the catalog's list price, else the product's median positive price."""
+    price = df["unit_price"]
+    positive = price.where(price > 0)
+    reference = positive.groupby(df["product_id"]).transform("median")
+    if catalog is not None and "price" in catalog and catalog["price"].notna().any():
+        listed = df["product_id"].map(catalog.dropna(subset=["price"]).set_index("product_id")["price"])
+        reference = listed.fillna(reference)
+    ratio = positive / reference
+    return (ratio > factor) | (ratio < 1.0 / factor)
+
+
+def assign_reasons(masks: dict[str, pd.Series], index: pd.Index) -> pd.Series:
+    """First failing rule per line, in RULES order; None for a clean line."""
+    reason = np.full(len(index), None, dtype=object)
+    for name in reversed(RULES):
+        reason[masks[name].fillna(False).to_numpy()] = name
+    return pd.Series(reason, index=index, name="reason")
+
+
+@dataclass
+class Split:
+    silver: pd.DataFrame
+    quarantined: pd.DataFrame
+    report: pd.DataFrame  # one row per partition day
+
+
+def split_transactions(
+    bronze: pd.DataFrame,
+    window: Window,
+    now: pd.Timestamp,
+    catalog: pd.DataFrame | None = None,
+    max_abs_quantity: float = 1_000,
+    price_outlier_factor: float = 10.0,
+) -> Split:
+    """Every bronze line lands in exactly one of silver or quarantine (with a reason)."""
+    masks = rule_masks(bronze, window, now, catalog, max_abs_quantity, price_outlier_factor)
+    reason = assign_reasons(masks, bronze.index)
+    bad = reason.notna()
+    silver = bronze[~bad].reset_index(drop=True)
+    quarantined = bronze[bad].assign(reason=reason[bad]).reset_index(drop=True)
+    return Split(silver, quarantined, quality_report(bronze, reason))
+
+
+def quality_report(bronze: pd.DataFrame, reason: pd.Series) -> pd.DataFrame:
+    """Per partition day: reconciliation, counts per rule, duplicate rate, null rates."""
+    day = bronze[PARTITION_COLUMN]
+    counts = pd.crosstab(day, reason).reindex(columns=list(RULES), fill_value=0)
+    report = pd.DataFrame(index=pd.Index(sorted(day.unique()), name=PARTITION_COLUMN))
+    report["bronze_rows"] = day.value_counts()
+    report["quarantined_rows"] = counts.sum(axis=1)
+    report = report.fillna(0).astype("int64")
+    report["silver_rows"] = report["bronze_rows"] - report["quarantined_rows"]
+    report["quarantine_share"] = report["quarantined_rows"] / report["bronze_rows"]
+    report["duplicate_rate"] = counts["duplicate_line"].reindex(report.index, fill_value=0) / report["bronze_rows"]
+    for rule in RULES:
+        report[f"rule_{rule}"] = counts[rule].reindex(report.index, fill_value=0).astype("int64")
+    value_cols = list(CANONICAL["transactions"])
+    nulls = bronze[value_cols].isna().groupby(day).mean()
+    for col in value_cols:
+        report[f"null_{col}"] = nulls[col]
+    return report.reset_index()
+
+
+def run_summary(report: pd.DataFrame) -> dict[str, float]:
+    """Totals over the days of a run, for metadata the UI charts."""
+    bronze = int(report["bronze_rows"].sum())
+    quarantined = int(report["quarantined_rows"].sum())
+    return {
+        "bronze_rows": bronze,
+        "silver_rows": int(report["silver_rows"].sum()),
+        "quarantined_rows": quarantined,
+        "quarantine_share": quarantined / bronze if bronze else 0.0,
+        "duplicate_rate": float(report["rule_duplicate_line"].sum() / bronze) if bronze else 0.0,
+    }

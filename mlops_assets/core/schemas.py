@@ -1,0 +1,138 @@
+"""Canonical schemas of the three sources and the pandera schemas the quality gates enforce."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pandera.pandas as pa
+
+# canonical column -> kind; the order is the order of the bronze tables
+CANONICAL: dict[str, dict[str, str]] = {
+    "transactions": {
+        "order_id": "string",
+        "order_ts": "datetime",
+        "customer_id": "string",
+        "product_id": "string",
+        "store_id": "string",
+        "quantity": "float",
+        "unit_price": "float",
+        "amount": "float",
+    },
+    "products": {
+        "product_id": "string",
+        "name": "string",
+        "category": "string",
+        "price": "float",
+        "rating": "float",
+    },
+    "inventory": {"snapshot_date": "datetime", "product_id": "string", "on_hand": "float"},
+}
+# mappings sources.yaml must give; "a|b" means either
+REQUIRED: dict[str, list[str]] = {
+    "transactions": ["order_ts", "quantity", "unit_price|amount"],
+    "products": ["product_id"],
+    "inventory": ["snapshot_date", "product_id", "on_hand"],
+}
+# stand-ins for optional dimensions a source does not have
+DEFAULT_DIMENSION = "ALL"
+LINEAGE = ["source_file", "source_row"]
+UNPARSED = "unparsed_values"  # original text of values that did not parse, e.g. "order_ts='31/02'"
+PARTITION_COLUMN = "partition_date"
+
+PANDAS_DTYPE = {"string": object, "datetime": "datetime64[ns]", "float": "float64"}
+
+
+def empty_frame(source: str, extra: list[str] | None = None) -> pd.DataFrame:
+    cols = {c: pd.Series(dtype=PANDAS_DTYPE[k]) for c, k in CANONICAL[source].items()}
+    for c in extra or []:
+        cols[c] = pd.Series(dtype=object)
+    return pd.DataFrame(cols)
+
+
+def raw_schema(source: str, mapped: list[str], parsed: pd.DataFrame, max_bad_share: float) -> pa.DataFrameSchema:
+    """Gate on the renamed source as read: every mapped column is present and parses.
+
+    A column "parses" when at most `max_bad_share` of its non-null values fail to convert to
+    the canonical type; fewer failures are bad rows (quarantined), more mean a broken column
+    (a price column of strings, a renamed or reformatted field), which blocks the pipeline.
+    """
+    columns = {}
+    for col in mapped:
+        kind = CANONICAL[source][col]
+
+        def parses(raw: pd.Series, col: str = col) -> pd.Series | bool:
+            # pandera hands over the non-null values only: align the parsed column on them
+            ok = raw.isna() | parsed[col].reindex(raw.index).notna()
+            return True if (~ok).sum() <= max_bad_share * max(1, raw.notna().sum()) else ok
+
+        columns[col] = pa.Column(
+            checks=pa.Check(parses, name=f"parses_as_{kind}"),
+            nullable=True,
+            required=True,
+        )
+    return pa.DataFrameSchema(columns, strict=False, name=f"{source}_source")
+
+
+def null_rate_schema(columns: dict[str, float]) -> pa.DataFrameSchema:
+    """Gate: each column's null share stays under its ceiling (a null explosion blocks)."""
+    return pa.DataFrameSchema(
+        {
+            col: pa.Column(
+                checks=pa.Check(
+                    lambda s, t=ceiling: bool(s.isna().mean() <= t),
+                    name=f"null_rate<={ceiling:g}",
+                    ignore_na=False,  # the check is about the nulls: hand them over
+                ),
+                nullable=True,
+            )
+            for col, ceiling in columns.items()
+        },
+        strict=False,
+        name="null_rates",
+    )
+
+
+def silver_schema(start: pd.Timestamp, end: pd.Timestamp, max_abs_quantity: float) -> pa.DataFrameSchema:
+    """Gate on silver lines: the quarantine rules really removed what they promise."""
+    return pa.DataFrameSchema(
+        {
+            "order_id": pa.Column(str, nullable=False),
+            "order_ts": pa.Column(
+                "datetime64[ns]", pa.Check.in_range(start, end, include_max=False), nullable=False
+            ),
+            "product_id": pa.Column(str, nullable=False),
+            "store_id": pa.Column(str, nullable=False),
+            "quantity": pa.Column(
+                float,
+                [pa.Check.ne(0), pa.Check.in_range(-max_abs_quantity, max_abs_quantity)],
+                nullable=False,
+            ),
+            "unit_price": pa.Column(float, pa.Check.gt(0), nullable=False),
+            "amount": pa.Column(float, nullable=False),
+        },
+        strict=False,
+        name="silver_transactions",
+    )
+
+
+def catalog_schema() -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {
+            "product_id": pa.Column(str, nullable=False, unique=True),
+            "price": pa.Column(float, pa.Check.gt(0), nullable=True),
+            "rating": pa.Column(float, pa.Check.ge(0), nullable=True),
+        },
+        strict=False,
+        name="products",
+    )
+
+
+def inventory_schema() -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {
+            "snapshot_date": pa.Column("datetime64[ns]", nullable=False),
+            "product_id": pa.Column(str, nullable=False),
+            "on_hand": pa.Column(float, pa.Check.ge(0), nullable=False),
+        },
+        strict=False,
+        name="inventory",
+    )

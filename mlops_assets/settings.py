@@ -1,0 +1,152 @@
+"""Typed settings: MLOPS_DATA_DIR and its sources.yaml, loaded once and validated.
+
+Every error names the file and the key at fault, because this is what a user sees when
+`dagster dev` or `dagster definitions validate` refuses to load the code location.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import glob
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlops_assets.core.schemas import CANONICAL, REQUIRED
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPO_ROOT / "data"
+
+
+class SettingsError(ValueError):
+    """sources.yaml (or MLOPS_DATA_DIR) is not usable; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Strict):
+    path: str
+    read: dict[str, Any] = Field(default_factory=dict)
+    columns: dict[str, str] = Field(default_factory=dict)
+
+
+class WindowSpec(_Strict):
+    start_date: dt.date
+    end_date: dt.date | None = None  # None: up to yesterday, growing daily
+
+
+class ForecastSpec(_Strict):
+    freq: Literal["D", "W"] = "D"
+    horizon: int = 28
+    levels: list[Literal["total", "store", "category"]] = ["total", "store", "category"]
+
+
+class QualitySettings(_Strict):
+    # above this share of quarantined lines the upstream is corrupt, not just dirty: block
+    max_quarantine_share: float = 0.05
+    # a column whose non-null values mostly fail to parse is a schema break, not bad rows
+    max_unparseable_share: float = 0.01
+    # null-rate ceilings per canonical column; guests make customer_id legitimately sparse
+    max_null_rate: dict[str, float] = Field(
+        default_factory=lambda: {"customer_id": 0.6, "default": 0.02}
+    )
+    # |quantity| above this is a typo (UCI's 80,995 paper birds), not an order
+    max_abs_quantity: float = 1_000
+    # unit price more than this factor off the product's reference price is an outlier
+    price_outlier_factor: float = 10.0
+
+    def null_ceiling(self, column: str) -> float:
+        return self.max_null_rate.get(column, self.max_null_rate.get("default", 0.02))
+
+
+class Settings(_Strict):
+    data_dir: Path
+    sources_file: Path
+    transactions: SourceSpec
+    products: SourceSpec | None = None
+    inventory: SourceSpec | None = None
+    window: WindowSpec
+    forecast: ForecastSpec = ForecastSpec()
+    quality: QualitySettings = QualitySettings()
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def source(self, name: str) -> SourceSpec | None:
+        return getattr(self, name)
+
+    def files(self, name: str) -> list[Path]:
+        spec = self.source(name)
+        return [] if spec is None else resolve_files(self.data_dir, spec.path)
+
+
+def resolve_files(data_dir: Path, pattern: str) -> list[Path]:
+    full = pattern if os.path.isabs(pattern) else str(data_dir / pattern)
+    return sorted(Path(p) for p in glob.glob(full, recursive=True) if Path(p).is_file())
+
+
+def data_dir_from_env() -> Path:
+    return Path(os.environ.get("MLOPS_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
+
+
+def load_settings(data_dir: str | Path | None = None) -> Settings:
+    """Read and validate `<data_dir>/sources.yaml` (data_dir defaults to MLOPS_DATA_DIR)."""
+    return _load(Path(data_dir).resolve() if data_dir else data_dir_from_env())
+
+
+@functools.cache
+def _load(data_dir: Path) -> Settings:
+    sources_file = data_dir / "sources.yaml"
+    if not sources_file.is_file():
+        raise SettingsError(f"{sources_file}: file not found (set MLOPS_DATA_DIR to a folder with a sources.yaml)")
+    try:
+        raw = yaml.safe_load(sources_file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{sources_file}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{sources_file}: expected a mapping of sources at the top level")
+    if "transactions" not in raw:
+        raise SettingsError(f"{sources_file}: transactions: required source is missing")
+    try:
+        settings = Settings(data_dir=data_dir, sources_file=sources_file, **raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise SettingsError(f"{sources_file}: {key}: {first['msg']}") from exc
+    for name in CANONICAL:
+        spec = settings.source(name)
+        if spec is not None:
+            _check_source(settings, name, spec)
+    return settings
+
+
+def _check_source(settings: Settings, name: str, spec: SourceSpec) -> None:
+    where = f"{settings.sources_file}: {name}"
+    unknown = sorted(set(spec.columns) - set(CANONICAL[name]))
+    if unknown:
+        raise SettingsError(
+            f"{where}.columns.{unknown[0]}: unknown canonical name '{unknown[0]}' "
+            f"(expected one of: {', '.join(CANONICAL[name])})"
+        )
+    for required in REQUIRED[name]:
+        options = required.split("|")
+        if not any(opt in spec.columns for opt in options):
+            raise SettingsError(
+                f"{where}.columns: missing required mapping for "
+                + " or ".join(f"'{o}'" for o in options)
+            )
+    if not settings.files(name):
+        raise SettingsError(
+            f"{where}.path: no file matches '{spec.path}' (looked in {settings.data_dir})"
+        )

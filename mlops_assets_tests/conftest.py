@@ -1,0 +1,62 @@
+"""Shared fixtures: small generated data directories and a helper to run the graph."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+import yaml
+
+from mlops_assets.definitions import build_definitions
+from mlops_assets.sample_data.__main__ import main as generate_cli
+from mlops_assets.settings import load_settings
+
+SMALL = {"lines": 6000, "start": "2023-01-01", "end": "2023-03-31"}
+
+
+@pytest.fixture(scope="session")
+def _small_template(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("small_template")
+    generate_cli(["--lines", str(SMALL["lines"]), "--seed", "3", "--out", str(out),
+                  "--start", SMALL["start"], "--end", SMALL["end"]])
+    return out
+
+
+@pytest.fixture
+def small_data_dir(_small_template, tmp_path) -> Path:
+    """A private copy of a small generated sample (3 months, 6k lines)."""
+    target = tmp_path / "data"
+    shutil.copytree(_small_template, target)
+    return target
+
+
+def edit_sources(data_dir: Path, change) -> None:
+    spec = yaml.safe_load((data_dir / "sources.yaml").read_text())
+    change(spec)
+    (data_dir / "sources.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def run_graph(data_dir: Path, start: str, end: str, instance=None, selection=None) -> dg.ExecuteInProcessResult:
+    """Materialize the graph (or a selection) over a partition range, in process."""
+    defs = build_definitions(load_settings(data_dir))
+    job = defs.resolve_implicit_global_asset_job_def()
+    tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+    return job.execute_in_process(
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        tags=tags,
+        raise_on_error=False,
+        asset_selection=selection,
+    )
+
+
+def read_table(data_dir: Path, table: str) -> pd.DataFrame:
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        return con.sql(f"select * from {table}").df()
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}

@@ -1,0 +1,124 @@
+"""The ingestion graph materialized in process over small generated data directories."""
+
+import gzip
+
+import dagster as dg
+import pandas as pd
+
+from mlops_assets.definitions import build_definitions
+from mlops_assets.settings import load_settings
+from mlops_assets_tests.conftest import check_results, edit_sources, read_table, run_graph
+
+START, END = "2023-01-01", "2023-03-31"
+
+
+def test_definitions_have_groups_partitions_and_blocking_checks(small_data_dir):
+    defs = build_definitions(load_settings(small_data_dir))
+    graph = defs.resolve_asset_graph()
+    groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups == {
+        "bronze_transactions": "bronze", "bronze_products": "bronze", "bronze_inventory": "bronze",
+        "silver_transactions": "silver", "quarantined_transactions": "silver",
+        "data_quality_report": "quality",
+    }
+    silver = graph.get(dg.AssetKey("silver_transactions"))
+    assert silver.partitions_def.get_first_partition_key() == START
+    assert silver.partitions_def.get_last_partition_key() == END
+    checks = {k.name: graph.get(k).blocking for k in graph.asset_check_keys}
+    assert checks["matches_source_schema"] and checks["quarantine_share_within_limit"]
+
+
+def test_range_run_builds_every_table_and_reconciles(small_data_dir):
+    result = run_graph(small_data_dir, START, END)
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    source_rows = len(pd.read_csv(small_data_dir / "raw/transactions.csv.gz"))
+    bronze = read_table(small_data_dir, "bronze.bronze_transactions")
+    silver = read_table(small_data_dir, "silver.silver_transactions")
+    quarantined = read_table(small_data_dir, "silver.quarantined_transactions")
+    report = read_table(small_data_dir, "quality.data_quality_report")
+    # nothing lost: every source row is in exactly one of silver or quarantine
+    assert len(bronze) == source_rows == len(silver) + len(quarantined)
+    keys = pd.concat([silver, quarantined])[["source_file", "source_row"]]
+    assert not keys.duplicated().any()
+    assert set(quarantined["reason"]) >= {"duplicate_line", "future_timestamp", "missing_key"}
+    assert report["bronze_rows"].sum() == source_rows
+    assert len(read_table(small_data_dir, "bronze.bronze_products")) == 200
+    mats = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
+    meta = mats["data_quality_report"].materialization.metadata
+    assert meta["quarantine_share"].value == len(quarantined) / source_rows
+    assert "duplicate_line" in meta["counts_per_rule"].value
+
+
+def test_one_day_run_rewrites_only_its_partition(small_data_dir):
+    assert run_graph(small_data_dir, START, END).success
+    before = read_table(small_data_dir, "silver.silver_transactions")
+    assert run_graph(small_data_dir, "2023-02-10", "2023-02-10").success
+    after = read_table(small_data_dir, "silver.silver_transactions")
+    assert len(after) == len(before)  # the day was replaced, not appended
+
+
+def _corrupt(data_dir, transform) -> None:
+    path = data_dir / "raw/transactions.csv.gz"
+    df = transform(pd.read_csv(path, dtype=str))
+    with gzip.open(path, "wt") as fh:
+        df.to_csv(fh, index=False)
+
+
+def test_renamed_customer_column_stops_the_run_at_the_schema_gate(small_data_dir):
+    assert run_graph(small_data_dir, START, END).success
+    silver_before = read_table(small_data_dir, "silver.silver_transactions")
+    _corrupt(small_data_dir, lambda df: df.rename(columns={"customer": "client"}))
+    result = run_graph(small_data_dir, START, END)
+    assert not result.success
+    checks = check_results(result)
+    assert not checks["matches_source_schema"].passed
+    assert "column 'customer_id' is missing from raw/transactions.csv.gz" in checks["matches_source_schema"].description
+    # nothing downstream ran, and the published tables are as they were
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert not materialized & {"bronze_transactions", "silver_transactions", "quarantined_transactions"}
+    pd.testing.assert_frame_equal(read_table(small_data_dir, "silver.silver_transactions"), silver_before)
+
+
+def test_price_strings_stop_the_run_naming_unit_price(small_data_dir):
+    _corrupt(small_data_dir, lambda df: df.assign(unit_price="USD " + df["unit_price"]))
+    result = run_graph(small_data_dir, START, END)
+    gate = check_results(result)["matches_source_schema"]
+    assert not result.success and not gate.passed
+    assert "column 'unit_price' breaks rule parses_as_float" in gate.description
+
+
+def test_corrupt_upstream_blocks_at_quarantine_share(small_data_dir):
+    # prices off by 1000x on a third of the lines: each line looks like an outlier
+    def inflate(df):
+        df = df.copy()
+        rows = df.index[::3]
+        df.loc[rows, "unit_price"] = (df.loc[rows, "unit_price"].astype(float) * 1000).astype(str)
+        return df
+
+    _corrupt(small_data_dir, inflate)
+    result = run_graph(small_data_dir, START, END)
+    gate = check_results(result)["quarantine_share_within_limit"]
+    assert not result.success and not gate.passed
+    assert "exceeds quality.max_quarantine_share 5%" in gate.description
+    assert "outlier_price" in gate.description
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "silver_transactions" not in materialized
+
+
+def test_null_explosion_blocks_at_null_gate(small_data_dir):
+    _corrupt(small_data_dir, lambda df: df.assign(store=None))
+    result = run_graph(small_data_dir, START, END)
+    gate = check_results(result)["null_rates_within_limits"]
+    assert not result.success and not gate.passed
+    assert "column 'store_id' breaks rule null_rate<=0.02 (null share 100.0%)" in gate.description
+
+
+def test_missing_optional_sources_degrade_gracefully(small_data_dir):
+    edit_sources(small_data_dir, lambda s: (s.pop("products"), s.pop("inventory")))
+    result = run_graph(small_data_dir, START, END)
+    assert result.success
+    mats = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
+    assert "no 'products' source" in mats["bronze_products"].materialization.metadata["notes"].value
+    quarantined = read_table(small_data_dir, "silver.quarantined_transactions")
+    assert "unknown_product" not in set(quarantined["reason"])

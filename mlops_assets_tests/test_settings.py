@@ -1,0 +1,49 @@
+"""sources.yaml is validated at load time, with messages naming the file and the key."""
+
+import pytest
+
+from mlops_assets.settings import SettingsError, load_settings
+from mlops_assets_tests.conftest import edit_sources
+
+
+def test_loads_the_generated_sample(small_data_dir):
+    settings = load_settings(small_data_dir)
+    assert settings.transactions.columns["customer_id"] == "customer"
+    assert settings.window.start_date.isoformat() == "2023-01-01"
+    assert settings.files("transactions")[0].name == "transactions.csv.gz"
+    assert settings.warehouse_path == small_data_dir / "warehouse.duckdb"
+
+
+def test_missing_required_mapping_names_file_and_key(small_data_dir):
+    edit_sources(small_data_dir, lambda s: s["transactions"]["columns"].pop("order_ts"))
+    with pytest.raises(SettingsError, match=r"sources\.yaml: transactions\.columns: missing required mapping for 'order_ts'"):
+        load_settings(small_data_dir)
+
+
+def test_price_or_amount_is_required(small_data_dir):
+    edit_sources(small_data_dir, lambda s: s["transactions"]["columns"].pop("unit_price"))
+    with pytest.raises(SettingsError, match="'unit_price' or 'amount'"):
+        load_settings(small_data_dir)
+
+
+def test_unknown_canonical_name(small_data_dir):
+    edit_sources(small_data_dir, lambda s: s["transactions"]["columns"].update(custmer_id="customer"))
+    with pytest.raises(SettingsError, match=r"transactions\.columns\.custmer_id: unknown canonical name"):
+        load_settings(small_data_dir)
+
+
+def test_missing_file(small_data_dir):
+    edit_sources(small_data_dir, lambda s: s["products"].update(path="raw/nope.csv"))
+    with pytest.raises(SettingsError, match=r"sources\.yaml: products\.path: no file matches 'raw/nope\.csv'"):
+        load_settings(small_data_dir)
+
+
+def test_bad_types_name_the_key(small_data_dir):
+    edit_sources(small_data_dir, lambda s: s["window"].update(start_date="first of may"))
+    with pytest.raises(SettingsError, match=r"sources\.yaml: window\.start_date"):
+        load_settings(small_data_dir)
+
+
+def test_missing_sources_file(tmp_path):
+    with pytest.raises(SettingsError, match="sources.yaml: file not found"):
+        load_settings(tmp_path)
