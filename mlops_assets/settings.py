@@ -53,9 +53,7 @@ class QualitySettings(_Strict):
     # a column whose non-null values mostly fail to parse is a schema break, not bad rows
     max_unparseable_share: float = 0.01
     # null-rate ceilings per canonical column; guests make customer_id legitimately sparse
-    max_null_rate: dict[str, float] = Field(
-        default_factory=lambda: {"customer_id": 0.6, "default": 0.02}
-    )
+    max_null_rate: dict[str, float] = Field(default_factory=lambda: {"customer_id": 0.6, "default": 0.02})
     # |quantity| above this is a typo (UCI's 80,995 paper birds), not an order
     max_abs_quantity: float = 1_000
     # unit price more than this factor off the product's reference price is an outlier
@@ -109,7 +107,9 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
 def _load(data_dir: Path) -> Settings:
     sources_file = data_dir / "sources.yaml"
     if not sources_file.is_file():
-        raise SettingsError(f"{sources_file}: file not found (set MLOPS_DATA_DIR to a folder with a sources.yaml)")
+        raise SettingsError(
+            f"{sources_file}: file not found (set MLOPS_DATA_DIR to a folder with a sources.yaml)"
+        )
     try:
         raw = yaml.safe_load(sources_file.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -143,10 +143,7 @@ def _check_source(settings: Settings, name: str, spec: SourceSpec) -> None:
         options = required.split("|")
         if not any(opt in spec.columns for opt in options):
             raise SettingsError(
-                f"{where}.columns: missing required mapping for "
-                + " or ".join(f"'{o}'" for o in options)
+                f"{where}.columns: missing required mapping for " + " or ".join(f"'{o}'" for o in options)
             )
     if not settings.files(name):
-        raise SettingsError(
-            f"{where}.path: no file matches '{spec.path}' (looked in {settings.data_dir})"
-        )
+        raise SettingsError(f"{where}.path: no file matches '{spec.path}' (looked in {settings.data_dir})")

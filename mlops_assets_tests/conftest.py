@@ -21,8 +21,20 @@ SMALL = {"lines": 6000, "start": "2023-01-01", "end": "2023-03-31"}
 @pytest.fixture(scope="session")
 def _small_template(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("small_template")
-    generate_cli(["--lines", str(SMALL["lines"]), "--seed", "3", "--out", str(out),
-                  "--start", SMALL["start"], "--end", SMALL["end"]])
+    generate_cli(
+        [
+            "--lines",
+            str(SMALL["lines"]),
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--start",
+            SMALL["start"],
+            "--end",
+            SMALL["end"],
+        ]
+    )
     return out
 
 
@@ -40,7 +52,9 @@ def edit_sources(data_dir: Path, change) -> None:
     (data_dir / "sources.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
-def run_graph(data_dir: Path, start: str, end: str, instance=None, selection=None) -> dg.ExecuteInProcessResult:
+def run_graph(
+    data_dir: Path, start: str, end: str, instance=None, selection=None
+) -> dg.ExecuteInProcessResult:
     """Materialize the graph (or a selection) over a partition range, in process."""
     defs = build_definitions(load_settings(data_dir))
     job = defs.resolve_implicit_global_asset_job_def()

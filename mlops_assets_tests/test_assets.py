@@ -17,8 +17,11 @@ def test_definitions_have_groups_partitions_and_blocking_checks(small_data_dir):
     graph = defs.resolve_asset_graph()
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {
-        "bronze_transactions": "bronze", "bronze_products": "bronze", "bronze_inventory": "bronze",
-        "silver_transactions": "silver", "quarantined_transactions": "silver",
+        "bronze_transactions": "bronze",
+        "bronze_products": "bronze",
+        "bronze_inventory": "bronze",
+        "silver_transactions": "silver",
+        "quarantined_transactions": "silver",
         "data_quality_report": "quality",
     }
     silver = graph.get(dg.AssetKey("silver_transactions"))
@@ -73,7 +76,10 @@ def test_renamed_customer_column_stops_the_run_at_the_schema_gate(small_data_dir
     assert not result.success
     checks = check_results(result)
     assert not checks["matches_source_schema"].passed
-    assert "column 'customer_id' is missing from raw/transactions.csv.gz" in checks["matches_source_schema"].description
+    assert (
+        "column 'customer_id' is missing from raw/transactions.csv.gz"
+        in checks["matches_source_schema"].description
+    )
     # nothing downstream ran, and the published tables are as they were
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert not materialized & {"bronze_transactions", "silver_transactions", "quarantined_transactions"}

@@ -6,8 +6,14 @@ from mlops_assets.checks.gates import Gate
 from mlops_assets.core import ingestion, schemas
 
 GATE = Gate("matches_source_schema", "bronze_transactions", "test gate")
-MAPPING = {"order_id": "inv", "order_ts": "ts", "customer_id": "cust", "product_id": "sku",
-           "quantity": "qty", "unit_price": "price"}
+MAPPING = {
+    "order_id": "inv",
+    "order_ts": "ts",
+    "customer_id": "cust",
+    "product_id": "sku",
+    "quantity": "qty",
+    "unit_price": "price",
+}
 
 
 def source(tmp_path, df: pd.DataFrame) -> tuple[ingestion.RawSource, pd.DataFrame]:
@@ -17,18 +23,21 @@ def source(tmp_path, df: pd.DataFrame) -> tuple[ingestion.RawSource, pd.DataFram
 
 
 def lines(n=200) -> pd.DataFrame:
-    return pd.DataFrame({
-        "inv": [f"O{i}" for i in range(n)],
-        "ts": pd.date_range("2024-01-01", periods=n, freq="h").strftime("%Y-%m-%d %H:%M:%S"),
-        "cust": [f"C{i % 17}" for i in range(n)],
-        "sku": [f"P{i % 5}" for i in range(n)],
-        "qty": [1 + i % 3 for i in range(n)],
-        "price": [9.99] * n,
-    })
+    return pd.DataFrame(
+        {
+            "inv": [f"O{i}" for i in range(n)],
+            "ts": pd.date_range("2024-01-01", periods=n, freq="h").strftime("%Y-%m-%d %H:%M:%S"),
+            "cust": [f"C{i % 17}" for i in range(n)],
+            "sku": [f"P{i % 5}" for i in range(n)],
+            "qty": [1 + i % 3 for i in range(n)],
+            "price": [9.99] * n,
+        }
+    )
 
 
 def schema_result(raw, typed, max_bad=0.01):
-    return GATE.validate(schemas.raw_schema("transactions", raw.mapped, typed, max_bad), raw.frame, "t.csv")
+    schema = schemas.raw_schema("transactions", raw.mapped, raw.frame, typed, max_bad)
+    return GATE.validate(schema, raw.frame, "t.csv")
 
 
 def test_clean_source_passes(tmp_path):
@@ -80,11 +89,17 @@ def test_null_explosion_fails_naming_the_column(tmp_path):
 
 
 def test_silver_schema_catches_values_out_of_range():
-    silver = pd.DataFrame({
-        "order_id": ["a", "b"], "order_ts": pd.to_datetime(["2024-01-02", "2024-01-03"]),
-        "product_id": ["p", "p"], "store_id": ["s", "s"], "quantity": [1.0, 0.0],
-        "unit_price": [2.0, -1.0], "amount": [2.0, 0.0],
-    })
+    silver = pd.DataFrame(
+        {
+            "order_id": ["a", "b"],
+            "order_ts": pd.to_datetime(["2024-01-02", "2024-01-03"]),
+            "product_id": ["p", "p"],
+            "store_id": ["s", "s"],
+            "quantity": [1.0, 0.0],
+            "unit_price": [2.0, -1.0],
+            "amount": [2.0, 0.0],
+        }
+    )
     schema = schemas.silver_schema(pd.Timestamp("2024-01-01"), pd.Timestamp("2024-02-01"), 1000)
     result = Gate("silver_values_in_range", "silver_transactions", "").validate(schema, silver, "silver")
     assert not result.passed
@@ -94,5 +109,7 @@ def test_silver_schema_catches_values_out_of_range():
 
 def test_duplicate_product_ids_in_catalog_fail():
     catalog = pd.DataFrame({"product_id": ["P1", "P1"], "price": [1.0, 2.0], "rating": [4.0, 4.5]})
-    result = Gate("products_values_valid", "bronze_products", "").validate(schemas.catalog_schema(), catalog, "p.csv")
+    result = Gate("products_values_valid", "bronze_products", "").validate(
+        schemas.catalog_schema(), catalog, "p.csv"
+    )
     assert not result.passed and "column 'product_id' breaks rule field_uniqueness" in result.description

@@ -11,7 +11,12 @@ from mlops_assets.core.schemas import CANONICAL
 LINES = pd.DataFrame(
     {
         "InvoiceNo": ["A1", "A1", "A2", "A3"],
-        "InvoiceDate": ["2024-01-02 10:00:00", "2024-01-02 10:00:00", "2024-01-03 11:30:00", "2024-01-04 09:00:00"],
+        "InvoiceDate": [
+            "2024-01-02 10:00:00",
+            "2024-01-02 10:00:00",
+            "2024-01-03 11:30:00",
+            "2024-01-04 09:00:00",
+        ],
         "CustomerID": ["00017", "00017", None, "00042"],
         "StockCode": ["X1", "X2", "X1", "X3"],
         "Country": ["UK", "UK", "FR", "UK"],
@@ -20,8 +25,13 @@ LINES = pd.DataFrame(
     }
 )
 MAPPING = {
-    "order_id": "InvoiceNo", "order_ts": "InvoiceDate", "customer_id": "CustomerID",
-    "product_id": "StockCode", "store_id": "Country", "quantity": "Quantity", "unit_price": "UnitPrice",
+    "order_id": "InvoiceNo",
+    "order_ts": "InvoiceDate",
+    "customer_id": "CustomerID",
+    "product_id": "StockCode",
+    "store_id": "Country",
+    "quantity": "Quantity",
+    "unit_price": "UnitPrice",
 }
 
 
@@ -69,7 +79,13 @@ def test_glob_reads_every_file(tmp_path):
 def test_whitespace_file_with_yyyymmdd_dates(tmp_path):
     text = "inv   day       cust qty price\nB1    20240105  7    2   3.5\nB2    20240106  8    1   12\n"
     (tmp_path / "t.txt").write_text(text)
-    mapping = {"order_id": "inv", "order_ts": "day", "customer_id": "cust", "quantity": "qty", "unit_price": "price"}
+    mapping = {
+        "order_id": "inv",
+        "order_ts": "day",
+        "customer_id": "cust",
+        "quantity": "qty",
+        "unit_price": "price",
+    }
     _, typed = load(tmp_path / "t.txt", mapping, {"sep": r"\s+", "date_format": "%Y%m%d"})
     assert typed["order_ts"].tolist() == [pd.Timestamp("2024-01-05"), pd.Timestamp("2024-01-06")]
     assert typed["unit_price"].tolist() == [3.5, 12.0]

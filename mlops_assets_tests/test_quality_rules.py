@@ -13,9 +13,17 @@ CATALOG = pd.DataFrame({"product_id": ["P1", "P2"], "price": [10.0, 4.0]})
 
 def line(**over) -> dict:
     base = {
-        "order_id": "O1", "order_ts": pd.Timestamp("2024-01-10 12:00"), "customer_id": "C1",
-        "product_id": "P1", "store_id": "S1", "quantity": 2.0, "unit_price": 10.0, "amount": 20.0,
-        "unparsed_values": None, "source_file": "f.csv", "source_row": 1,
+        "order_id": "O1",
+        "order_ts": pd.Timestamp("2024-01-10 12:00"),
+        "customer_id": "C1",
+        "product_id": "P1",
+        "store_id": "S1",
+        "quantity": 2.0,
+        "unit_price": 10.0,
+        "amount": 20.0,
+        "unparsed_values": None,
+        "source_file": "f.csv",
+        "source_row": 1,
         "partition_date": pd.Timestamp("2024-01-10"),
     }
     return {**base, **over}
@@ -28,7 +36,9 @@ def frame(*lines: dict) -> pd.DataFrame:
 
 
 def split(df, catalog=CATALOG):
-    return quality.split_transactions(df, WINDOW, NOW, catalog, max_abs_quantity=1000, price_outlier_factor=10)
+    return quality.split_transactions(
+        df, WINDOW, NOW, catalog, max_abs_quantity=1000, price_outlier_factor=10
+    )
 
 
 GOOD = line()
@@ -116,7 +126,9 @@ def test_out_of_window_lines_belong_to_their_neighbours_day():
         line(order_ts=pd.Timestamp("2024-01-07 10:00")),
     )
     days = quality.attribute_partitions(df, WINDOW)
-    assert days.tolist() == [pd.Timestamp(d) for d in ["2024-01-05", "2024-01-05", "2024-01-05", "2024-01-07"]]
+    assert days.tolist() == [
+        pd.Timestamp(d) for d in ["2024-01-05", "2024-01-05", "2024-01-05", "2024-01-07"]
+    ]
 
 
 def test_a_file_with_no_valid_line_goes_to_the_window_start():

@@ -16,7 +16,9 @@ def test_loads_the_generated_sample(small_data_dir):
 
 def test_missing_required_mapping_names_file_and_key(small_data_dir):
     edit_sources(small_data_dir, lambda s: s["transactions"]["columns"].pop("order_ts"))
-    with pytest.raises(SettingsError, match=r"sources\.yaml: transactions\.columns: missing required mapping for 'order_ts'"):
+    with pytest.raises(
+        SettingsError, match=r"sources\.yaml: transactions\.columns: missing required mapping for 'order_ts'"
+    ):
         load_settings(small_data_dir)
 
 
@@ -34,7 +36,9 @@ def test_unknown_canonical_name(small_data_dir):
 
 def test_missing_file(small_data_dir):
     edit_sources(small_data_dir, lambda s: s["products"].update(path="raw/nope.csv"))
-    with pytest.raises(SettingsError, match=r"sources\.yaml: products\.path: no file matches 'raw/nope\.csv'"):
+    with pytest.raises(
+        SettingsError, match=r"sources\.yaml: products\.path: no file matches 'raw/nope\.csv'"
+    ):
         load_settings(small_data_dir)
 
 

@@ -5,7 +5,6 @@ renamed column or a price column of strings stops the run with the column and ru
 leaves the warehouse as it was.
 """
 
-
 import dagster as dg
 import pandas as pd
 
@@ -21,10 +20,16 @@ GROUP = "bronze"
 
 def _gates(asset: str) -> tuple[Gate, Gate]:
     return (
-        Gate("matches_source_schema", asset,
-             "Every column sources.yaml maps is present in the files and parses as its canonical type."),
-        Gate("null_rates_within_limits", asset,
-             "No canonical column's null share exceeds its ceiling (quality.max_null_rate)."),
+        Gate(
+            "matches_source_schema",
+            asset,
+            "Every column sources.yaml maps is present in the files and parses as its canonical type.",
+        ),
+        Gate(
+            "null_rates_within_limits",
+            asset,
+            "No canonical column's null share exceeds its ceiling (quality.max_null_rate).",
+        ),
     )
 
 
@@ -35,7 +40,9 @@ def read_and_audit(settings: Settings, name: str, gates: tuple[Gate, Gate]):
     typed = ingestion.typed_frame(name, raw, spec.read.get("date_format"))
     schema_gate, null_gate = gates
     where = f"{raw.file_label} (mapped by {settings.sources_file.name} '{name}')"
-    parse_schema = schemas.raw_schema(name, raw.mapped, typed, settings.quality.max_unparseable_share)
+    parse_schema = schemas.raw_schema(
+        name, raw.mapped, raw.frame, typed, settings.quality.max_unparseable_share
+    )
     ceilings = {c: settings.quality.null_ceiling(c) for c in raw.mapped if c not in raw.missing}
     results = [
         schema_gate.validate(parse_schema, raw.frame, where),
@@ -100,17 +107,22 @@ def build_bronze_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         }
         yield from _publish(context, frame, results, meta)
 
-    return [bronze_transactions, _reference_asset(settings, "products", "product_id"),
-            _reference_asset(settings, "inventory", "snapshot_date")]
+    return [
+        bronze_transactions,
+        _reference_asset(settings, "products", "product_id"),
+        _reference_asset(settings, "inventory", "snapshot_date"),
+    ]
 
 
 def _reference_asset(settings: Settings, name: str, date_col: str) -> dg.AssetsDefinition:
     asset = f"bronze_{name}"
     gates = _gates(asset)
     table_gate = Gate(
-        f"{name}_values_valid", asset,
+        f"{name}_values_valid",
+        asset,
         "products: unique non-null product_id, positive price, non-negative rating"
-        if name == "products" else "inventory: non-null date and product, on_hand >= 0",
+        if name == "products"
+        else "inventory: non-null date and product, on_hand >= 0",
     )
     table_schema = schemas.catalog_schema() if name == "products" else schemas.inventory_schema()
     description = f"The `{name}` source of sources.yaml, canonical and typed " + (

@@ -1,7 +1,6 @@
 """Silver: bronze lines routed to silver_transactions or quarantined_transactions, and the
 per-day data_quality_report, all from one pass over the run's bronze partitions."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -16,16 +15,20 @@ from mlops_assets.settings import Settings
 SILVER = "silver_transactions"
 GATES = {
     "rows_conserved": Gate(
-        "rows_conserved", SILVER,
-        "Every bronze line of the run is in exactly one of silver or quarantine."),
+        "rows_conserved", SILVER, "Every bronze line of the run is in exactly one of silver or quarantine."
+    ),
     "quarantine_share_within_limit": Gate(
-        "quarantine_share_within_limit", SILVER,
+        "quarantine_share_within_limit",
+        SILVER,
         "The quarantined share stays under quality.max_quarantine_share: above it the upstream "
-        "is corrupt, and the run stops instead of quietly quarantining it."),
+        "is corrupt, and the run stops instead of quietly quarantining it.",
+    ),
     "silver_values_in_range": Gate(
-        "silver_values_in_range", SILVER,
+        "silver_values_in_range",
+        SILVER,
         "Silver lines have keys, a non-zero quantity within bounds, a positive price and a "
-        "timestamp inside the window."),
+        "timestamp inside the window.",
+    ),
 }
 
 
@@ -48,14 +51,21 @@ def build_quality_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.multi_asset(
         name="split_transactions",
         outs={
-            SILVER: _out("silver", "Valid order lines (returns included), one row per bronze line "
-                                   "that passed every quarantine rule."),
+            SILVER: _out(
+                "silver",
+                "Valid order lines (returns included), one row per bronze line "
+                "that passed every quarantine rule.",
+            ),
             "quarantined_transactions": _out(
-                "silver", "Bronze lines that broke a rule, with all their values and a `reason` "
-                          "(see core/quality.py RULES)."),
+                "silver",
+                "Bronze lines that broke a rule, with all their values and a `reason` "
+                "(see core/quality.py RULES).",
+            ),
             "data_quality_report": _out(
-                "quality", "Per day: bronze/silver/quarantined rows, counts per rule, duplicate "
-                           "rate, quarantine share and null rate per column."),
+                "quality",
+                "Per day: bronze/silver/quarantined rows, counts per rule, duplicate "
+                "rate, quarantine share and null rate per column.",
+            ),
         },
         partitions_def=window.partitions,
         backfill_policy=SINGLE_RUN,
@@ -102,16 +112,23 @@ def _outputs(split: quality.Split, summary: dict):
     )
     nulls = split.report.filter(like="null_").mean().rename(lambda c: c[5:])
     reconciliation = pd.DataFrame(
-        [{"bronze": summary["bronze_rows"], "silver": summary["silver_rows"],
-          "quarantined": summary["quarantined_rows"],
-          "balanced": summary["bronze_rows"] == summary["silver_rows"] + summary["quarantined_rows"]}]
+        [
+            {
+                "bronze": summary["bronze_rows"],
+                "silver": summary["silver_rows"],
+                "quarantined": summary["quarantined_rows"],
+                "balanced": summary["bronze_rows"] == summary["silver_rows"] + summary["quarantined_rows"],
+            }
+        ]
     )
     yield dg.Output(
-        split.silver, output_name=SILVER,
+        split.silver,
+        output_name=SILVER,
         metadata={**frame_metadata(split.silver), "silver_rows": summary["silver_rows"]},
     )
     yield dg.Output(
-        split.quarantined, output_name="quarantined_transactions",
+        split.quarantined,
+        output_name="quarantined_transactions",
         metadata={
             **frame_metadata(split.quarantined),
             "quarantined_rows": summary["quarantined_rows"],
@@ -119,7 +136,8 @@ def _outputs(split: quality.Split, summary: dict):
         },
     )
     yield dg.Output(
-        split.report, output_name="data_quality_report",
+        split.report,
+        output_name="data_quality_report",
         metadata={
             **{k: float(v) for k, v in summary.items()},
             "reconciliation": md_table(reconciliation),

@@ -40,7 +40,7 @@ class Gate:
     def validate(self, schema: pa.DataFrameSchema, frame: pd.DataFrame, where: str) -> dg.AssetCheckResult:
         """Validate lazily; on failure say which column broke which rule, and show the cases."""
         try:
-            schema.validate(frame, lazy=True)
+            schema.validate(frame, lazy=True, inplace=True)  # checks only: no copy of the frame
         except pa.errors.SchemaErrors as exc:
             cases = exc.failure_cases
             sentences = describe_failures(cases, frame, where)
@@ -56,7 +56,9 @@ class Gate:
                     "failure_case_count": len(cases),
                 },
             )
-        return self.result(True, f"{self.name} passed on {where} ({len(frame):,} rows)", {"rows_checked": len(frame)})
+        return self.result(
+            True, f"{self.name} passed on {where} ({len(frame):,} rows)", {"rows_checked": len(frame)}
+        )
 
 
 def describe_failures(cases: pd.DataFrame, frame: pd.DataFrame, where: str) -> list[str]:

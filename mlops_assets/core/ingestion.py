@@ -13,6 +13,7 @@ import pandas as pd
 
 from mlops_assets.core.schemas import CANONICAL, DEFAULT_DIMENSION, LINEAGE, UNPARSED
 
+TEXT = pd.StringDtype("pyarrow")  # text columns: fast null checks, strip, hashing and DuckDB hand-off
 READER_ONLY_KEYS = {"date_format", "dayfirst"}  # ours, applied when typing, not by the reader
 # options the fast multithreaded pyarrow CSV engine understands
 PYARROW_SAFE = {"sep", "delimiter", "encoding", "quotechar", "na_values", "escapechar"}
@@ -29,10 +30,16 @@ class RawSource:
     missing: list[str] = field(default_factory=list)  # mapped, but absent from the files
     notes: list[str] = field(default_factory=list)
 
+    root: Path | None = None
+
     @property
     def file_label(self) -> str:
-        names = self.frame["source_file"].unique() if len(self.frame) else [str(p) for p in self.files]
-        return ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        names = [relative_label(p, self.root) for p in self.files[:3]]
+        return ", ".join(names) + (" ..." if len(self.files) > 3 else "")
+
+
+def relative_label(path: Path, root: Path | None) -> str:
+    return str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
 
 
 def content_hash(files: list[Path]) -> str:
@@ -56,7 +63,7 @@ def read_source(
         df = _read_file(path, read, set(wanted), string_cols)
         present |= set(df.columns)
         df = df.rename(columns=wanted)
-        df["source_file"] = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
+        df["source_file"] = pd.Series(relative_label(path, root), index=df.index, dtype=TEXT)
         df["source_row"] = np.arange(1, len(df) + 1)
         frames.append(df)
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -67,6 +74,7 @@ def read_source(
         content_hash=content_hash(files),
         mapped=list(columns),
         missing=missing,
+        root=root,
     )
 
 
@@ -85,17 +93,21 @@ def _read_file(path: Path, read: dict[str, Any], wanted: set[str], string_cols: 
     use = [c for c in header if c in wanted]
     if _pyarrow_ok(opts):
         return _read_csv_arrow(path, opts, use, string_cols)
-    dtype = {c: str for c in use if c in string_cols}
+    dtype = {c: TEXT for c in use if c in string_cols}
     return pd.read_csv(path, usecols=use, dtype=dtype, **_c_opts(opts))
 
 
 def _read_csv_arrow(path: Path, opts: dict[str, Any], use: list[str], string_cols: set[str]) -> pd.DataFrame:
     """pyarrow's multithreaded CSV reader, with id and date columns read as text (so '00017'
     keeps its zeros and dates are parsed by our own, configurable rule)."""
+    import pyarrow as pa
     from pyarrow import csv
 
-    parse = csv.ParseOptions(delimiter=opts.get("sep", opts.get("delimiter", ",")),
-                             quote_char=opts.get("quotechar", '"'), escape_char=opts.get("escapechar", False))
+    parse = csv.ParseOptions(
+        delimiter=opts.get("sep", opts.get("delimiter", ",")),
+        quote_char=opts.get("quotechar", '"'),
+        escape_char=opts.get("escapechar", False),
+    )
     convert = csv.ConvertOptions(
         include_columns=use,
         column_types={c: "string" for c in use if c in string_cols},
@@ -104,10 +116,7 @@ def _read_csv_arrow(path: Path, opts: dict[str, Any], use: list[str], string_col
     )
     read = csv.ReadOptions(encoding=opts.get("encoding", "utf8"))
     table = csv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
-    df = table.to_pandas()
-    for col in string_cols & set(df.columns):
-        df[col] = _as_string(df[col])
-    return df
+    return table.to_pandas(types_mapper={pa.string(): TEXT}.get)
 
 
 def _pyarrow_ok(opts: dict[str, Any]) -> bool:
@@ -123,11 +132,12 @@ def _c_opts(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _as_string(s: pd.Series) -> pd.Series:
-    if s.dtype == object:
+    """Arrow-backed text: nulls stay null, and string operations run in pyarrow."""
+    if s.dtype == TEXT:
         return s
-    if isinstance(s.dtype, pd.StringDtype):
-        return s.astype(object).where(s.notna(), None)
-    return s.astype(str).astype(object).where(s.notna(), None)
+    if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
+        return s.astype(TEXT)
+    return s.astype(str).astype(TEXT).mask(s.isna())
 
 
 def parse_column(raw: pd.Series, kind: str, date_format: str | None = None) -> pd.Series:
@@ -135,18 +145,33 @@ def parse_column(raw: pd.Series, kind: str, date_format: str | None = None) -> p
     if kind == "float":
         return pd.to_numeric(raw, errors="coerce").astype("float64")
     if kind == "datetime":
-        if pd.api.types.is_datetime64_any_dtype(raw):
-            ts = raw
-        else:
-            ts = pd.to_datetime(_as_string(raw), format=date_format, errors="coerce")
+        ts = (
+            raw
+            if pd.api.types.is_datetime64_any_dtype(raw)
+            else _parse_timestamps(_as_string(raw), date_format)
+        )
         if getattr(ts.dt, "tz", None) is not None:
             ts = ts.dt.tz_convert(None)
         return ts.astype("datetime64[ns]")
-    text = _as_string(raw)
-    if text.dtype == object:  # blank cells are missing values, whatever the reader made of them
-        text = text.str.strip()
-        text = text.mask(text == "")
-    return text
+    text = _as_string(raw).str.strip()
+    return text.mask(text == "")  # blank cells are missing values, whatever the reader made of them
+
+
+def _parse_timestamps(text: pd.Series, date_format: str | None) -> pd.Series:
+    """pyarrow's strptime for one known (or guessed) format, pandas' parser otherwise."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pandas.tseries.api import guess_datetime_format
+
+    first = text.dropna().head(1)
+    fmt = date_format or (guess_datetime_format(first.iloc[0]) if len(first) else None)
+    if fmt and "%z" not in fmt and "%Z" not in fmt:
+        arr = pa.array(text.str.strip(), type=pa.string())
+        parsed = pd.Series(pc.strptime(arr, format=fmt, unit="ns", error_is_null=True), index=text.index)
+        parsed = parsed.astype("datetime64[ns]")
+        if date_format or parsed.notna().sum() >= 0.99 * text.notna().sum():
+            return parsed
+    return pd.to_datetime(text, format=date_format, errors="coerce")
 
 
 def typed_frame(name: str, raw: RawSource, date_format: str | None = None) -> pd.DataFrame:
@@ -167,9 +192,9 @@ def typed_frame(name: str, raw: RawSource, date_format: str | None = None) -> pd
         elif kind == "float":
             out[col] = pd.Series(np.nan, index=src.index)
         else:
-            out[col] = pd.Series(None, index=src.index, dtype=object)
+            out[col] = pd.Series(pd.NA, index=src.index, dtype=TEXT)
     typed = pd.DataFrame(out, index=src.index)
-    typed[UNPARSED] = unparsed
+    typed[UNPARSED] = unparsed.astype(TEXT)
     for col in LINEAGE:
         typed[col] = src[col]
     if name == "transactions":
@@ -181,7 +206,7 @@ def _complete_transactions(df: pd.DataFrame, raw: RawSource) -> pd.DataFrame:
     mapped = set(raw.mapped) - set(raw.missing)
     for dim in ("product_id", "store_id"):
         if dim not in raw.mapped:
-            df[dim] = DEFAULT_DIMENSION
+            df[dim] = pd.Series(DEFAULT_DIMENSION, index=df.index, dtype=TEXT)
             raw.notes.append(f"no {dim} column mapped: every line gets {dim}='{DEFAULT_DIMENSION}'")
     if "unit_price" not in mapped and "amount" in mapped:
         qty = df["quantity"].where(df["quantity"] != 0)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core.schemas import CANONICAL, LINEAGE, PARTITION_COLUMN, UNPARSED
+from mlops_assets.core.schemas import CANONICAL, PARTITION_COLUMN, UNPARSED
 
 KEY_COLUMNS = ["order_id", "product_id", "store_id", "quantity", "unit_price"]
 RULES: dict[str, str] = {
@@ -47,7 +47,10 @@ def attribute_partitions(df: pd.DataFrame, window: Window) -> pd.Series:
     run that reads the new file it came in.
     """
     day = df["order_ts"].dt.floor("D").where(window.contains(df["order_ts"]))
-    day = day.groupby(df["source_file"], sort=False).transform(lambda s: s.ffill().bfill())
+    if df["source_file"].nunique() == 1:
+        day = day.ffill().bfill()
+    else:
+        day = day.groupby(df["source_file"], sort=False).transform(lambda s: s.ffill().bfill())
     return day.fillna(window.start).astype("datetime64[ns]")
 
 
@@ -82,14 +85,19 @@ def rule_masks(
 
 def _price_outliers(df: pd.DataFrame, catalog: pd.DataFrame | None, factor: float) -> pd.Series:
     """Reference price: the catalog's list price, else the product's median positive price."""
-    price = df["unit_price"]
-    positive = price.where(price > 0)
-    reference = positive.groupby(df["product_id"]).transform("median")
+    codes, products = pd.factorize(df["product_id"])
+    price = df["unit_price"].to_numpy()
+    positive = pd.Series(np.where(price > 0, price, np.nan))
+    reference = positive.groupby(codes).median().reindex(range(len(products))).to_numpy()
     if catalog is not None and "price" in catalog and catalog["price"].notna().any():
-        listed = df["product_id"].map(catalog.dropna(subset=["price"]).set_index("product_id")["price"])
-        reference = listed.fillna(reference)
-    ratio = positive / reference
-    return (ratio > factor) | (ratio < 1.0 / factor)
+        listed = (
+            catalog.dropna(subset=["price"]).drop_duplicates("product_id").set_index("product_id")["price"]
+        )
+        listed = pd.Series(products).map(listed).to_numpy(dtype=float)
+        reference = np.where(np.isnan(listed), reference, listed)
+    ref = np.where(codes >= 0, reference[codes.clip(0)], np.nan)
+    ratio = positive.to_numpy() / ref
+    return pd.Series((ratio > factor) | (ratio < 1.0 / factor), index=df.index)
 
 
 def assign_reasons(masks: dict[str, pd.Series], index: pd.Index) -> pd.Series:
@@ -134,7 +142,9 @@ def quality_report(bronze: pd.DataFrame, reason: pd.Series) -> pd.DataFrame:
     report = report.fillna(0).astype("int64")
     report["silver_rows"] = report["bronze_rows"] - report["quarantined_rows"]
     report["quarantine_share"] = report["quarantined_rows"] / report["bronze_rows"]
-    report["duplicate_rate"] = counts["duplicate_line"].reindex(report.index, fill_value=0) / report["bronze_rows"]
+    report["duplicate_rate"] = (
+        counts["duplicate_line"].reindex(report.index, fill_value=0) / report["bronze_rows"]
+    )
     for rule in RULES:
         report[f"rule_{rule}"] = counts[rule].reindex(report.index, fill_value=0).astype("int64")
     value_cols = list(CANONICAL["transactions"])

@@ -26,7 +26,7 @@ def make_products(rng: np.random.Generator, n_products: int, start: pd.Timestamp
     counts[-1] += n_products - counts.sum()
     rows = []
     pid = 0
-    for cat, count in zip(names, counts):
+    for cat, count in zip(names, counts, strict=True):
         base = CATEGORIES[cat][0]
         tiers = rng.choice(list(PRICE_TIERS), size=count, p=[0.35, 0.45, 0.20])
         prices = base * np.array([PRICE_TIERS[t] for t in tiers]) * rng.lognormal(0, 0.18, count)

@@ -45,9 +45,7 @@ def generate(
     """Generate about `lines` order lines (exactly `lines` rows in the transactions file)."""
     days = pd.date_range(start, end, freq="D")
     streams = np.random.SeedSequence(seed).spawn(6)
-    rng_cat, rng_promo, rng_cust, rng_lines, rng_dirt, rng_inv = (
-        np.random.default_rng(s) for s in streams
-    )
+    rng_cat, rng_promo, rng_cust, rng_lines, rng_dirt, rng_inv = (np.random.default_rng(s) for s in streams)
     products = catalog.make_products(rng_cat, n_products, days[0])
     promos = catalog.make_promotions(rng_promo, days)
     # a pilot run on a small population calibrates customers-per-line for the target size
@@ -75,9 +73,9 @@ def _orders(rng: np.random.Generator, days: pd.DatetimeIndex, n_customers: int) 
     n_days = len(days)
     existing = rng.random(n_customers) < 0.2
     growth = np.cumsum(1.0 + 0.15 * np.arange(n_days) / 365.25)
-    acq = np.where(
-        existing, 0, np.searchsorted(growth, rng.random(n_customers) * growth[-1])
-    ).clip(0, n_days - 1)
+    acq = np.where(existing, 0, np.searchsorted(growth, rng.random(n_customers) * growth[-1])).clip(
+        0, n_days - 1
+    )
     acq.sort()  # customer ids in order of acquisition
     existing = acq == 0
     rate = rng.gamma(0.8, (1 / 30) / 0.8, n_customers)  # orders/day at multiplier 1
@@ -237,7 +235,11 @@ def _inventory(rng, sales: pd.DataFrame, products: pd.DataFrame, days) -> pd.Dat
     pidx = products["sku"].reset_index().set_index("sku")["index"]
     demand = np.zeros((len(weeks), len(products)))
     ok = (week_of >= 0) & sold["sku"].notna().to_numpy()
-    np.add.at(demand, (week_of[ok], pidx.reindex(sold["sku"][ok]).to_numpy().astype(int)), sold["qty"].to_numpy()[ok])
+    np.add.at(
+        demand,
+        (week_of[ok], pidx.reindex(sold["sku"][ok]).to_numpy().astype(int)),
+        sold["qty"].to_numpy()[ok],
+    )
     avg = demand.mean(0) + 0.5
     target = avg * rng.uniform(3, 8, len(products)) + 5
     on_hand = target.copy()

@@ -1,0 +1,115 @@
+"""Ingestion speed against a bare pandas.read_csv of the same file, measured in one run.
+
+    python bench/bench_ingest.py [--lines 1000000] [--repeat 3] [--dagster]
+
+Generates N order lines (plain CSV), then times:
+  baseline  pandas.read_csv(file), nothing else
+  pipeline  what the bronze and split assets do: read per sources.yaml, type, schema and null
+            gates, partition attribution, quarantine rules, silver gate, data quality report,
+            and the four DuckDB writes
+  dagster   (--dagster) the same as one in-process Dagster run over all 730 daily partitions,
+            which adds Dagster's per-partition event bookkeeping (planned and materialization
+            events for every asset and day)
+and prints each as a ratio to the baseline (best of --repeat; these machines are noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mlops_assets.assets.ingestion import _gates, read_and_audit  # noqa: E402
+from mlops_assets.assets.partitions import window_of  # noqa: E402
+from mlops_assets.assets.quality import GATES  # noqa: E402
+from mlops_assets.core import quality, schemas  # noqa: E402
+from mlops_assets.core.schemas import PARTITION_COLUMN  # noqa: E402
+from mlops_assets.sample_data.__main__ import main as generate_cli  # noqa: E402
+from mlops_assets.settings import load_settings  # noqa: E402
+
+
+def best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def pipeline(data_dir: Path) -> None:
+    settings = load_settings(data_dir)
+    window = window_of(settings).bounds
+    q = settings.quality
+    _, catalog, results = read_and_audit(settings, "products", _gates("bronze_products"))
+    raw, bronze, results = read_and_audit(settings, "transactions", _gates("bronze_transactions"))
+    assert all(r.passed for r in results), [r.description for r in results]
+    bronze[PARTITION_COLUMN] = quality.attribute_partitions(bronze, window)
+    split = quality.split_transactions(
+        bronze, window, pd.Timestamp.now(), catalog, q.max_abs_quantity, q.price_outlier_factor
+    )
+    checks = [
+        GATES["silver_values_in_range"].validate(
+            schemas.silver_schema(window.start, window.end, q.max_abs_quantity), split.silver, "silver"
+        )
+    ]
+    assert len(split.silver) + len(split.quarantined) == len(bronze)
+    assert all(c.passed for c in checks), [c.description for c in checks]
+    db = data_dir / "bench.duckdb"
+    db.unlink(missing_ok=True)
+    with duckdb.connect(str(db)) as con:
+        for name, frame in [
+            ("bronze", bronze),
+            ("silver", split.silver),
+            ("quarantine", split.quarantined),
+            ("report", split.report),
+        ]:
+            con.register("frame", frame)
+            con.execute(f"create table {name} as select * from frame")
+            con.unregister("frame")
+
+
+def dagster_run(data_dir: Path) -> None:
+    from mlops_assets_tests.conftest import run_graph
+
+    (data_dir / "warehouse.duckdb").unlink(missing_ok=True)
+    result = run_graph(data_dir, "2023-01-01", "2024-12-31")
+    assert result.success
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dagster", action="store_true", help="also time a full Dagster run")
+    args = parser.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
+    try:
+        generate_cli(["--lines", str(args.lines), "--seed", "11", "--out", str(data_dir), "--no-compress"])
+        csv = data_dir / "raw/transactions.csv"
+        size_mb = csv.stat().st_size / 1e6
+        baseline = best(lambda: pd.read_csv(csv), args.repeat)
+        work = best(lambda: pipeline(data_dir), args.repeat)
+        print(f"lines={args.lines:,} file={size_mb:.0f} MB")
+        print(f"baseline pandas.read_csv: {baseline:.2f} s")
+        print(
+            f"pipeline (bronze+silver+quarantine+checks+writes): {work:.2f} s  ratio={work / baseline:.2f}x"
+        )
+        if args.dagster:
+            run = best(lambda: dagster_run(data_dir), 1)
+            print(f"dagster run, 730 daily partitions: {run:.2f} s  ratio={run / baseline:.2f}x")
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

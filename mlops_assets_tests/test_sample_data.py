@@ -1,0 +1,88 @@
+"""The seeded sample retailer: reproducible, realistic in shape, with a sprinkle of dirt."""
+
+import hashlib
+import io
+
+import pandas as pd
+import pytest
+
+from mlops_assets.sample_data import generate
+from mlops_assets.settings import DEFAULT_DATA_DIR
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return generate(lines=200_000, seed=7)
+
+
+def _csv_digest(df: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    return hashlib.sha256(buf.getvalue().encode()).hexdigest()
+
+
+def test_committed_sample_is_reproduced_exactly_from_its_seed(sample):
+    committed = pd.read_csv(DEFAULT_DATA_DIR / "raw/transactions.csv.gz", dtype=str, keep_default_na=False)
+    regenerated = pd.read_csv(
+        io.StringIO(sample.transactions.to_csv(index=False)), dtype=str, keep_default_na=False
+    )
+    assert _csv_digest(committed) == _csv_digest(regenerated)
+    products = pd.read_csv(DEFAULT_DATA_DIR / "raw/products.csv")
+    assert products["sku"].tolist() == sample.products["sku"].tolist()
+
+
+def test_seed_changes_the_data():
+    a, b = generate(lines=3_000, seed=1, end="2023-06-30"), generate(lines=3_000, seed=2, end="2023-06-30")
+    assert len(a.transactions) == len(b.transactions) == 3_000
+    assert _csv_digest(a.transactions) != _csv_digest(b.transactions)
+
+
+def test_shape_of_a_real_retailer(sample):
+    tx = sample.transactions
+    ts = pd.to_datetime(tx["invoice_ts"])
+    clean = tx[(ts < "2025-01-01") & (tx["unit_price"] > 0) & (tx["qty"].abs() < 1000)]
+    cts = pd.to_datetime(clean["invoice_ts"])
+    assert len(tx) == 200_000
+    assert (cts.max() - cts.min()).days >= 729  # two years
+    assert set(tx["store"]) == {"S01", "S02", "S03", "S04", "WEB"}
+    assert sample.products["category"].nunique() == 8 and len(sample.products) == 200
+    assert set(sample.products["price_tier"]) == {"budget", "standard", "premium"}
+    assert tx["customer"].nunique() > 5_000
+    assert 0.05 < tx["customer"].isna().mean() < 0.3  # guest orders
+    # heterogeneous customers: a long tail of one-off buyers and some very loyal ones
+    orders_per_customer = clean.groupby("customer")["invoice_id"].nunique()
+    assert orders_per_customer.quantile(0.5) <= 3 and orders_per_customer.quantile(0.99) >= 15
+    revenue = (clean["qty"] * clean["unit_price"]).groupby(cts.dt.to_period("M")).sum()
+    assert revenue["2024"].sum() > 1.15 * revenue["2023"].sum()  # trend
+    assert revenue["2024-12"] > 1.2 * revenue["2024-01":"2024-11"].mean()  # holiday peak
+    by_weekday = clean.groupby(cts.dt.dayofweek)["invoice_id"].nunique()
+    assert by_weekday[5] > 1.3 * by_weekday[1]  # busy Saturdays
+
+
+def test_returns_reverse_earlier_purchases(sample):
+    tx = sample.transactions
+    returns = tx[tx["qty"] < 0]
+    assert 0.02 < len(returns) / len(tx) < 0.05
+    buys = tx[tx["qty"] > 0]
+    matched = returns.merge(buys, on=["customer", "sku"], suffixes=("_r", "_b"))
+    earlier = matched[pd.to_datetime(matched["invoice_ts_b"]) < pd.to_datetime(matched["invoice_ts_r"])]
+    assert (
+        earlier.drop_duplicates(["invoice_id_r", "sku"]).shape[0] >= 0.95 * returns["customer"].notna().sum()
+    )
+
+
+def test_weekly_inventory_snapshots(sample):
+    inv = sample.inventory
+    assert inv["snapshot_date"].str.fullmatch(r"\d{8}").all()
+    assert inv.groupby("snapshot_date").size().eq(200).all()
+    assert inv["snapshot_date"].nunique() >= 104
+    assert (inv["units_on_hand"] == 0).mean() < 0.2
+
+
+def test_about_half_a_percent_of_dirt(sample):
+    tx = sample.transactions
+    dup = tx.duplicated().sum()
+    bad = dup + (tx["unit_price"] <= 0).sum() + tx["sku"].isna().sum() + (tx["qty"].abs() > 1000).sum()
+    bad += (pd.to_datetime(tx["invoice_ts"]) > "2025-01-01").sum()
+    assert 0.003 < bad / len(tx) < 0.008
+    assert dup > 0 and tx["sku"].isna().sum() > 0 and (tx["unit_price"] == 0).sum() > 0
