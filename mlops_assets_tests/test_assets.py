@@ -77,7 +77,7 @@ def test_renamed_customer_column_stops_the_run_at_the_schema_gate(small_data_dir
     checks = check_results(result)
     assert not checks["matches_source_schema"].passed
     assert (
-        "column 'customer_id' is missing from raw/transactions.csv.gz"
+        "column 'customer_id' (mapped from file column 'customer') is missing from raw/transactions.csv.gz"
         in checks["matches_source_schema"].description
     )
     # nothing downstream ran, and the published tables are as they were

@@ -39,13 +39,13 @@ def read_and_audit(settings: Settings, name: str, gates: tuple[Gate, Gate]):
     raw = ingestion.read_source(name, settings.files(name), spec.read, spec.columns, settings.data_dir)
     typed = ingestion.typed_frame(name, raw, spec.read.get("date_format"))
     schema_gate, null_gate = gates
-    where = f"{raw.file_label} (mapped by {settings.sources_file.name} '{name}')"
+    where = raw.file_label
     parse_schema = schemas.raw_schema(
         name, raw.mapped, raw.frame, typed, settings.quality.max_unparseable_share
     )
     ceilings = {c: settings.quality.null_ceiling(c) for c in raw.mapped if c not in raw.missing}
     results = [
-        schema_gate.validate(parse_schema, raw.frame, where),
+        schema_gate.validate(parse_schema, raw.frame, where, spec.columns),
         null_gate.validate(schemas.null_rate_schema(ceilings), typed, where),
     ]
     return raw, typed, results

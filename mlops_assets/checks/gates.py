@@ -37,13 +37,16 @@ class Gate:
             metadata=metadata or {},
         )
 
-    def validate(self, schema: pa.DataFrameSchema, frame: pd.DataFrame, where: str) -> dg.AssetCheckResult:
-        """Validate lazily; on failure say which column broke which rule, and show the cases."""
+    def validate(
+        self, schema: pa.DataFrameSchema, frame: pd.DataFrame, where: str, file_columns: dict | None = None
+    ) -> dg.AssetCheckResult:
+        """Validate lazily; on failure say which column broke which rule, and show the cases.
+        `file_columns` maps canonical names to the user's, to name both in the message."""
         try:
             schema.validate(frame, lazy=True, inplace=True)  # checks only: no copy of the frame
         except pa.errors.SchemaErrors as exc:
             cases = exc.failure_cases
-            sentences = describe_failures(cases, frame, where)
+            sentences = describe_failures(cases, frame, where, file_columns or {})
             text = f"{self.name} failed on {where}: " + "; ".join(sentences[:MAX_SENTENCES])
             return self.result(
                 False,
@@ -61,7 +64,7 @@ class Gate:
         )
 
 
-def describe_failures(cases: pd.DataFrame, frame: pd.DataFrame, where: str) -> list[str]:
+def describe_failures(cases: pd.DataFrame, frame: pd.DataFrame, where: str, file_columns: dict) -> list[str]:
     """One sentence per (column, rule), naming both."""
     out = []
     for (context, column, check), group in cases.groupby(
@@ -69,7 +72,10 @@ def describe_failures(cases: pd.DataFrame, frame: pd.DataFrame, where: str) -> l
     ):
         if check == "column_in_dataframe":
             for missing in group["failure_case"]:
-                out.append(f"column '{missing}' is missing from {where} (rule: column_in_dataframe)")
+                user = (
+                    f" (mapped from file column '{file_columns[missing]}')" if missing in file_columns else ""
+                )
+                out.append(f"column '{missing}'{user} is missing from {where} (rule: column_in_dataframe)")
             continue
         label = column if context == "Column" else f"table {column}"
         examples = ", ".join(repr(v) for v in group["failure_case"].drop_duplicates().head(3))
