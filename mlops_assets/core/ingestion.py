@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core.schemas import CANONICAL, DEFAULT_DIMENSION, LINEAGE, UNPARSED
+from mlops_assets.core.schemas import CANONICAL, DEFAULT_DIMENSION, LINEAGE, TEXT, UNPARSED
 
-TEXT = pd.StringDtype("pyarrow")  # text columns: fast null checks, strip, hashing and DuckDB hand-off
 READER_ONLY_KEYS = {"date_format", "dayfirst"}  # ours, applied when typing, not by the reader
 # options the fast multithreaded pyarrow CSV engine understands
 PYARROW_SAFE = {"sep", "delimiter", "encoding", "quotechar", "na_values", "escapechar"}

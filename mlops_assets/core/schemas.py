@@ -38,14 +38,12 @@ LINEAGE = ["source_file", "source_row"]
 UNPARSED = "unparsed_values"  # original text of values that did not parse, e.g. "order_ts='31/02'"
 PARTITION_COLUMN = "partition_date"
 
-PANDAS_DTYPE = {"string": pd.StringDtype("pyarrow"), "datetime": "datetime64[ns]", "float": "float64"}
+TEXT = pd.StringDtype("pyarrow")  # text columns: fast null checks, strip, hashing and DuckDB hand-off
+PANDAS_DTYPE = {"string": TEXT, "datetime": "datetime64[ns]", "float": "float64"}
 
 
-def empty_frame(source: str, extra: list[str] | None = None) -> pd.DataFrame:
-    cols = {c: pd.Series(dtype=PANDAS_DTYPE[k]) for c, k in CANONICAL[source].items()}
-    for c in extra or []:
-        cols[c] = pd.Series(dtype=object)
-    return pd.DataFrame(cols)
+def empty_frame(source: str) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=PANDAS_DTYPE[k]) for c, k in CANONICAL[source].items()})
 
 
 def raw_schema(

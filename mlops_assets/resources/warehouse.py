@@ -10,7 +10,7 @@ from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
-from mlops_assets.core.ingestion import TEXT
+from mlops_assets.core.schemas import TEXT
 
 
 class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
