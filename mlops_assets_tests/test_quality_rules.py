@@ -5,6 +5,7 @@ import pytest
 
 from mlops_assets.core import quality
 from mlops_assets.core.quality import Window
+from mlops_assets.core.schemas import CANONICAL
 
 WINDOW = Window(pd.Timestamp("2024-01-01"), pd.Timestamp("2024-02-01"))
 NOW = pd.Timestamp("2024-06-01")
@@ -74,6 +75,25 @@ def test_exact_duplicate_keeps_the_first():
     assert out.quarantined["reason"].tolist() == ["duplicate_line"]
     assert out.quarantined["source_row"].tolist() == [3]
     assert len(out.silver) == 2
+
+
+def test_duplicate_lines_compare_text_not_only_numbers():
+    # same timestamp, quantity and price; only text differs: a candidate of the fast pass
+    df = frame(GOOD, line(customer_id="C2"), line(product_id="P2"), GOOD, line(customer_id="C2"))
+    columns = list(CANONICAL["transactions"])
+    fast = quality.duplicate_lines(df, columns)
+    assert fast.tolist() == [False, False, False, True, True]
+    assert fast.equals(df.duplicated(columns, keep="first"))
+
+
+def test_lines_in_both_counts_a_line_in_silver_and_quarantine():
+    out = split(frame(GOOD, line(quantity=0.0), line(order_id="O3")))
+    assert quality.lines_in_both(out.silver, out.quarantined) == 0
+    leaked = pd.concat([out.quarantined, out.silver.head(1)], ignore_index=True)
+    assert quality.lines_in_both(out.silver, leaked) == 1
+    # same row number in another file is another line
+    other = out.silver.head(1).assign(source_file="g.csv")
+    assert quality.lines_in_both(out.silver, other) == 0
 
 
 def test_returns_are_valid_lines():

@@ -9,7 +9,7 @@ from mlops_assets.assets.partitions import SINGLE_RUN, run_window, window_of
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.checks.gates import Gate
 from mlops_assets.core import quality, schemas
-from mlops_assets.core.schemas import LINEAGE, PARTITION_COLUMN
+from mlops_assets.core.schemas import PARTITION_COLUMN
 from mlops_assets.settings import Settings
 
 SILVER = "silver_transactions"
@@ -150,10 +150,8 @@ def _outputs(split: quality.Split, summary: dict):
 
 def _conservation(bronze: pd.DataFrame, split: quality.Split) -> dg.AssetCheckResult:
     gate = GATES["rows_conserved"]
-    ids = [split.silver[LINEAGE], split.quarantined[LINEAGE]]
-    both = pd.concat(ids, ignore_index=True)
-    overlap = int(both.duplicated().sum())
-    balanced = len(bronze) == len(both) and overlap == 0
+    overlap = quality.lines_in_both(split.silver, split.quarantined)
+    balanced = len(bronze) == len(split.silver) + len(split.quarantined) and overlap == 0
     text = (
         f"bronze {len(bronze):,} = silver {len(split.silver):,} + quarantined {len(split.quarantined):,}"
         + ("" if balanced else f" does not hold ({overlap} lines in both)")

