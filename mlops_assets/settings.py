@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlops_assets.core.schemas import CANONICAL, REQUIRED
 
@@ -63,6 +64,24 @@ class QualitySettings(_Strict):
         return self.max_null_rate.get(column, self.max_null_rate.get("default", 0.02))
 
 
+class FeatureSettings(_Strict):
+    # the offline store keeps one snapshot per period (a pandas frequency; W-MON = Mondays)
+    snapshot_freq: str = "W-MON"
+    # customer lifetime value looks this many days ahead, and is validated on as long a holdout
+    clv_horizon_days: int = 365
+    # null-share ceilings per feature name, overriding the registry's expected share
+    max_null_share: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("snapshot_freq")
+    @classmethod
+    def _known_frequency(cls, value: str) -> str:
+        try:
+            pd.tseries.frequencies.to_offset(value)
+        except ValueError as exc:
+            raise ValueError(f"not a pandas frequency: {value!r}") from exc
+        return value
+
+
 class Settings(_Strict):
     data_dir: Path
     sources_file: Path
@@ -72,6 +91,7 @@ class Settings(_Strict):
     window: WindowSpec
     forecast: ForecastSpec = ForecastSpec()
     quality: QualitySettings = QualitySettings()
+    features: FeatureSettings = FeatureSettings()
 
     @property
     def warehouse_path(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -135,3 +136,30 @@ def inventory_schema() -> pa.DataFrameSchema:
         strict=False,
         name="inventory",
     )
+
+
+def finite_features_schema(columns: list[str]) -> pa.DataFrameSchema:
+    """Gate: no infinity in any numeric feature (nulls are the null-share gate's business)."""
+    finite = pa.Check(lambda s: np.isfinite(s.astype(float)), name="finite", error="no infinities")
+    return pa.DataFrameSchema({c: pa.Column(checks=finite, nullable=True) for c in columns}, name="finite")
+
+
+def feature_range_schema(bounds: dict[str, tuple[float | None, float | None]]) -> pa.DataFrameSchema:
+    """Gate: each numeric feature within its registered range (e.g. recency_days >= 0)."""
+    columns = {}
+    for col, (low, high) in bounds.items():
+        if low is not None and high is not None:
+            check = pa.Check.in_range(low, high)
+        elif low is not None:
+            check = pa.Check.ge(low)
+        elif high is not None:
+            check = pa.Check.le(high)
+        else:
+            continue
+        columns[col] = pa.Column(checks=check, nullable=True)
+    return pa.DataFrameSchema(columns, name="feature_ranges")
+
+
+def one_row_per_entity_schema(entity: str) -> pa.DataFrameSchema:
+    """Gate: the entity id is present and unique (one row per customer / product)."""
+    return pa.DataFrameSchema({entity: pa.Column(nullable=False, unique=True)}, name="entity_key")

@@ -1,0 +1,141 @@
+"""Customer features as of an instant, from order lines strictly before it.
+
+One pass of integer-coded aggregations (np.bincount over factorized ids) rather than a string
+groupby per feature: the whole table costs a small multiple of one minimal RFM groupby.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.core import clv
+from mlops_assets.core.feature_registry import ENTITY, conform
+
+YEAR = pd.Timedelta(days=365)
+DAY_NS = 86_400 * 10**9
+
+
+def customer_features(
+    transactions: pd.DataFrame,
+    as_of: pd.Timestamp,
+    products: pd.DataFrame | None = None,
+    clv_model: clv.CLVModel | None = None,
+    with_clv: bool = True,
+    horizon_days: float = 365.0,
+) -> pd.DataFrame:
+    """One row per customer seen before `as_of` (guest lines have no customer and are left out).
+
+    `clv_model` reuses a fitted model; otherwise, with `with_clv`, one is fitted on the same
+    history (still strictly before as_of). Category features need `products` with a category.
+    """
+    as_of = pd.Timestamp(as_of)
+    ts_all = transactions["order_ts"]
+    keep = (ts_all < as_of).to_numpy() & transactions["customer_id"].notna().to_numpy()
+    lines = transactions.loc[
+        keep, ["customer_id", "order_id", "order_ts", "product_id", "quantity", "amount"]
+    ]
+
+    cust, customers = pd.factorize(lines["customer_id"])
+    n = len(customers)
+    ts = lines["order_ts"].to_numpy().view("int64")
+    qty = lines["quantity"].to_numpy(dtype=float)
+    amount = lines["amount"].to_numpy(dtype=float)
+    buy = qty > 0
+    since_year = ts >= (as_of - YEAR).value
+
+    # purchase orders: the first purchase line of each order id stands for the order
+    order = pd.factorize(lines["order_id"])[0]
+    first_line = np.zeros(len(lines), dtype=bool)
+    buy_idx = np.flatnonzero(buy)
+    first_line[buy_idx[~pd.Index(order[buy_idx]).duplicated(keep="first")]] = True
+
+    def per_customer(mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        w = None if weights is None else weights[mask]
+        return np.bincount(cust[mask], weights=w, minlength=n)
+
+    orders = per_customer(first_line)
+    gross = per_customer(buy, amount)
+    first_ts = _extreme(cust, ts, np.ones(len(ts), bool), n, np.minimum)
+    first_buy = _extreme(cust, ts, buy, n, np.minimum)
+    last_buy = _extreme(cust, ts, buy, n, np.maximum)
+    bought_units = per_customer(buy, qty)
+    returned_units = -per_customer(~buy, qty)
+    product = pd.factorize(lines["product_id"])[0]
+    pairs = cust.astype(np.int64) * (product.max(initial=0) + 1) + product
+    distinct = per_customer(buy & ~pd.Index(pairs).duplicated(keep="first"))
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = pd.DataFrame(
+            {
+                ENTITY["customer"]: pd.array(customers, dtype="string[pyarrow]"),
+                "recency_days": (as_of.value - last_buy) / DAY_NS,
+                "frequency": per_customer(first_line & since_year).astype("int64"),
+                "monetary": per_customer(since_year, amount),
+                "avg_order_value": np.where(orders > 0, gross / orders, np.nan),
+                "tenure_days": (as_of.value - first_ts) / DAY_NS,
+                "avg_days_between_orders": np.where(
+                    orders > 1, (last_buy - first_buy) / DAY_NS / (orders - 1), np.nan
+                ),
+                "return_rate": np.where(bought_units > 0, returned_units / bought_units, np.nan),
+                "distinct_products": distinct.astype("int64"),
+            }
+        )
+    sources = {"transactions"}
+    if products is not None and "category" in products and products["category"].notna().any():
+        sources.add("products")
+        fav, share = _favourite_category(lines, cust, n, buy, amount, products)
+        out["favourite_category"], out["favourite_category_share"] = fav, share
+    if clv_model is not None or with_clv:
+        out["clv_12m"] = customer_clv(transactions, as_of, out[ENTITY["customer"]], clv_model, horizon_days)
+    else:
+        out["clv_12m"] = np.nan
+    return conform(out, "customer", sources)
+
+
+def _extreme(codes: np.ndarray, values: np.ndarray, mask: np.ndarray, n: int, ufunc) -> np.ndarray:
+    """Min or max of int64 `values` per code over `mask`; NaN where a code has none."""
+    order = np.lexsort((values[mask], codes[mask]))
+    c, v = codes[mask][order], values[mask][order]
+    out = np.full(n, np.nan)
+    if len(c) == 0:
+        return out
+    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    ends = np.r_[starts[1:], len(c)] - 1
+    pick = starts if ufunc is np.minimum else ends
+    out[c[pick]] = v[pick]
+    return out
+
+
+def _favourite_category(lines, cust, n, buy, amount, products) -> tuple[pd.Series, np.ndarray]:
+    catalog = products.dropna(subset=["category"]).drop_duplicates("product_id")
+    category = lines["product_id"].map(catalog.set_index("product_id")["category"])
+    cat, names = pd.factorize(category)
+    known = buy & (cat >= 0)
+    k = max(len(names), 1)
+    spend = np.bincount(cust[known] * k + cat[known], weights=amount[known], minlength=n * k).reshape(n, k)
+    total = spend.sum(axis=1)
+    best = spend.argmax(axis=1)
+    fav = pd.Series(np.asarray(names, dtype=object)[best] if len(names) else None, dtype="string[pyarrow]")
+    fav[total <= 0] = pd.NA
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(total > 0, spend.max(axis=1) / total, np.nan)
+    return fav, share
+
+
+def customer_clv(
+    transactions: pd.DataFrame,
+    as_of: pd.Timestamp,
+    customers: pd.Series,
+    model: clv.CLVModel | None = None,
+    horizon_days: float = 365.0,
+) -> np.ndarray:
+    """Predicted gross revenue over the horizon for each customer (0 when never purchased;
+    NaN for everyone while the history is too short to fit the models)."""
+    summary = clv.rfm_summary(transactions, as_of)
+    if model is None and not clv.can_fit(summary):
+        return np.full(len(customers), np.nan)
+    model = model or clv.fit_clv(summary)
+    predicted = model.predict(summary, horizon_days)
+    values = predicted.reindex(pd.Index(customers.astype(object)))
+    return values.fillna(0.0).to_numpy(dtype=float)

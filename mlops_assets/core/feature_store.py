@@ -1,0 +1,214 @@
+"""Point-in-time feature retrieval: weekly snapshots (the offline store), an as-of join for
+training sets, and an in-memory online index for serving. Both read the same tables that one
+set of feature functions wrote, so training and serving see identical values.
+
+    store = FeatureStore.from_warehouse("data/warehouse.duckdb")
+    train = store.get_historical_features(labels[["customer_id", "event_ts"]], "customer")
+    online = OnlineFeatureStore.from_warehouse("data/warehouse.duckdb")
+    online.get_online_features(["C000561", "C001295"], "customer")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.core.customer_features import customer_features
+from mlops_assets.core.feature_registry import AS_OF, ENTITY, VERSION, features_of, group_version
+from mlops_assets.core.product_features import product_features
+from mlops_assets.core.schemas import TEXT
+
+EVENT_TS = "event_ts"
+# warehouse tables (schema.table) the stores read; the feature assets write them
+TABLES = {
+    "customer": ("features.customer_features", "features.customer_feature_snapshots"),
+    "product": ("features.product_features", "features.product_feature_snapshots"),
+}
+SOURCES = {
+    "transactions": "silver.silver_transactions",
+    "products": "bronze.bronze_products",
+    "inventory": "bronze.bronze_inventory",
+}
+
+
+def latest_complete_day(window_end_excl: pd.Timestamp, now: pd.Timestamp) -> pd.Timestamp:
+    """Features hold as of midnight after the last day that has ended (and is in the window)."""
+    return min(pd.Timestamp(window_end_excl), pd.Timestamp(now).floor("D"))
+
+
+def snapshot_dates(start: pd.Timestamp, as_of: pd.Timestamp, freq: str = "W-MON") -> list[pd.Timestamp]:
+    """Weekly instants after `start`, and `as_of` itself (the latest snapshot)."""
+    weekly = pd.date_range(pd.Timestamp(start), pd.Timestamp(as_of), freq=freq, inclusive="right")
+    return sorted({*weekly, pd.Timestamp(as_of)})
+
+
+@dataclass
+class Sources:
+    """The inputs of the feature functions: silver lines, catalog, inventory (last two optional)."""
+
+    transactions: pd.DataFrame
+    products: pd.DataFrame | None = None
+    inventory: pd.DataFrame | None = None
+
+    def features(self, group: str, as_of: pd.Timestamp) -> pd.DataFrame:
+        if group == "customer":
+            return customer_features(self.transactions, as_of, self.products)
+        return product_features(self.transactions, self.products, self.inventory, as_of)
+
+    def snapshot(self, group: str, as_of: pd.Timestamp) -> pd.DataFrame:
+        """Features as of one instant, stamped with that instant and the group's version."""
+        table = self.features(group, as_of)
+        table.insert(1, AS_OF, pd.Timestamp(as_of))
+        table.insert(2, VERSION, pd.Series(group_version(group), index=table.index, dtype=TEXT))
+        return table
+
+    def snapshots(self, group: str, dates: Iterable[pd.Timestamp]) -> pd.DataFrame:
+        return pd.concat([self.snapshot(group, d) for d in dates], ignore_index=True)
+
+
+@dataclass
+class FeatureStore:
+    """The offline store: snapshots per group, and the sources to compute what they lack."""
+
+    snapshots: dict[str, pd.DataFrame]
+    sources: Sources | Callable[[], Sources] | None = None
+    _loaded: Sources | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_warehouse(cls, database: str | Path) -> FeatureStore:
+        tables = {g: _read(database, snap) for g, (_, snap) in TABLES.items()}
+        return cls({g: t for g, t in tables.items() if t is not None}, lambda: _read_sources(database))
+
+    def _sources(self) -> Sources:
+        if self._loaded is None:
+            if self.sources is None:
+                raise ValueError("no snapshot is old enough and no sources to compute features from")
+            self._loaded = self.sources() if callable(self.sources) else self.sources
+        return self._loaded
+
+    def get_historical_features(self, entity_df: pd.DataFrame, group: str) -> pd.DataFrame:
+        """Each (entity, event_ts) row gets the features as they were at event_ts: the latest
+        snapshot taken at or before it (built from data strictly before the snapshot), else a
+        direct computation as of the start of event_ts's day; never data at or after event_ts.
+        Adds `feature_as_of`, the instant the values hold for."""
+        key = ENTITY[group]
+        missing = {key, EVENT_TS} - set(entity_df.columns)
+        if missing:
+            raise KeyError(f"entity_df needs columns {sorted(missing)}")
+        names = [f.name for f in features_of(group)]
+        rows = entity_df.reset_index(drop=True).assign(_row=lambda d: np.arange(len(d)))
+        rows[EVENT_TS] = pd.to_datetime(rows[EVENT_TS], format="ISO8601").astype("datetime64[ns]")
+        rows[key] = rows[key].astype(TEXT)
+        snaps = self.snapshots.get(group)
+        if snaps is not None:
+            snaps = snaps[snaps[VERSION] == group_version(group)]  # never serve an old definition
+        first = snaps[AS_OF].min() if snaps is not None and len(snaps) else pd.Timestamp.max
+        early = rows[EVENT_TS] < first
+        parts = []
+        if (~early).any():
+            cols = [key, AS_OF, *[c for c in names if c in snaps.columns]]
+            joined = pd.merge_asof(
+                rows[~early].sort_values(EVENT_TS, kind="stable"),
+                snaps[cols].sort_values(AS_OF, kind="stable"),
+                left_on=EVENT_TS,
+                right_on=AS_OF,
+                by=key,
+                direction="backward",
+                allow_exact_matches=True,  # a snapshot at t used data strictly before t
+            )
+            parts.append(joined)
+        if early.any():
+            parts.append(self._direct(rows[early], group))
+        out = pd.concat(parts, ignore_index=True).sort_values("_row").drop(columns="_row")
+        return out.reset_index(drop=True)
+
+    def _direct(self, rows: pd.DataFrame, group: str) -> pd.DataFrame:
+        key, sources, parts = ENTITY[group], self._sources(), []
+        for day, chunk in rows.groupby(rows[EVENT_TS].dt.floor("D"), sort=True):
+            table = sources.features(group, day).assign(**{AS_OF: day})
+            parts.append(chunk.merge(table, on=key, how="left"))
+        return pd.concat(parts, ignore_index=True)
+
+
+class OnlineFeatureStore:
+    """Latest feature values per entity, held in memory; lookups never touch the warehouse."""
+
+    def __init__(self, tables: dict[str, pd.DataFrame]):
+        self._frames = {}
+        self._index = {}
+        for group, table in tables.items():
+            frame = table.reset_index(drop=True)
+            self._frames[group] = frame
+            self._index[group] = pd.Index(frame[ENTITY[group]].astype(object))
+
+    @classmethod
+    def from_warehouse(cls, database: str | Path) -> OnlineFeatureStore:
+        tables = {g: _read(database, latest) for g, (latest, _) in TABLES.items()}
+        return cls({g: t for g, t in tables.items() if t is not None})
+
+    def get_online_features(self, ids: Iterable[str], group: str) -> pd.DataFrame:
+        """One row per requested id, in order; unknown ids come back with null features."""
+        ids = list(ids)
+        pos = self._index[group].get_indexer(ids)
+        frame = self._frames[group]
+        out = frame.take(np.where(pos >= 0, pos, 0))
+        if (pos < 0).any():
+            out = out.copy()
+            out.loc[pos < 0, out.columns.drop(ENTITY[group])] = None
+        out[ENTITY[group]] = pd.array(ids, dtype=TEXT)
+        return out.reset_index(drop=True)
+
+
+def _read(database: str | Path, table: str) -> pd.DataFrame | None:
+    import duckdb
+
+    schema, name = table.split(".")
+    with duckdb.connect(str(database), read_only=True) as con:
+        exists = con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, name],
+        ).fetchone()[0]
+        if not exists:
+            return None
+        arrow = con.sql(f"select * from {table}").to_arrow_table()
+    import pyarrow as pa
+
+    return arrow.to_pandas(types_mapper={pa.string(): TEXT, pa.large_string(): TEXT}.get)
+
+
+def _read_sources(database: str | Path) -> Sources:
+    frames = {name: _read(database, table) for name, table in SOURCES.items()}
+    if frames["transactions"] is None:
+        raise ValueError(f"{database} has no {SOURCES['transactions']}: materialize silver first")
+    return Sources(**frames)
+
+
+def _default_warehouse() -> Path:
+    from mlops_assets.settings import load_settings  # the data directory of MLOPS_DATA_DIR
+
+    return load_settings().warehouse_path
+
+
+def get_historical_features(
+    entity_df: pd.DataFrame, group: str, database: str | Path | None = None
+) -> pd.DataFrame:
+    """Point-in-time features for (entity id, event_ts) rows, from the warehouse's snapshots."""
+    return FeatureStore.from_warehouse(database or _default_warehouse()).get_historical_features(
+        entity_df, group
+    )
+
+
+_ONLINE: dict[str, OnlineFeatureStore] = {}
+
+
+def get_online_features(ids: Iterable[str], group: str, database: str | Path | None = None) -> pd.DataFrame:
+    """Latest features for a batch of ids, from an in-memory index loaded once per warehouse
+    (call `OnlineFeatureStore.from_warehouse` again after a rematerialization to reload)."""
+    key = str(database or _default_warehouse())
+    if key not in _ONLINE:
+        _ONLINE[key] = OnlineFeatureStore.from_warehouse(key)
+    return _ONLINE[key].get_online_features(ids, group)
