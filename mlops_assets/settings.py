@@ -119,12 +119,19 @@ def data_dir_from_env() -> Path:
 
 
 def load_settings(data_dir: str | Path | None = None) -> Settings:
-    """Read and validate `<data_dir>/sources.yaml` (data_dir defaults to MLOPS_DATA_DIR)."""
-    return _load(Path(data_dir).resolve() if data_dir else data_dir_from_env())
+    """Read and validate `<data_dir>/sources.yaml` (data_dir defaults to MLOPS_DATA_DIR); read
+    once per version of the file (an edited sources.yaml is read again)."""
+    data_dir = Path(data_dir).resolve() if data_dir else data_dir_from_env()
+    try:
+        stat = (data_dir / "sources.yaml").stat()
+        version = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        version = None
+    return _load(data_dir, version)
 
 
 @functools.cache
-def _load(data_dir: Path) -> Settings:
+def _load(data_dir: Path, version: tuple[int, int] | None) -> Settings:
     sources_file = data_dir / "sources.yaml"
     if not sources_file.is_file():
         raise SettingsError(

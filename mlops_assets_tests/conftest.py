@@ -46,6 +46,26 @@ def small_data_dir(_small_template, tmp_path) -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def small_lines(_small_template) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Silver lines, catalog and inventory of the small sample, as the assets would see them."""
+    from mlops_assets.assets.ingestion import _gates, read_and_audit
+    from mlops_assets.assets.partitions import window_of
+    from mlops_assets.core import quality
+    from mlops_assets.core.schemas import PARTITION_COLUMN
+
+    settings = load_settings(_small_template)
+    frames = {
+        n: read_and_audit(settings, n, _gates(f"bronze_{n}"))[1]
+        for n in ("transactions", "products", "inventory")
+    }
+    bronze = frames["transactions"]
+    window = window_of(settings).bounds
+    bronze[PARTITION_COLUMN] = quality.attribute_partitions(bronze, window)
+    silver = quality.split_transactions(bronze, window, pd.Timestamp.now(), frames["products"]).silver
+    return silver, frames["products"], frames["inventory"]
+
+
 def edit_sources(data_dir: Path, change) -> None:
     spec = yaml.safe_load((data_dir / "sources.yaml").read_text())
     change(spec)

@@ -23,6 +23,11 @@ def test_definitions_have_groups_partitions_and_blocking_checks(small_data_dir):
         "silver_transactions": "silver",
         "quarantined_transactions": "silver",
         "data_quality_report": "quality",
+        "customer_features": "features",
+        "product_features": "features",
+        "customer_feature_snapshots": "features",
+        "product_feature_snapshots": "features",
+        "clv_validation_report": "features",
     }
     silver = graph.get(dg.AssetKey("silver_transactions"))
     assert silver.partitions_def.get_first_partition_key() == START
@@ -128,3 +133,9 @@ def test_missing_optional_sources_degrade_gracefully(small_data_dir):
     assert "no 'products' source" in mats["bronze_products"].materialization.metadata["notes"].value
     quarantined = read_table(small_data_dir, "silver.quarantined_transactions")
     assert "unknown_product" not in set(quarantined["reason"])
+    # feature groups whose source is absent are left out, the rest are computed
+    customers = read_table(small_data_dir, "features.customer_features")
+    products = read_table(small_data_dir, "features.product_features")
+    assert "favourite_category" not in customers and customers["recency_days"].notna().all()
+    assert not {"category", "rating", "inventory_ratio"} & set(products.columns)
+    assert products["sales_velocity_28d"].notna().all()

@@ -51,3 +51,14 @@ def test_bad_types_name_the_key(small_data_dir):
 def test_missing_sources_file(tmp_path):
     with pytest.raises(SettingsError, match="sources.yaml: file not found"):
         load_settings(tmp_path)
+
+
+def test_an_edited_sources_file_is_read_again_and_features_validated(small_data_dir):
+    assert load_settings(small_data_dir).features.snapshot_freq == "W-MON"
+    edit_sources(small_data_dir, lambda s: s.update(features={"snapshot_freq": "MS"}))
+    assert load_settings(small_data_dir).features.snapshot_freq == "MS"
+    edit_sources(small_data_dir, lambda s: s.update(features={"snapshot_freq": "fortnightly"}))
+    with pytest.raises(
+        SettingsError, match="features.snapshot_freq: .*not a pandas frequency: 'fortnightly'"
+    ):
+        load_settings(small_data_dir)

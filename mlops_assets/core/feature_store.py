@@ -110,17 +110,13 @@ class FeatureStore:
         early = rows[EVENT_TS] < first
         parts = []
         if (~early).any():
+            # the latest snapshot at or before each event (a snapshot at t used data before t);
+            # an entity missing from it had no history yet, and gets null features
+            dates = np.sort(snaps[AS_OF].unique())
+            late = rows[~early].copy()
+            late[AS_OF] = dates[np.searchsorted(dates, late[EVENT_TS].to_numpy(), side="right") - 1]
             cols = [key, AS_OF, *[c for c in names if c in snaps.columns]]
-            joined = pd.merge_asof(
-                rows[~early].sort_values(EVENT_TS, kind="stable"),
-                snaps[cols].sort_values(AS_OF, kind="stable"),
-                left_on=EVENT_TS,
-                right_on=AS_OF,
-                by=key,
-                direction="backward",
-                allow_exact_matches=True,  # a snapshot at t used data strictly before t
-            )
-            parts.append(joined)
+            parts.append(late.merge(snaps[cols], on=[key, AS_OF], how="left"))
         if early.any():
             parts.append(self._direct(rows[early], group))
         out = pd.concat(parts, ignore_index=True).sort_values("_row").drop(columns="_row")
@@ -129,8 +125,8 @@ class FeatureStore:
     def _direct(self, rows: pd.DataFrame, group: str) -> pd.DataFrame:
         key, sources, parts = ENTITY[group], self._sources(), []
         for day, chunk in rows.groupby(rows[EVENT_TS].dt.floor("D"), sort=True):
-            table = sources.features(group, day).assign(**{AS_OF: day})
-            parts.append(chunk.merge(table, on=key, how="left"))
+            table = sources.features(group, day)
+            parts.append(chunk.assign(**{AS_OF: day}).merge(table, on=key, how="left"))
         return pd.concat(parts, ignore_index=True)
 
 
@@ -171,7 +167,7 @@ def _read(database: str | Path, table: str) -> pd.DataFrame | None:
         exists = con.execute(
             "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
             [schema, name],
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         if not exists:
             return None
         arrow = con.sql(f"select * from {table}").to_arrow_table()
@@ -202,13 +198,15 @@ def get_historical_features(
     )
 
 
-_ONLINE: dict[str, OnlineFeatureStore] = {}
+_ONLINE: dict[str, tuple[float, OnlineFeatureStore]] = {}
 
 
 def get_online_features(ids: Iterable[str], group: str, database: str | Path | None = None) -> pd.DataFrame:
-    """Latest features for a batch of ids, from an in-memory index loaded once per warehouse
-    (call `OnlineFeatureStore.from_warehouse` again after a rematerialization to reload)."""
-    key = str(database or _default_warehouse())
-    if key not in _ONLINE:
-        _ONLINE[key] = OnlineFeatureStore.from_warehouse(key)
-    return _ONLINE[key].get_online_features(ids, group)
+    """Latest features for a batch of ids, from an in-memory index of the warehouse, reloaded
+    when the warehouse file changes (a new materialization)."""
+    path = str(database or _default_warehouse())
+    stamp = Path(path).stat().st_mtime
+    cached = _ONLINE.get(path)
+    if cached is None or cached[0] != stamp:
+        cached = _ONLINE[path] = (stamp, OnlineFeatureStore.from_warehouse(path))
+    return cached[1].get_online_features(ids, group)

@@ -1,0 +1,93 @@
+"""CLV: the BG/NBD and Gamma-Gamma fits recover the parameters of data simulated from them,
+and the fitted model predicts a holdout year better than "next year = last year"."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_assets.core import clv
+
+TRUE_BGNBD = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5}  # weeks
+TRUE_SPEND = {"p": 6.0, "q": 4.0, "v": 15.0}
+START = pd.Timestamp("2022-01-03")
+
+
+def simulate_transactions(n: int, weeks: float, seed: int = 0) -> pd.DataFrame:
+    """Order lines from the BG/NBD story: each customer buys at a Gamma-distributed rate and,
+    after every repeat purchase, drops out with a Beta-distributed probability; each purchase
+    is worth a Gamma draw around the customer's own Gamma-distributed mean."""
+    rng = np.random.default_rng(seed)
+    g = TRUE_BGNBD
+    lam = rng.gamma(g["r"], 1 / g["alpha"], n)
+    drop = rng.beta(g["a"], g["b"], n)
+    nu = rng.gamma(TRUE_SPEND["q"], 1 / TRUE_SPEND["v"], n)
+    birth = rng.uniform(0, weeks / 4, n)  # acquired during the first quarter of the period
+    times, who = [birth], [np.arange(n)]
+    t, alive = birth.copy(), np.ones(n, bool)
+    while alive.any():
+        t = t + rng.exponential(1 / np.maximum(lam, 1e-12))
+        buy = alive & (t <= weeks)
+        times.append(t[buy])
+        who.append(np.flatnonzero(buy))
+        alive = buy & (rng.random(n) >= drop)
+    times, who = np.concatenate(times), np.concatenate(who)
+    spend = rng.gamma(TRUE_SPEND["p"], 1 / nu[who])
+    ts = START + pd.to_timedelta(np.floor(times * 7), unit="D") + pd.Timedelta(hours=12)
+    return pd.DataFrame(
+        {
+            "order_id": [f"O{i}" for i in range(len(who))],
+            "order_ts": ts,
+            "customer_id": pd.array([f"C{c:06d}" for c in who], dtype="string[pyarrow]"),
+            "quantity": 1.0,
+            "amount": spend,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def simulated() -> pd.DataFrame:
+    return simulate_transactions(20_000, weeks=156)
+
+
+def test_fit_recovers_the_simulated_parameters(simulated):
+    calibration_end = START + pd.Timedelta(weeks=104)
+    model = clv.fit_clv(clv.rfm_summary(simulated, calibration_end))
+    got = model.params()
+    # purchase days rounded to whole days blur t_x a little: the tolerances allow for that
+    assert got["r"] == pytest.approx(TRUE_BGNBD["r"], rel=0.15)
+    assert got["alpha"] == pytest.approx(TRUE_BGNBD["alpha"], rel=0.2)
+    assert got["a"] == pytest.approx(TRUE_BGNBD["a"], rel=0.3)
+    assert got["b"] == pytest.approx(TRUE_BGNBD["b"], rel=0.3)
+    assert got["p"] == pytest.approx(TRUE_SPEND["p"], rel=0.15)
+    assert got["q"] == pytest.approx(TRUE_SPEND["q"], rel=0.15)
+    assert got["v"] == pytest.approx(TRUE_SPEND["v"], rel=0.2)
+
+
+def test_expected_purchases_match_a_simulated_holdout(simulated):
+    calibration_end = START + pd.Timedelta(weeks=104)
+    summary = clv.rfm_summary(simulated, calibration_end)
+    model = clv.fit_clv(summary)
+    predicted = model.purchases.expected_purchases(52, summary["x"], summary["t_x"], summary["T"]).sum()
+    hold = simulated[(simulated["order_ts"] >= calibration_end)]
+    actual = hold["order_ts"].dt.floor("D").groupby(hold["customer_id"]).nunique().sum()
+    assert predicted == pytest.approx(actual, rel=0.1)
+
+
+def test_model_beats_the_naive_guess_on_a_holdout(simulated):
+    report = clv.validate_clv(simulated, START + pd.Timedelta(weeks=104), holdout_days=364)
+    assert report["model"]["mae"] < report["naive"]["mae"]
+    assert abs(report["model"]["total_error_pct"]) < abs(report["naive"]["total_error_pct"])
+
+
+def test_too_short_a_history_is_refused_not_fitted(simulated):
+    summary = clv.rfm_summary(simulated, START + pd.Timedelta(days=3))
+    assert not clv.can_fit(summary)
+    with pytest.raises(ValueError, match="repeat purchase"):
+        clv.fit_clv(summary)
+
+
+def test_log_likelihood_matches_the_closed_form_for_one_customer():
+    # x = 0: L = (alpha / (alpha + T))^r, the NBD probability of no purchase in (0, T]
+    r, alpha, a, b, T = 0.5, 3.0, 1.2, 2.0, 10.0
+    ll = clv.bgnbd_log_likelihood((r, alpha, a, b), np.array([0.0]), np.array([0.0]), np.array([T]))
+    assert ll[0] == pytest.approx(r * np.log(alpha / (alpha + T)))

@@ -1,0 +1,79 @@
+"""The feature assets materialized over the small sample: gates, warehouse tables, and the
+retrieval API reading them back."""
+
+import pandas as pd
+
+from mlops_assets.core import feature_store as fs
+from mlops_assets.core.feature_registry import AS_OF, VERSION, group_version
+from mlops_assets_tests.conftest import check_results, edit_sources, read_table, run_graph
+
+START, END = "2023-01-01", "2023-03-31"
+LATEST = pd.Timestamp("2023-04-01")
+
+
+def test_features_land_in_the_warehouse_and_serve_identically(small_data_dir):
+    # a 28-day CLV horizon leaves two months of calibration data in a three-month sample
+    edit_sources(small_data_dir, lambda s: s.update(features={"clv_horizon_days": 28}))
+    result = run_graph(small_data_dir, START, END)
+    assert result.success
+    checks = [e for e in result.get_asset_check_evaluations() if e.asset_key.path[0].endswith("_features")]
+    assert len(checks) == 8 and all(e.passed for e in checks)
+
+    customers = read_table(small_data_dir, "features.customer_features")
+    snapshots = read_table(small_data_dir, "features.customer_feature_snapshots")
+    assert customers["customer_id"].is_unique and customers["clv_12m"].notna().all()
+    assert snapshots[AS_OF].max() == LATEST and (snapshots[VERSION] == group_version("customer")).all()
+    assert snapshots[AS_OF].nunique() == 14  # 13 Mondays of the quarter and April 1st
+    # the snapshot asset and the feature asset compute the latest values independently
+    latest = snapshots[snapshots[AS_OF] == LATEST].drop(columns=[AS_OF, VERSION])
+    pd.testing.assert_frame_equal(
+        latest.sort_values("customer_id").reset_index(drop=True),
+        customers.sort_values("customer_id").reset_index(drop=True),
+    )
+
+    database = small_data_dir / "warehouse.duckdb"
+    ids = list(customers["customer_id"].sample(20, random_state=0))
+    hist = fs.get_historical_features(
+        pd.DataFrame({"customer_id": ids, "event_ts": LATEST}), "customer", database
+    )
+    online = fs.get_online_features(ids, "customer", database)
+    pd.testing.assert_frame_equal(hist[online.columns], online)
+    # a training set as of a past date reads the snapshot, not today's values
+    past = fs.get_historical_features(
+        pd.DataFrame({"customer_id": ids, "event_ts": "2023-02-01 09:00"}), "customer", database
+    )
+    assert (past[AS_OF] == pd.Timestamp("2023-01-30")).all()
+    assert (past["tenure_days"].dropna() < online["tenure_days"].max()).all()
+
+    report = read_table(small_data_dir, "features.clv_validation_report")
+    assert list(report["method"]) == ["bg_nbd_gamma_gamma", "naive_last_period"]
+    mats = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    assert mats["clv_validation_report"]["mae_ratio_vs_naive"].value > 0
+    meta = mats["customer_features"]
+    assert meta[AS_OF].value == LATEST.isoformat()
+    assert "clv_12m" in meta["features"].value and "recency_days" in meta["registry"].value
+
+
+def test_a_failing_feature_gate_keeps_the_previous_table(small_data_dir):
+    assert run_graph(small_data_dir, START, END).success
+    before = read_table(small_data_dir, "features.customer_features")
+    # one-order customers make avg_days_between_orders null: a zero ceiling must block
+    edit_sources(
+        small_data_dir, lambda s: s.update(features={"max_null_share": {"avg_days_between_orders": 0.0}})
+    )
+    result = run_graph(small_data_dir, START, END)
+    gate = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key.to_user_string() == "customer_features"
+        and e.check_name == "feature_null_rates_within_limits"
+    ][0]
+    assert not gate.passed
+    assert "column 'avg_days_between_orders' breaks rule null_rate<=0" in gate.description
+    assert check_results(result)["one_row_per_product"].passed
+    mats = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "customer_features" not in mats and "product_features" in mats
+    pd.testing.assert_frame_equal(read_table(small_data_dir, "features.customer_features"), before)

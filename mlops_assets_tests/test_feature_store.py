@@ -1,0 +1,103 @@
+"""Retrieval: the as-of join on snapshots, the direct fallback, the online index, and
+train/serve consistency."""
+
+import pandas as pd
+import pytest
+
+from mlops_assets.core import feature_store as fs
+from mlops_assets.core.feature_registry import AS_OF, VERSION
+
+AS_OF_LATEST = pd.Timestamp("2023-04-01")
+
+
+@pytest.fixture(scope="module")
+def store(small_lines):
+    tx, catalog, inventory = small_lines
+    sources = fs.Sources(tx, catalog, inventory)
+    dates = fs.snapshot_dates(pd.Timestamp("2023-01-01"), AS_OF_LATEST)
+    snapshots = {g: sources.snapshots(g, dates) for g in ("customer", "product")}
+    online = fs.OnlineFeatureStore({g: sources.features(g, AS_OF_LATEST) for g in ("customer", "product")})
+    return fs.FeatureStore(snapshots, sources), online, sources
+
+
+def test_snapshot_dates_are_weekly_and_end_at_as_of():
+    dates = fs.snapshot_dates(pd.Timestamp("2023-01-01"), pd.Timestamp("2023-01-20"))
+    assert dates == [pd.Timestamp("2023-01-02"), pd.Timestamp("2023-01-09"), pd.Timestamp("2023-01-16"),
+                     pd.Timestamp("2023-01-20")]  # fmt: skip
+
+
+@pytest.mark.parametrize("group,ids", [("customer", None), ("product", ["P0001", "P0042", "P0200"])])
+def test_historical_at_as_of_equals_online(store, group, ids):
+    offline, online, sources = store
+    latest = sources.features(group, AS_OF_LATEST)
+    key = latest.columns[0]
+    ids = ids or list(latest[key].sample(25, random_state=1))
+    hist = offline.get_historical_features(pd.DataFrame({key: ids, "event_ts": AS_OF_LATEST}), group)
+    served = online.get_online_features(ids, group)
+    assert (hist[AS_OF] == AS_OF_LATEST).all()
+    pd.testing.assert_frame_equal(hist[served.columns], served)
+
+
+def test_between_snapshots_the_earlier_one_is_used(store):
+    offline, _, sources = store
+    ts = pd.Timestamp("2023-02-15 13:30")  # a Wednesday: the Monday before is 2023-02-13
+    expected = sources.features("customer", pd.Timestamp("2023-02-13"))
+    ids = list(expected["customer_id"].head(10))
+    hist = offline.get_historical_features(pd.DataFrame({"customer_id": ids, "event_ts": ts}), "customer")
+    assert (hist[AS_OF] == pd.Timestamp("2023-02-13")).all()
+    pd.testing.assert_frame_equal(
+        hist[expected.columns].reset_index(drop=True), expected.head(10).reset_index(drop=True)
+    )
+
+
+def test_before_the_first_snapshot_features_are_computed_directly(store):
+    offline, _, sources = store
+    late = {g: t[t[AS_OF] >= pd.Timestamp("2023-02-01")] for g, t in offline.snapshots.items()}
+    ts = pd.Timestamp("2023-01-20 18:00")  # before every kept snapshot
+    expected = sources.features("customer", pd.Timestamp("2023-01-20"))  # data before the day
+    ids = list(expected["customer_id"].head(5))
+    hist = fs.FeatureStore(late, sources).get_historical_features(
+        pd.DataFrame({"customer_id": ids, "event_ts": ts}), "customer"
+    )
+    assert (hist[AS_OF] == pd.Timestamp("2023-01-20")).all()
+    pd.testing.assert_frame_equal(hist[expected.columns], expected.head(5).reset_index(drop=True))
+
+
+def test_rows_keep_their_order_and_mix_both_paths(store):
+    offline, _, _ = store
+    entity = pd.DataFrame(
+        {
+            "customer_id": ["C000010", "C000010", "C000010"],
+            "event_ts": ["2023-03-30", "2023-01-01 12:00", "2023-02-20"],
+        }
+    )
+    hist = offline.get_historical_features(entity, "customer")
+    assert list(hist[AS_OF]) == [
+        pd.Timestamp("2023-03-27"),
+        pd.Timestamp("2023-01-01"),
+        pd.Timestamp("2023-02-20"),
+    ]
+
+
+def test_snapshots_of_another_feature_version_are_not_served(store):
+    offline, _, sources = store
+    stale = {g: t.assign(**{VERSION: "customer-old"}) for g, t in offline.snapshots.items()}
+    old_store = fs.FeatureStore(stale, sources)
+    hist = old_store.get_historical_features(
+        pd.DataFrame({"customer_id": ["C000010"], "event_ts": ["2023-02-15 10:00"]}), "customer"
+    )
+    assert hist[AS_OF].iloc[0] == pd.Timestamp("2023-02-15")  # recomputed, not the stale row
+
+
+def test_unknown_ids_come_back_null_online(store):
+    _, online, _ = store
+    out = online.get_online_features(["nobody", "P0001"], "product")
+    assert list(out["product_id"]) == ["nobody", "P0001"]
+    assert out.iloc[0].drop("product_id").isna().all()
+    assert out.iloc[1]["category"] is not None
+
+
+def test_historical_needs_entity_and_timestamp(store):
+    offline, _, _ = store
+    with pytest.raises(KeyError, match="event_ts"):
+        offline.get_historical_features(pd.DataFrame({"customer_id": ["C1"]}), "customer")
