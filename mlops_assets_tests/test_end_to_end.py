@@ -29,6 +29,15 @@ def test_whole_sample_end_to_end(tmp_path):
     assert silver["order_ts"].between("2023-01-01", "2025-01-01").all()
     assert (silver["quantity"] < 0).sum() > 1000  # returns stay valid
     assert read_table(data, "quality.data_quality_report")["silver_rows"].sum() == len(silver)
+    # features as of 2025-01-01 for every customer with a purchase, and a CLV that beats naive
+    customers = read_table(data, "features.customer_features")
+    assert len(customers) == silver["customer_id"].nunique()
+    assert customers["clv_12m"].gt(0).mean() > 0.5
+    assert read_table(data, "features.product_features")["product_id"].nunique() == 200
+    report = read_table(data, "features.clv_validation_report").set_index("method")
+    assert report.loc["bg_nbd_gamma_gamma", "mae"] < report.loc["naive_last_period", "mae"]
+    snapshots = read_table(data, "features.customer_feature_snapshots")
+    assert snapshots["feature_as_of"].nunique() == 106  # Mondays of 2023-2024 and 2025-01-01
 
 
 @pytest.mark.slow
@@ -49,10 +58,11 @@ def test_real_bike_sales_mapped_by_sources_yaml(tmp_path):
                 "amount": "total_price",
             },
         },
-        "window": {"start_date": "2011-01-01", "end_date": "2015-12-31"},
+        "window": {"start_date": "2011-01-01", "end_date": "2011-12-31"},
+        "features": {"snapshot_freq": "MS"},  # a user choice: monthly snapshots of the bike shops
     }
     (data / "sources.yaml").write_text(yaml.safe_dump(spec))
-    result = run_graph(data, "2011-01-01", "2015-12-31")
+    result = run_graph(data, "2011-01-01", "2011-12-31")
     assert result.success
     silver = read_table(data, "silver.silver_transactions")
     quarantined = read_table(data, "silver.quarantined_transactions")
@@ -65,3 +75,9 @@ def test_real_bike_sales_mapped_by_sources_yaml(tmp_path):
         raw, left_on=["order_id", "product_id"], right_on=[raw["order_id"].astype(str), "model"]
     )
     assert (merged["unit_price"] == merged["price"]).all()
+    # bike shops as customers: 30 rows of features, no catalog so no category features
+    shops = read_table(data, "features.customer_features")
+    assert len(shops) == 30 and "favourite_category" not in shops
+    assert shops["frequency"].ge(0).all() and shops["recency_days"].ge(0).all()
+    snapshots = read_table(data, "features.customer_feature_snapshots")
+    assert snapshots["feature_as_of"].nunique() == 12  # the orders end 2011-12-28: 11 month starts + 12-29

@@ -36,8 +36,10 @@ def test_features_land_in_the_warehouse_and_serve_identically(small_data_dir):
     hist = fs.get_historical_features(
         pd.DataFrame({"customer_id": ids, "event_ts": LATEST}), "customer", database
     )
-    online = fs.get_online_features(ids, "customer", database)
+    served = fs.get_online_features(ids, "customer", database)
+    online = fs.OnlineFeatureStore.from_warehouse(database).get_online_frame(ids, "customer")
     pd.testing.assert_frame_equal(hist[online.columns], online)
+    assert served["clv_12m"] == online["clv_12m"].tolist()
     # a training set as of a past date reads the snapshot, not today's values
     past = fs.get_historical_features(
         pd.DataFrame({"customer_id": ids, "event_ts": "2023-02-01 09:00"}), "customer", database

@@ -33,9 +33,14 @@ def test_historical_at_as_of_equals_online(store, group, ids):
     key = latest.columns[0]
     ids = ids or list(latest[key].sample(25, random_state=1))
     hist = offline.get_historical_features(pd.DataFrame({key: ids, "event_ts": AS_OF_LATEST}), group)
-    served = online.get_online_features(ids, group)
+    served = online.get_online_frame(ids, group)
     assert (hist[AS_OF] == AS_OF_LATEST).all()
     pd.testing.assert_frame_equal(hist[served.columns], served)
+    # the serving path (plain values) carries the very same numbers
+    plain = online.get_online_features(ids, group)
+    assert plain[key] == ids
+    for col in served.columns[1:]:
+        assert [None if pd.isna(v) else v for v in served[col]] == plain[col], col
 
 
 def test_between_snapshots_the_earlier_one_is_used(store):
@@ -92,9 +97,10 @@ def test_snapshots_of_another_feature_version_are_not_served(store):
 def test_unknown_ids_come_back_null_online(store):
     _, online, _ = store
     out = online.get_online_features(["nobody", "P0001"], "product")
-    assert list(out["product_id"]) == ["nobody", "P0001"]
-    assert out.iloc[0].drop("product_id").isna().all()
-    assert out.iloc[1]["category"] is not None
+    assert out["product_id"] == ["nobody", "P0001"]
+    assert all(values[0] is None for col, values in out.items() if col != "product_id")
+    assert out["category"][1] is not None and out["price"][1] > 0
+    assert online.get_online_frame(["nobody"], "product")["price"].isna().all()
 
 
 def test_historical_needs_entity_and_timestamp(store):

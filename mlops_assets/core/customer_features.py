@@ -48,7 +48,7 @@ def customer_features(
     order = pd.factorize(lines["order_id"])[0]
     first_line = np.zeros(len(lines), dtype=bool)
     buy_idx = np.flatnonzero(buy)
-    first_line[buy_idx[~pd.Index(order[buy_idx]).duplicated(keep="first")]] = True
+    first_line[buy_idx[~pd.Series(order[buy_idx]).duplicated(keep="first").to_numpy()]] = True
 
     def per_customer(mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         w = None if weights is None else weights[mask]
@@ -60,10 +60,10 @@ def customer_features(
     first_buy = _extreme(cust, ts, buy, n, np.minimum)
     last_buy = _extreme(cust, ts, buy, n, np.maximum)
     bought_units = per_customer(buy, qty)
-    returned_units = -per_customer(~buy, qty)
-    product = pd.factorize(lines["product_id"])[0]
+    returned_units = 0.0 - per_customer(~buy, qty)  # 0.0 - x: no negative zeros
+    product, product_ids = pd.factorize(lines["product_id"])
     pairs = cust.astype(np.int64) * (product.max(initial=0) + 1) + product
-    distinct = per_customer(buy & ~pd.Index(pairs).duplicated(keep="first"))
+    distinct = per_customer(buy & ~pd.Series(pairs).duplicated(keep="first").to_numpy())
 
     with np.errstate(divide="ignore", invalid="ignore"):
         out = pd.DataFrame(
@@ -84,7 +84,7 @@ def customer_features(
     sources = {"transactions"}
     if products is not None and "category" in products and products["category"].notna().any():
         sources.add("products")
-        fav, share = _favourite_category(lines, cust, n, buy, amount, products)
+        fav, share = _favourite_category(product, product_ids, cust, n, buy, amount, products)
         out["favourite_category"], out["favourite_category_share"] = fav, share
     if clv_model is not None or with_clv:
         out["clv_12m"] = customer_clv(transactions, as_of, out[ENTITY["customer"]], clv_model, horizon_days)
@@ -95,22 +95,26 @@ def customer_features(
 
 def _extreme(codes: np.ndarray, values: np.ndarray, mask: np.ndarray, n: int, ufunc) -> np.ndarray:
     """Min or max of int64 `values` per code over `mask`; NaN where a code has none."""
-    order = np.lexsort((values[mask], codes[mask]))
-    c, v = codes[mask][order], values[mask][order]
+    grouped = pd.Series(values[mask]).groupby(codes[mask])
+    picked = grouped.min() if ufunc is np.minimum else grouped.max()
     out = np.full(n, np.nan)
-    if len(c) == 0:
-        return out
-    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
-    ends = np.r_[starts[1:], len(c)] - 1
-    pick = starts if ufunc is np.minimum else ends
-    out[c[pick]] = v[pick]
+    out[picked.index.to_numpy()] = picked.to_numpy(dtype=float)
     return out
 
 
-def _favourite_category(lines, cust, n, buy, amount, products) -> tuple[pd.Series, np.ndarray]:
+def _favourite_category(product, product_ids, cust, n, buy, amount, products) -> tuple[pd.Series, np.ndarray]:
     catalog = products.dropna(subset=["category"]).drop_duplicates("product_id")
-    category = lines["product_id"].map(catalog.set_index("product_id")["category"])
-    cat, names = pd.factorize(category)
+    # map the few distinct products to categories, then spread by code (no per-line lookup)
+    per_product = pd.Index(catalog["product_id"].astype(object)).get_indexer(
+        pd.Index(product_ids).astype(object)
+    )
+    cat_of_catalog, names = pd.factorize(catalog["category"])
+    cat_of_product = np.where(per_product >= 0, cat_of_catalog[per_product.clip(0)], -1)
+    cat = (
+        np.where(product >= 0, cat_of_product[product.clip(0)], -1)
+        if len(cat_of_product)
+        else np.full(len(product), -1)
+    )
     known = buy & (cat >= 0)
     k = max(len(names), 1)
     spend = np.bincount(cust[known] * k + cat[known], weights=amount[known], minlength=n * k).reshape(n, k)

@@ -5,7 +5,7 @@ set of feature functions wrote, so training and serving see identical values.
     store = FeatureStore.from_warehouse("data/warehouse.duckdb")
     train = store.get_historical_features(labels[["customer_id", "event_ts"]], "customer")
     online = OnlineFeatureStore.from_warehouse("data/warehouse.duckdb")
-    online.get_online_features(["C000561", "C001295"], "customer")
+    online.get_online_features(["C000561", "C001295"], "customer")  # {column: [values]}
 """
 
 from __future__ import annotations
@@ -131,32 +131,48 @@ class FeatureStore:
 
 
 class OnlineFeatureStore:
-    """Latest feature values per entity, held in memory; lookups never touch the warehouse."""
+    """Latest feature values per entity, held in memory as one tuple per entity: a lookup is a
+    dict access, never a warehouse query or a DataFrame build, so it stays in microseconds
+    under many concurrent threads (bench/bench_features.py)."""
 
     def __init__(self, tables: dict[str, pd.DataFrame]):
-        self._frames = {}
-        self._index = {}
+        self._columns: dict[str, list[str]] = {}
+        self._dtypes: dict[str, pd.Series] = {}
+        self._rows: dict[str, dict[str, tuple]] = {}
+        self._missing: dict[str, tuple] = {}
         for group, table in tables.items():
-            frame = table.reset_index(drop=True)
-            self._frames[group] = frame
-            self._index[group] = pd.Index(frame[ENTITY[group]].astype(object))
+            key = ENTITY[group]
+            cols = [c for c in table.columns if c != key]
+            values = [[None if pd.isna(v) else v for v in table[c].tolist()] for c in cols]
+            self._columns[group] = cols
+            self._dtypes[group] = table.dtypes
+            self._rows[group] = dict(zip(table[key].tolist(), zip(*values, strict=True), strict=True))
+            self._missing[group] = (None,) * len(cols)
 
     @classmethod
     def from_warehouse(cls, database: str | Path) -> OnlineFeatureStore:
         tables = {g: _read(database, latest) for g, (latest, _) in TABLES.items()}
         return cls({g: t for g, t in tables.items() if t is not None})
 
-    def get_online_features(self, ids: Iterable[str], group: str) -> pd.DataFrame:
-        """One row per requested id, in order; unknown ids come back with null features."""
+    def get_online_features(self, ids: Iterable[str], group: str) -> dict[str, list]:
+        """Column -> values for the requested ids, in order; unknown ids get None values."""
         ids = list(ids)
-        pos = self._index[group].get_indexer(ids)
-        frame = self._frames[group]
-        out = frame.take(np.where(pos >= 0, pos, 0))
-        if (pos < 0).any():
-            out = out.copy()
-            out.loc[pos < 0, out.columns.drop(ENTITY[group])] = None
-        out[ENTITY[group]] = pd.array(ids, dtype=TEXT)
-        return out.reset_index(drop=True)
+        table, missing = self._rows[group], self._missing[group]
+        rows = [table.get(i, missing) for i in ids]
+        columns = zip(*rows, strict=True) if rows else [()] * len(self._columns[group])
+        return {
+            ENTITY[group]: ids,
+            **{c: list(v) for c, v in zip(self._columns[group], columns, strict=True)},
+        }
+
+    def get_online_frame(self, ids: Iterable[str], group: str) -> pd.DataFrame:
+        """The same values as a DataFrame with the table's dtypes (slower: for batch use)."""
+        frame = pd.DataFrame(self.get_online_features(ids, group))
+        dtypes = self._dtypes[group].to_dict()
+        # an unknown id's null cannot live in an int64 column: leave those columns to pandas
+        return frame.astype(
+            {c: d for c, d in dtypes.items() if not (d.kind in "iub" and frame[c].isna().any())}
+        )
 
 
 def _read(database: str | Path, table: str) -> pd.DataFrame | None:
@@ -201,9 +217,11 @@ def get_historical_features(
 _ONLINE: dict[str, tuple[float, OnlineFeatureStore]] = {}
 
 
-def get_online_features(ids: Iterable[str], group: str, database: str | Path | None = None) -> pd.DataFrame:
-    """Latest features for a batch of ids, from an in-memory index of the warehouse, reloaded
-    when the warehouse file changes (a new materialization)."""
+def get_online_features(
+    ids: Iterable[str], group: str, database: str | Path | None = None
+) -> dict[str, list]:
+    """Latest features for a batch of ids ({column: values}), from an in-memory index of the
+    warehouse, reloaded when the warehouse file changes (a new materialization)."""
     path = str(database or _default_warehouse())
     stamp = Path(path).stat().st_mtime
     cached = _ONLINE.get(path)

@@ -49,7 +49,7 @@ def product_features(
     revenue_90 = per_product(recent & (qty > 0), lines["amount"].to_numpy(dtype=float))  # gross sales
     sold_28 = per_product((age < DAYS_VELOCITY) & (qty > 0), qty)
     sold_365 = per_product((age < DAYS_RETURNS) & (qty > 0), qty)
-    returned_365 = -per_product((age < DAYS_RETURNS) & (qty < 0), qty)
+    returned_365 = 0.0 - per_product((age < DAYS_RETURNS) & (qty < 0), qty)
     sold_12w = per_product((age < 7 * WEEKS_STOCK) & (qty > 0), qty)
 
     median_price = (

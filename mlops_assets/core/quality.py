@@ -162,7 +162,7 @@ def lines_in_both(silver: pd.DataFrame, quarantined: pd.DataFrame) -> int:
     files = pd.factorize(both["source_file"])[0].astype("int64")
     rows = both["source_row"].to_numpy(dtype="int64")
     # one int64 per line hashes far faster than a (text, int) pair
-    key = pd.Index(files * (int(rows.max(initial=0)) + 1) + rows)
+    key = pd.Series(files * (int(rows.max(initial=0)) + 1) + rows)
     return int(key.duplicated().sum())
 
 
