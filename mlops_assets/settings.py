@@ -44,8 +44,18 @@ class WindowSpec(_Strict):
 
 class ForecastSpec(_Strict):
     freq: Literal["D", "W"] = "D"
-    horizon: int = 28
+    horizon: int = Field(28, ge=1)
     levels: list[Literal["total", "store", "category"]] = ["total", "store", "category"]
+    # candidates besides the seasonal naive baseline, which always runs
+    candidates: list[Literal["seasonal_naive", "ets", "arima", "prophet"]] = ["ets", "arima", "prophet"]
+    folds: int = Field(3, ge=3)  # rolling-origin folds of one horizon each
+    ensemble_size: int = Field(2, ge=0)  # best candidates averaged into the ensemble (0/1: none)
+    country: str = "US"  # holiday calendar (python-holidays country code)
+    workers: int = Field(2, ge=1)  # processes the series fan out over
+    # gate: median over series of (chosen MASE / seasonal naive MASE) must not exceed this
+    max_relative_mase: float = 1.0
+    # gate: backtest coverage of the chosen models' 80% / 95% intervals within this of nominal
+    coverage_tolerance: float = 0.15
 
 
 class QualitySettings(_Strict):

@@ -28,6 +28,10 @@ def test_definitions_have_groups_partitions_and_blocking_checks(small_data_dir):
         "customer_feature_snapshots": "features",
         "product_feature_snapshots": "features",
         "clv_validation_report": "features",
+        "sales_series": "forecasting",
+        "sales_forecaster": "forecasting",
+        "forecast_backtest_report": "forecasting",
+        "sales_forecasts": "forecasting",
     }
     silver = graph.get(dg.AssetKey("silver_transactions"))
     assert silver.partitions_def.get_first_partition_key() == START

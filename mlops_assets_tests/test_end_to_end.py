@@ -3,6 +3,7 @@
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -38,6 +39,12 @@ def test_whole_sample_end_to_end(tmp_path):
     assert report.loc["bg_nbd_gamma_gamma", "mae"] < report.loc["naive_last_period", "mae"]
     snapshots = read_table(data, "features.customer_feature_snapshots")
     assert snapshots["feature_as_of"].nunique() == 106  # Mondays of 2023-2024 and 2025-01-01
+    # 14 daily series (total, 5 stores, 8 categories), each forecast 28 days past the window
+    choices = read_table(data, "forecasting.sales_forecaster")
+    assert len(choices) == 14 and (choices["relative_mase"] <= 1.0).all()
+    assert np.exp(np.log(choices["relative_mase"]).mean()) <= 0.8  # 20% better than seasonal naive
+    forecasts = read_table(data, "forecasting.sales_forecasts")
+    assert forecasts["period"].min() == pd.Timestamp("2025-01-01") and forecasts["step"].max() == 28
 
 
 @pytest.mark.slow

@@ -5,10 +5,16 @@ from __future__ import annotations
 import dagster as dg
 
 from mlops_assets.assets.features import build_feature_assets
+from mlops_assets.assets.forecasting import build_forecasting_assets
 from mlops_assets.assets.ingestion import build_bronze_assets
 from mlops_assets.assets.quality import build_quality_assets
 from mlops_assets.settings import Settings
 
 
 def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
-    return [*build_bronze_assets(settings), *build_quality_assets(settings), *build_feature_assets(settings)]
+    return [
+        *build_bronze_assets(settings),
+        *build_quality_assets(settings),
+        *build_feature_assets(settings),
+        *build_forecasting_assets(settings),
+    ]

@@ -163,3 +163,34 @@ def feature_range_schema(bounds: dict[str, tuple[float | None, float | None]]) -
 def one_row_per_entity_schema(entity: str) -> pa.DataFrameSchema:
     """Gate: the entity id is present and unique (one row per customer / product)."""
     return pa.DataFrameSchema({entity: pa.Column(nullable=False, unique=True)}, name="entity_key")
+
+
+WIDENING_SLACK = 0.9  # Prophet's bounds are sampled quantiles: allow their Monte-Carlo noise
+
+
+def _widening(frame: pd.DataFrame) -> pd.Series:
+    """Per series, the upper 95% spread (upper95 - mean: the side clipping at zero revenue
+    never touches) over the last quarter of the horizon is not narrower than over the first."""
+    spread = frame["upper95"] - frame["mean"]
+    quarter = (frame.groupby("series_id")["step"].transform("max") / 4).clip(lower=1)
+    early = spread.where(frame["step"] <= quarter).groupby(frame["series_id"]).mean()
+    late = spread.where(frame["step"] > 3 * quarter).groupby(frame["series_id"]).mean()
+    ok = (late.fillna(early) >= WIDENING_SLACK * early).reindex(frame["series_id"])
+    return pd.Series(ok.to_numpy(), index=frame.index)
+
+
+def forecast_schema() -> pa.DataFrameSchema:
+    """Gate on shipped forecasts: finite, non-negative, nested bands, widening intervals."""
+    nested = [
+        pa.Check(lambda d: d["lower95"] <= d["lower80"] + 1e-9, name="lower95<=lower80"),
+        pa.Check(lambda d: d["lower80"] <= d["mean"] + 1e-9, name="lower80<=mean"),
+        pa.Check(lambda d: d["mean"] <= d["upper80"] + 1e-9, name="mean<=upper80"),
+        pa.Check(lambda d: d["upper80"] <= d["upper95"] + 1e-9, name="upper80<=upper95"),
+        pa.Check(_widening, name="intervals_widen_with_horizon"),
+    ]
+    value = pa.Column(float, [pa.Check.ge(0), pa.Check(np.isfinite, name="finite")], nullable=False)
+    return pa.DataFrameSchema(
+        {c: value for c in ("mean", "lower80", "upper80", "lower95", "upper95")},
+        checks=nested,
+        name="sales_forecasts",
+    )

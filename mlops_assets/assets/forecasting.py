@@ -1,0 +1,231 @@
+"""Forecasting: sales series per level, and one pass that backtests the candidates per series,
+ships the choice (never worse than seasonal naive in backtest), and forecasts the horizon."""
+
+import json
+import pickle
+import re
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from mlops_assets.assets._metadata import frame_metadata, md_table
+from mlops_assets.assets.features import feature_as_of
+from mlops_assets.assets.partitions import SINGLE_RUN
+from mlops_assets.automation.jobs import AFTER_GATES
+from mlops_assets.checks.gates import Gate
+from mlops_assets.core import forecasting, schemas
+from mlops_assets.core import series as series_core
+from mlops_assets.core.forecast_plots import forecast_plot_md
+from mlops_assets.settings import Settings
+
+GROUP = "forecasting"
+GATES = {
+    "beats_naive": Gate(
+        "beats_seasonal_naive",
+        "sales_forecaster",
+        "Median over series of the chosen model's backtest MASE relative to seasonal naive is at "
+        "most forecast.max_relative_mase.",
+    ),
+    "sane": Gate(
+        "forecasts_are_sane",
+        "sales_forecasts",
+        "No NaN, no negative revenue, the 95% band holds the 80% band which holds the point, "
+        "and intervals widen with the horizon.",
+    ),
+    "coverage": Gate(
+        "interval_coverage_within_tolerance",
+        "forecast_backtest_report",
+        "Backtest coverage of the chosen models' 80% and 95% intervals is within "
+        "forecast.coverage_tolerance of nominal.",
+    ),
+}
+PLOTS = 4  # series plotted in the metadata: total first, then the largest
+
+
+def plan(settings: Settings) -> forecasting.ForecastPlan:
+    f = settings.forecast
+    return forecasting.ForecastPlan(
+        freq=f.freq,
+        horizon=f.horizon,
+        folds=f.folds,
+        candidates=tuple(["seasonal_naive", *f.candidates]),
+        ensemble_size=f.ensemble_size,
+        country=f.country,
+    )
+
+
+def _file_name(series_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", series_id) + ".pkl"
+
+
+def save_models(results: list[forecasting.SeriesForecast], settings: Settings) -> dict[str, str]:
+    """One pickle per series (the fitted model(s) behind its forecast) and a manifest."""
+    folder = settings.models_dir / "forecaster"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for r in results:
+        path = folder / _file_name(r.series_id)
+        with path.open("wb") as fh:
+            pickle.dump({"series_id": r.series_id, "chosen": r.chosen, "models": r.models}, fh)
+        paths[r.series_id] = str(path.relative_to(settings.data_dir))
+    manifest = {r.series_id: {"model": r.chosen, "file": paths[r.series_id]} for r in results}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return paths
+
+
+def coverage_result(report: pd.DataFrame, tolerance: float) -> dg.AssetCheckResult:
+    if report.empty:
+        return GATES["coverage"].result(True, "no series is long enough to backtest: no coverage to check")
+    chosen = report[report["chosen"].fillna(False).astype(bool)]
+    c80, c95 = float(chosen["coverage80"].mean()), float(chosen["coverage95"].mean())
+    ok = abs(c80 - 0.80) <= tolerance and abs(c95 - 0.95) <= tolerance
+    text = f"backtest coverage of the chosen models: 80% interval {c80:.1%}, 95% interval {c95:.1%} " + (
+        f"(within {tolerance:.0%} of nominal)" if ok else f"is more than {tolerance:.0%} off nominal"
+    )
+    return GATES["coverage"].result(ok, text, {"coverage80": c80, "coverage95": c95})
+
+
+def beats_naive_result(choices: pd.DataFrame, threshold: float) -> dg.AssetCheckResult:
+    median = float(choices["relative_mase"].median())
+    ok = median <= threshold
+    text = f"median relative MASE {median:.3f} " + (
+        f"<= forecast.max_relative_mase {threshold:g}"
+        if ok
+        else f"exceeds forecast.max_relative_mase {threshold:g}"
+    )
+    counts = choices["chosen_model"].value_counts().to_dict()
+    return GATES["beats_naive"].result(
+        ok, text, {"median_relative_mase": median, "chosen_models": json.dumps(counts)}
+    )
+
+
+def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    f = settings.forecast
+
+    @dg.asset(
+        group_name=GROUP,
+        kinds={"pandas", "duckdb"},
+        metadata={"schema": GROUP},
+        backfill_policy=SINGLE_RUN,
+        automation_condition=AFTER_GATES,
+        code_version="1",
+    )
+    def sales_series(silver_transactions: pd.DataFrame, bronze_products: pd.DataFrame) -> dg.Output:
+        """Net revenue and units per complete period (forecast.freq) for the total, each store
+        and each category (forecast.levels), zero-filled, with day of week and holiday counts."""
+        end = feature_as_of(silver_transactions, settings)
+        built = series_core.sales_series(
+            silver_transactions,
+            bronze_products if len(bronze_products) else None,
+            f.freq,
+            list(f.levels),
+            pd.Timestamp(settings.window.start_date),
+            end,
+            f.country,
+        )
+        table = built.frame
+        return dg.Output(
+            table,
+            metadata={
+                "series": len(built.ids()),
+                "periods": int(table["period"].nunique()) if len(table) else 0,
+                "first_period": str(table["period"].min()) if len(table) else "none",
+                "last_period": str(table["period"].max()) if len(table) else "none",
+                "notes": "\n".join(built.notes) or "none",
+                **frame_metadata(table),
+            },
+        )
+
+    @dg.multi_asset(
+        outs={
+            "sales_forecaster": dg.AssetOut(
+                group_name=GROUP,
+                kinds={"statsmodels", "prophet", "duckdb"},
+                is_required=False,
+                metadata={"schema": GROUP},
+                description="The chosen model per series (fitted files under models/forecaster/, "
+                "listed with the reason of the choice).",
+                automation_condition=AFTER_GATES,
+            ),
+            "forecast_backtest_report": dg.AssetOut(
+                group_name=GROUP,
+                kinds={"pandas", "duckdb"},
+                is_required=False,
+                metadata={"schema": GROUP},
+                description="Series x model: mean rolling-origin backtest metrics (MAE, RMSE, MAPE, "
+                "sMAPE, MASE, bias, directional accuracy, 80/95% coverage) and the choice.",
+                automation_condition=AFTER_GATES,
+            ),
+            "sales_forecasts": dg.AssetOut(
+                group_name=GROUP,
+                kinds={"pandas", "duckdb"},
+                is_required=False,
+                metadata={"schema": GROUP},
+                description="Next forecast.horizon periods per series: point forecast and 80% / 95% "
+                "intervals.",
+                automation_condition=AFTER_GATES,
+            ),
+        },
+        check_specs=[g.spec for g in GATES.values()],
+        backfill_policy=SINGLE_RUN,
+        can_subset=False,
+    )
+    def forecast_sales(context: dg.AssetExecutionContext, sales_series: pd.DataFrame):
+        built = series_core.SeriesSet(sales_series)
+        series = {sid: built.values(sid) for sid in built.ids()}
+        results = forecasting.forecast_all(series, plan(settings), workers=f.workers)
+        choices = forecasting.choice_table(results)
+        report = forecasting.backtest_table(results)
+        forecasts = forecasting.forecast_table(results)
+        checks = [
+            beats_naive_result(choices, f.max_relative_mase),
+            GATES["sane"].validate(schemas.forecast_schema(), forecasts, "sales_forecasts"),
+            coverage_result(report, f.coverage_tolerance),
+        ]
+        failed = [c for c in checks if not c.passed]
+        for c in failed:
+            context.log.error(c.description)
+        if not failed:  # write-audit-publish: model files and tables only when every gate passed
+            paths = save_models(results, settings)
+            choices["model_file"] = choices["series_id"].map(paths)
+            yield from _outputs(results, choices, report, forecasts, series, f.freq)
+        yield from checks
+
+    return [sales_series, forecast_sales]
+
+
+def _outputs(results, choices, report, forecasts, series, freq):
+    chosen = report[report["chosen"].fillna(False).astype(bool)]
+    floats = {
+        "median_relative_mase": float(choices["relative_mase"].median()),
+        "geomean_relative_mase": float(np.exp(np.log(choices["relative_mase"].clip(lower=1e-9)).mean())),
+        "mean_chosen_mase": float(chosen["mase"].mean()),
+        "mean_chosen_mape": float(chosen["mape"].mean()),
+        "coverage80": float(chosen["coverage80"].mean()),
+        "coverage95": float(chosen["coverage95"].mean()),
+    }
+    ranked = sorted(series, key=lambda s: (s != "total", -series[s].sum()))[:PLOTS]
+    by_id = {r.series_id: r for r in results}
+    plots = {
+        f"plot_{sid}": dg.MetadataValue.md(forecast_plot_md(series[sid], by_id[sid], freq)) for sid in ranked
+    }
+    yield dg.Output(
+        choices,
+        output_name="sales_forecaster",
+        metadata={
+            "series": len(choices),
+            "choices": md_table(choices.drop(columns=["model_file"]), 50),
+            **floats,
+        },
+    )
+    yield dg.Output(
+        report,
+        output_name="forecast_backtest_report",
+        metadata={"rows": len(report), "chosen": md_table(chosen.round(3), 50), **floats, **plots},
+    )
+    yield dg.Output(
+        forecasts,
+        output_name="sales_forecasts",
+        metadata={"rows": len(forecasts), "preview": md_table(forecasts.head(10)), **plots},
+    )

@@ -1,0 +1,290 @@
+"""Forecasting candidates behind one small interface: fit on a series, forecast h periods with
+80% and 95% intervals. Seasonal naive is the baseline; exponential smoothing and ARIMA come
+from statsmodels, Prophet from prophet."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.core.series import SEASON, calendar_features, fourier_terms
+
+Z = {80: 1.2815515655446004, 95: 1.959963984540054}
+ORIGIN = pd.Timestamp("2000-01-03")  # a Monday: Fourier terms are measured from it
+
+
+@dataclass
+class Forecast:
+    index: pd.DatetimeIndex
+    mean: np.ndarray
+    lower80: np.ndarray
+    upper80: np.ndarray
+    lower95: np.ndarray
+    upper95: np.ndarray
+
+    def non_negative(self) -> Forecast:
+        """Revenue cannot go below zero: clip the point and every bound at 0."""
+        clip = {k: np.maximum(np.asarray(getattr(self, k), dtype=float), 0.0) for k in self.bands()}
+        return Forecast(self.index, **clip)
+
+    @staticmethod
+    def bands() -> tuple[str, ...]:
+        return ("mean", "lower80", "upper80", "lower95", "upper95")
+
+    @classmethod
+    def average(cls, forecasts: list[Forecast]) -> Forecast:
+        """Mean of the members' points and bounds (a simple, documented approximation of the
+        ensemble's intervals)."""
+        return cls(
+            forecasts[0].index,
+            **{k: np.mean([getattr(f, k) for f in forecasts], axis=0) for k in cls.bands()},
+        )
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"period": self.index, **{k: getattr(self, k) for k in self.bands()}})
+
+
+def future_index(last: pd.Timestamp, h: int, freq: str) -> pd.DatetimeIndex:
+    step = pd.Timedelta(days=1) if freq == "D" else pd.Timedelta(weeks=1)
+    return pd.DatetimeIndex([last + step * (i + 1) for i in range(h)])
+
+
+def _gaussian(index, mean, sd) -> Forecast:
+    return Forecast(
+        index,
+        mean,
+        mean - Z[80] * sd,
+        mean + Z[80] * sd,
+        mean - Z[95] * sd,
+        mean + Z[95] * sd,
+    )
+
+
+class Model:
+    """Fit on a series with a DatetimeIndex, then forecast. `prepare` runs once per series
+    on the first backtest fold's training data (e.g. ARIMA's order search) before any fit."""
+
+    name = "model"
+
+    def __init__(self, freq: str = "D", country: str = "US"):
+        self.freq, self.country, self.m = freq, country, SEASON[freq]
+
+    def prepare(self, y: pd.Series) -> None:
+        return None
+
+    def fit(self, y: pd.Series) -> Model:
+        raise NotImplementedError
+
+    def predict(self, h: int) -> Forecast:
+        raise NotImplementedError
+
+    def fresh(self) -> Model:
+        """An unfitted copy that keeps what `prepare` chose."""
+        return copy.copy(self)
+
+    def describe(self) -> str:
+        return self.name
+
+
+class SeasonalNaive(Model):
+    """y(t + h) = y(t + h - m); intervals from the seasonal differences (fpp3 section 5.5)."""
+
+    name = "seasonal_naive"
+
+    def fit(self, y: pd.Series) -> SeasonalNaive:
+        self.y, self.last = y.to_numpy(dtype=float), y.index[-1]
+        m = self.m if len(self.y) > self.m else 1
+        errors = self.y[m:] - self.y[:-m]
+        self.season = m
+        self.sigma = float(np.sqrt(np.mean(errors**2))) if len(errors) else 0.0
+        return self
+
+    def predict(self, h: int) -> Forecast:
+        m = self.season
+        mean = np.tile(self.y[-m:], int(np.ceil(h / m)))[:h]
+        sd = self.sigma * np.sqrt(np.arange(h) // m + 1)
+        return _gaussian(future_index(self.last, h, self.freq), mean, sd)
+
+
+class ExponentialSmoothing(Model):
+    """statsmodels ETS: additive errors, damped additive trend, additive season when the
+    history holds two full seasons."""
+
+    name = "ets"
+
+    def fit(self, y: pd.Series) -> ExponentialSmoothing:
+        from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+        seasonal = "add" if len(y) >= 2 * self.m + 2 else None
+        model = ETSModel(
+            pd.Series(y.to_numpy(dtype=float), index=pd.RangeIndex(len(y))),
+            error="add",
+            trend="add",
+            damped_trend=True,
+            seasonal=seasonal,
+            seasonal_periods=self.m if seasonal else None,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.result = model.fit(disp=False)
+        self.n, self.last, self.seasonal = len(y), y.index[-1], seasonal
+        return self
+
+    def predict(self, h: int) -> Forecast:
+        pred = self.result.get_prediction(start=self.n, end=self.n + h - 1)
+        f80, f95 = pred.summary_frame(alpha=0.2), pred.summary_frame(alpha=0.05)
+        return Forecast(
+            future_index(self.last, h, self.freq),
+            f80["mean"].to_numpy(),
+            f80["pi_lower"].to_numpy(),
+            f80["pi_upper"].to_numpy(),
+            f95["pi_lower"].to_numpy(),
+            f95["pi_upper"].to_numpy(),
+        )
+
+    def describe(self) -> str:
+        return f"ets(A,Ad,{'A' if self.seasonal else 'N'})"
+
+
+class Arima(Model):
+    """Regression on a linear trend, Fourier seasonality (weekly for daily data, yearly) and
+    holiday counts, with ARIMA errors (dynamic harmonic regression, estimated in two steps:
+    least squares, then ARIMA on the residuals, which keeps the AIC grid fast). The order is
+    searched once per series: d by the KPSS test, as auto.arima does, then p and q in 0..2 by
+    AIC; each fold refits that order."""
+
+    name = "arima"
+    order: tuple[int, int, int] | None = None
+
+    def _design(self, index: pd.DatetimeIndex) -> np.ndarray:
+        t = (index - ORIGIN).days.to_numpy(dtype=float) / 365.25
+        blocks = [np.ones((len(index), 1)), t[:, None], fourier_terms(index, 365.25, 3, ORIGIN)]
+        if self.freq == "D":
+            blocks.append(fourier_terms(index, 7.0, 3, ORIGIN))
+        blocks.append(calendar_features(index, self.freq, self.country)[["holidays"]].to_numpy(dtype=float))
+        return np.column_stack(blocks)
+
+    def _residuals(self, y: pd.Series) -> np.ndarray:
+        X = self._design(y.index)
+        self.beta = np.linalg.lstsq(X, y.to_numpy(dtype=float), rcond=None)[0]
+        return y.to_numpy(dtype=float) - X @ self.beta
+
+    @staticmethod
+    def _fit_errors(resid: np.ndarray, order: tuple[int, int, int]):
+        from statsmodels.tsa.arima.model import ARIMA
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ARIMA(resid, order=order, trend="n").fit()
+
+    def prepare(self, y: pd.Series) -> None:
+        from statsmodels.tsa.stattools import kpss
+
+        resid = self._residuals(y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # kpss warns when p is outside its table
+            p_value = kpss(resid, regression="c", nlags="auto")[1]
+        d = 1 if p_value < 0.05 else 0
+        best, self.aic_table = None, {}
+        for p in range(3):
+            for q in range(3):
+                try:
+                    aic = float(self._fit_errors(resid, (p, d, q)).aic)
+                except Exception:  # a non-invertible or non-convergent corner of the grid
+                    continue
+                self.aic_table[(p, d, q)] = aic
+                if np.isfinite(aic) and (best is None or aic < self.aic_table[best]):
+                    best = (p, d, q)
+        if best is None:
+            raise ValueError("no ARIMA order in the grid could be fitted")
+        self.order = best
+
+    def fit(self, y: pd.Series) -> Arima:
+        if self.order is None:
+            self.prepare(y)
+        self.result, self.last = self._fit_errors(self._residuals(y), self.order), y.index[-1]
+        return self
+
+    def predict(self, h: int) -> Forecast:
+        index = future_index(self.last, h, self.freq)
+        fc = self.result.get_forecast(h)
+        base = self._design(index) @ self.beta
+        c80, c95 = fc.conf_int(alpha=0.2), fc.conf_int(alpha=0.05)
+        return Forecast(index, base + fc.predicted_mean, base + c80[:, 0], base + c80[:, 1],
+                        base + c95[:, 0], base + c95[:, 1])  # fmt: skip
+
+    def describe(self) -> str:
+        return f"regression + arima{self.order} errors"
+
+
+class ProphetModel(Model):
+    """Prophet with country holidays; 80% and 95% bounds from one set of predictive samples."""
+
+    name = "prophet"
+    samples = 1000
+    seed = 0
+
+    def fit(self, y: pd.Series) -> ProphetModel:
+        from prophet import Prophet
+
+        for name in ("cmdstanpy", "prophet"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        model = Prophet(
+            weekly_seasonality=self.freq == "D",
+            yearly_seasonality=len(y) * (1 if self.freq == "D" else 7) >= 365,
+            daily_seasonality=False,
+            uncertainty_samples=self.samples,
+        )
+        if self.freq == "D":
+            model.add_country_holidays(country_name=self.country)
+        model.fit(pd.DataFrame({"ds": y.index, "y": y.to_numpy(dtype=float)}))
+        self.model, self.last = model, y.index[-1]
+        return self
+
+    def predict(self, h: int) -> Forecast:
+        index = future_index(self.last, h, self.freq)
+        future = pd.DataFrame({"ds": index})
+        self.model.uncertainty_samples = 0  # the point forecast needs no sampling
+        mean = self.model.predict(future)["yhat"].to_numpy()
+        self.model.uncertainty_samples = self.samples
+        state = np.random.get_state()  # Prophet samples from numpy's global generator
+        np.random.seed(self.seed)
+        try:
+            draws = self.model.predictive_samples(future)["yhat"]
+        finally:
+            np.random.set_state(state)
+        q = np.quantile(draws - mean[:, None], [0.1, 0.9, 0.025, 0.975], axis=1)
+        # uncertainty of a trend-plus-noise model cannot shrink with the horizon: a sampled
+        # quantile that dips below an earlier one is Monte-Carlo noise, so carry the maximum
+        spread = np.maximum.accumulate(np.abs(q), axis=1)
+        return Forecast(index, mean, mean - spread[0], mean + spread[1], mean - spread[2], mean + spread[3])
+
+    def __getstate__(self):
+        from prophet.serialize import model_to_json
+
+        state = dict(self.__dict__)
+        if "model" in state:
+            state["model"] = model_to_json(state["model"])
+        return state
+
+    def __setstate__(self, state):
+        from prophet.serialize import model_from_json
+
+        if isinstance(state.get("model"), str):
+            state["model"] = model_from_json(state["model"])
+        self.__dict__.update(state)
+
+
+CANDIDATES: dict[str, type[Model]] = {
+    SeasonalNaive.name: SeasonalNaive,
+    ExponentialSmoothing.name: ExponentialSmoothing,
+    Arima.name: Arima,
+    ProphetModel.name: ProphetModel,
+}
+BASELINE = SeasonalNaive.name
+ENSEMBLE = "ensemble"

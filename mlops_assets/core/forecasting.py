@@ -1,0 +1,149 @@
+"""One series end to end (backtest, choose, refit, forecast) and many series fanned out over
+a process pool whose width is a setting. Each worker pins BLAS/OpenMP to one thread so that
+statsmodels' linear algebra and Prophet's Stan do not oversubscribe the cores."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.core import backtest as bt
+from mlops_assets.core.forecast_models import BASELINE, ENSEMBLE, Forecast, Model
+
+
+@dataclass
+class ForecastPlan:
+    freq: str = "D"
+    horizon: int = 28
+    folds: int = 3
+    candidates: tuple[str, ...] = ("seasonal_naive", "ets", "arima", "prophet")
+    ensemble_size: int = 2
+    country: str = "US"
+
+
+@dataclass
+class SeriesForecast:
+    series_id: str
+    chosen: str
+    reason: str
+    relative_mase: float  # chosen / seasonal naive, mean backtest MASE
+    metrics: pd.DataFrame
+    fold_forecasts: dict[tuple[str, int], Forecast]
+    future: Forecast
+    models: dict[str, Model]  # the fitted model(s) behind the shipped forecast
+    descriptions: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def forecast_series(series_id: str, y: pd.Series, spec: ForecastPlan) -> SeriesForecast:
+    """Backtest every candidate, choose by mean MASE (seasonal naive unless beaten), refit the
+    choice on the whole history and forecast the horizon. A series too short to backtest
+    ships seasonal naive with the reason."""
+    models = bt.candidates(list(spec.candidates), spec.freq, spec.country)
+    try:
+        result = bt.backtest(y, models, spec.horizon, spec.folds, spec.ensemble_size)
+    except ValueError as exc:  # too short for the folds
+        base = models[BASELINE].fit(y)
+        return SeriesForecast(
+            series_id, BASELINE, f"fallback to seasonal naive: {exc}", 1.0, pd.DataFrame(), {},
+            base.predict(spec.horizon).non_negative(), {BASELINE: base}, {BASELINE: BASELINE},
+        )  # fmt: skip
+    chosen, reason, relative = bt.choose(result.metrics)
+    names = result.ensemble_members if chosen == ENSEMBLE else [chosen]
+    fitted = {}
+    for name in names:
+        model = models[name].fresh()
+        try:
+            fitted[name] = model.fit(y)
+        except Exception as exc:  # passed the backtest, failed on the full history
+            reason = f"{chosen} failed to refit ({exc}); fallback to seasonal naive"
+            chosen, fitted = BASELINE, {BASELINE: models[BASELINE].fresh().fit(y)}
+            break
+    future = Forecast.average([m.predict(spec.horizon).non_negative() for m in fitted.values()])
+    return SeriesForecast(
+        series_id, chosen, reason, relative, result.metrics, result.forecasts, future, fitted,
+        result.descriptions, result.failures,
+    )  # fmt: skip
+
+
+def single_threaded() -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "STAN_NUM_THREADS"):
+        os.environ[var] = "1"
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def _run(args: tuple[str, pd.Series, ForecastPlan]) -> SeriesForecast:
+    """One series; an unexpected error ships seasonal naive for it instead of failing all."""
+    series_id, y, spec = args
+    try:
+        return forecast_series(series_id, y, spec)
+    except Exception as exc:
+        base = bt.candidates([], spec.freq, spec.country)[BASELINE].fit(y)
+        why = f"fallback to seasonal naive: {type(exc).__name__}: {exc}"[:300]
+        future = base.predict(spec.horizon).non_negative()
+        return SeriesForecast(series_id, BASELINE, why, 1.0, pd.DataFrame(), {}, future, {BASELINE: base})
+
+
+def forecast_all(series: dict[str, pd.Series], spec: ForecastPlan, workers: int = 1) -> list[SeriesForecast]:
+    """Series are independent: with workers > 1 they spread over a process pool."""
+    jobs = [(sid, y, spec) for sid, y in series.items()]
+    if workers <= 1 or len(jobs) <= 1:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):  # as in a worker, without changing this process for good
+            return [_run(job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=workers, initializer=single_threaded) as pool:
+        return list(pool.map(_run, jobs, chunksize=1))
+
+
+def backtest_table(results: list[SeriesForecast]) -> pd.DataFrame:
+    """Series x model: mean of each metric over the folds, and whether it was chosen."""
+    rows = []
+    for r in results:
+        if r.metrics.empty:
+            continue
+        mean = r.metrics.groupby("model")[list(bt.METRICS)].mean()
+        base = mean.loc[BASELINE, "mase"] if BASELINE in mean.index else np.nan
+        for model, values in mean.iterrows():
+            rows.append(
+                {
+                    "series_id": r.series_id,
+                    "model": model,
+                    "spec": r.descriptions.get(model, model),
+                    **values.to_dict(),
+                    "relative_mase": values["mase"] / base if base and np.isfinite(base) else np.nan,
+                    "chosen": model == r.chosen,
+                }
+            )
+        for model, why in r.failures.items():
+            rows.append({"series_id": r.series_id, "model": model, "spec": f"failed: {why}", "chosen": False})
+    columns = ["series_id", "model", "spec", *bt.METRICS, "relative_mase", "chosen"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def choice_table(results: list[SeriesForecast]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "series_id": r.series_id,
+                "chosen_model": r.chosen,
+                "spec": r.descriptions.get(r.chosen, r.chosen),
+                "relative_mase": r.relative_mase,
+                "reason": r.reason,
+            }
+            for r in results
+        ]
+    )
+
+
+def forecast_table(results: list[SeriesForecast]) -> pd.DataFrame:
+    parts = [r.future.frame().assign(series_id=r.series_id, model=r.chosen) for r in results]
+    out = pd.concat(parts, ignore_index=True)
+    out["step"] = out.groupby("series_id").cumcount() + 1
+    return out[["series_id", "period", "step", "model", *Forecast.bands()]]

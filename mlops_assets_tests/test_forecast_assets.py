@@ -1,0 +1,86 @@
+"""The forecasting assets over the small sample, and the accuracy target on real M4 series."""
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_assets.core import forecasting
+from mlops_assets_tests.conftest import check_results, edit_sources, read_table, run_graph
+
+START, END = "2023-01-01", "2023-03-31"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_forecasting_assets_backtest_choose_and_forecast(small_data_dir):
+    # three months of days: a 7-day horizon leaves room for three folds
+    edit_sources(
+        small_data_dir, lambda s: s.update(forecast={"freq": "D", "horizon": 7, "levels": ["total", "store"]})
+    )
+    result = run_graph(small_data_dir, START, END)
+    assert result.success
+    checks = check_results(result)
+    for name in ("beats_seasonal_naive", "forecasts_are_sane", "interval_coverage_within_tolerance"):
+        assert checks[name].passed, checks[name].description
+
+    series = read_table(small_data_dir, "forecasting.sales_series")
+    assert set(series["series_id"]) == {
+        "total",
+        "store=S01",
+        "store=S02",
+        "store=S03",
+        "store=S04",
+        "store=WEB",
+    }
+    assert series.groupby("series_id").size().eq(90).all()  # every day of the quarter, zero-filled
+    choices = read_table(small_data_dir, "forecasting.sales_forecaster").set_index("series_id")
+    assert (choices["relative_mase"] <= 1.0).all()
+    report = read_table(small_data_dir, "forecasting.forecast_backtest_report")
+    assert {"seasonal_naive", "ets", "arima", "prophet"} <= set(report["model"])
+    assert report.groupby("series_id")["chosen"].sum().eq(1).all()
+    forecasts = read_table(small_data_dir, "forecasting.sales_forecasts")
+    assert forecasts.groupby("series_id")["step"].max().eq(7).all()
+    assert forecasts["period"].min() == pd.Timestamp("2023-04-01")
+
+    # the shipped model file reproduces the shipped forecast
+    saved = pickle.loads((small_data_dir / choices.loc["total", "model_file"]).read_bytes())
+    assert saved["chosen"] == choices.loc["total", "chosen_model"]
+    point = np.mean([m.predict(7).non_negative().mean for m in saved["models"].values()], axis=0)
+    total = forecasts[forecasts["series_id"] == "total"].sort_values("step")
+    assert np.allclose(point, total["mean"], rtol=0.02)
+
+    meta = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    assert "data:image/png;base64," in meta["sales_forecasts"]["plot_total"].value
+    assert 0 < meta["forecast_backtest_report"]["median_relative_mase"].value <= 1.0
+
+
+def test_a_strict_naive_gate_keeps_the_previous_forecasts(small_data_dir):
+    edit_sources(small_data_dir, lambda s: s.update(forecast={"horizon": 7, "levels": ["total"]}))
+    assert run_graph(small_data_dir, START, END).success
+    before = read_table(small_data_dir, "forecasting.sales_forecasts")
+    # nothing is 1000x better than seasonal naive: the gate must fail and block publishing
+    edit_sources(small_data_dir, lambda s: s["forecast"].update(max_relative_mase=0.001))
+    result = run_graph(small_data_dir, START, END)
+    gate = check_results(result)["beats_seasonal_naive"]
+    assert not gate.passed and "exceeds forecast.max_relative_mase 0.001" in gate.description
+    mats = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "sales_forecasts" not in mats
+    pd.testing.assert_frame_equal(read_table(small_data_dir, "forecasting.sales_forecasts"), before)
+
+
+@pytest.mark.slow
+def test_real_m4_weekly_series_beat_seasonal_naive_by_20_percent():
+    raw = pd.read_csv(FIXTURES / "m4_weekly.csv", parse_dates=["date"])
+    series = {
+        i: pd.Series(g["value"].to_numpy(float), index=pd.DatetimeIndex(g["date"]))
+        for i, g in raw.groupby("id")
+    }
+    results = forecasting.forecast_all(series, forecasting.ForecastPlan(freq="W", horizon=13), workers=2)
+    relative = forecasting.choice_table(results)["relative_mase"]
+    assert (relative <= 1.0).all()  # never worse than the baseline in backtest
+    assert np.exp(np.log(relative).mean()) <= 0.8  # geometric mean: at least 20% better
