@@ -155,8 +155,7 @@ class Arima(Model):
     """Regression on a linear trend, Fourier seasonality (weekly for daily data, yearly) and
     holiday counts, with ARIMA errors (dynamic harmonic regression, estimated in two steps:
     least squares, then ARIMA on the residuals, which keeps the AIC grid fast). The order is
-    searched once per series: d by the KPSS test, as auto.arima does, then p and q in 0..2 by
-    AIC; each fold refits that order."""
+    searched once per series by AIC over p 0-2, d 0-1, q 0-2; each fold refits that order."""
 
     name = "arima"
     order: tuple[int, int, int] | None = None
@@ -183,23 +182,23 @@ class Arima(Model):
             return ARIMA(resid, order=order, trend="n").fit()
 
     def prepare(self, y: pd.Series) -> None:
-        from statsmodels.tsa.stattools import kpss
-
+        """AIC over the whole grid p 0-2, d 0-1, q 0-2. The AICs compare like with like: the
+        d = 1 models see the n - 1 differences, the d = 0 models the last n - 1 values, and
+        differencing given the first value has a unit Jacobian, so both likelihoods are
+        densities of the same n - 1 observations."""
         resid = self._residuals(y)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # kpss warns when p is outside its table
-            p_value = kpss(resid, regression="c", nlags="auto")[1]
-        d = 1 if p_value < 0.05 else 0
         best, self.aic_table = None, {}
-        for p in range(3):
-            for q in range(3):
-                try:
-                    aic = float(self._fit_errors(resid, (p, d, q)).aic)
-                except Exception:  # a non-invertible or non-convergent corner of the grid
-                    continue
-                self.aic_table[(p, d, q)] = aic
-                if np.isfinite(aic) and (best is None or aic < self.aic_table[best]):
-                    best = (p, d, q)
+        for d in range(2):
+            data = resid if d else resid[1:]
+            for p in range(3):
+                for q in range(3):
+                    try:
+                        aic = float(self._fit_errors(data, (p, d, q)).aic)
+                    except Exception:  # a non-invertible or non-convergent corner of the grid
+                        continue
+                    self.aic_table[(p, d, q)] = aic
+                    if np.isfinite(aic) and (best is None or aic < self.aic_table[best]):
+                        best = (p, d, q)
         if best is None:
             raise ValueError("no ARIMA order in the grid could be fitted")
         self.order = best
