@@ -78,21 +78,29 @@ def _sources(group: str, silver: pd.DataFrame, refs: dict[str, pd.DataFrame]) ->
     )
 
 
+def _common(name: str, group: str) -> dict:
+    """What the feature table and its snapshots share: inputs, warehouse schema, automation,
+    and the group's feature version as code version (a changed definition shows as changed)."""
+    return {
+        "name": name,
+        "group_name": GROUP,
+        "kinds": {"pandas", "duckdb"},
+        "ins": {"silver_transactions": dg.AssetIn(), **{r: dg.AssetIn() for r in INPUTS[group]}},
+        "metadata": {"schema": GROUP},
+        "backfill_policy": SINGLE_RUN,
+        "automation_condition": AFTER_GATES,
+        "code_version": group_version(group),
+    }
+
+
 def _feature_asset(settings: Settings, group: str) -> dg.AssetsDefinition:
     gates = feature_gates(group)
     name = f"{group}_features"
 
     @dg.asset(
-        name=name,
-        group_name=GROUP,
-        kinds={"pandas", "duckdb"},
-        ins={"silver_transactions": dg.AssetIn(), **{r: dg.AssetIn() for r in INPUTS[group]}},
-        metadata={"schema": GROUP},
-        backfill_policy=SINGLE_RUN,
+        **_common(name, group),
         check_specs=[g.spec for g in gates.values()],
         output_required=False,
-        automation_condition=AFTER_GATES,
-        code_version=group_version(group),
         description=f"{group.title()} features as of the latest complete day (`{AS_OF}` in metadata): "
         "one row per entity, definitions and versions in core/feature_registry.py. The online "
         "store serves this table.",
@@ -134,14 +142,7 @@ def _snapshot_asset(settings: Settings, group: str) -> dg.AssetsDefinition:
     name = f"{group}_feature_snapshots"
 
     @dg.asset(
-        name=name,
-        group_name=GROUP,
-        kinds={"pandas", "duckdb"},
-        ins={"silver_transactions": dg.AssetIn(), **{r: dg.AssetIn() for r in INPUTS[group]}},
-        metadata={"schema": GROUP},
-        backfill_policy=SINGLE_RUN,
-        automation_condition=AFTER_GATES,
-        code_version=group_version(group),
+        **_common(name, group),
         description=f"The offline store: {group} features as of every {settings.features.snapshot_freq} "
         "instant of the window and the latest complete day, each computed from data strictly "
         f"before its `{AS_OF}`; training sets join on it as of any past date "

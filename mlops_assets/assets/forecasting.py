@@ -100,6 +100,17 @@ def beats_naive_result(choices: pd.DataFrame, threshold: float) -> dg.AssetCheck
     )
 
 
+def _out(description: str, kinds: set[str] | None = None) -> dg.AssetOut:
+    return dg.AssetOut(
+        group_name=GROUP,
+        kinds=kinds or {"pandas", "duckdb"},
+        is_required=False,  # published only when the gates pass
+        metadata={"schema": GROUP},
+        description=description,
+        automation_condition=AFTER_GATES,
+    )
+
+
 def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     f = settings.forecast
 
@@ -139,32 +150,17 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
 
     @dg.multi_asset(
         outs={
-            "sales_forecaster": dg.AssetOut(
-                group_name=GROUP,
-                kinds={"statsmodels", "prophet", "duckdb"},
-                is_required=False,
-                metadata={"schema": GROUP},
-                description="The chosen model per series (fitted files under models/forecaster/, "
-                "listed with the reason of the choice).",
-                automation_condition=AFTER_GATES,
+            "sales_forecaster": _out(
+                "The chosen model per series (fitted files under models/forecaster/, listed with the "
+                "reason of the choice).",
+                {"statsmodels", "prophet", "duckdb"},
             ),
-            "forecast_backtest_report": dg.AssetOut(
-                group_name=GROUP,
-                kinds={"pandas", "duckdb"},
-                is_required=False,
-                metadata={"schema": GROUP},
-                description="Series x model: mean rolling-origin backtest metrics (MAE, RMSE, MAPE, "
-                "sMAPE, MASE, bias, directional accuracy, 80/95% coverage) and the choice.",
-                automation_condition=AFTER_GATES,
+            "forecast_backtest_report": _out(
+                "Series x model: mean rolling-origin backtest metrics (MAE, RMSE, MAPE, sMAPE, MASE, "
+                "bias, directional accuracy, 80/95% coverage) and the choice."
             ),
-            "sales_forecasts": dg.AssetOut(
-                group_name=GROUP,
-                kinds={"pandas", "duckdb"},
-                is_required=False,
-                metadata={"schema": GROUP},
-                description="Next forecast.horizon periods per series: point forecast and 80% / 95% "
-                "intervals.",
-                automation_condition=AFTER_GATES,
+            "sales_forecasts": _out(
+                "Next forecast.horizon periods per series: point forecast and 80% / 95% intervals."
             ),
         },
         check_specs=[g.spec for g in GATES.values()],
