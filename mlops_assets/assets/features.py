@@ -188,8 +188,13 @@ def _clv_validation_asset(settings: Settings) -> dg.AssetsDefinition:
         as_of = feature_as_of(silver_transactions, settings)
         calibration_end = as_of - pd.Timedelta(days=horizon)
         history_days = (calibration_end - pd.Timestamp(settings.window.start_date)).days
-        summary = clv.rfm_summary(silver_transactions, calibration_end) if history_days > 0 else None
-        if summary is None or not clv.can_fit(summary):
+        try:  # validate_clv refuses a history with too few repeat customers to fit
+            report = (
+                clv.validate_clv(silver_transactions, calibration_end, horizon) if history_days > 0 else None
+            )
+        except ValueError:
+            report = None
+        if report is None:
             note = (
                 f"not enough history: a {horizon}-day holdout before {as_of.date()} leaves "
                 f"{max(history_days, 0)} days of calibration data with too few repeat customers"
@@ -198,7 +203,6 @@ def _clv_validation_asset(settings: Settings) -> dg.AssetsDefinition:
                 mae=float("nan"), rmse=float("nan"), total_error_pct=float("nan")
             )
             return dg.Output(empty, metadata={"note": note})
-        report = clv.validate_clv(silver_transactions, calibration_end, horizon)
         table = pd.DataFrame(
             [
                 {"method": "bg_nbd_gamma_gamma", **report["model"]},

@@ -49,7 +49,7 @@ def plan(settings: Settings) -> forecasting.ForecastPlan:
         freq=f.freq,
         horizon=f.horizon,
         folds=f.folds,
-        candidates=tuple(["seasonal_naive", *f.candidates]),
+        candidates=tuple(f.candidates),  # backtest.candidates always adds the baseline
         ensemble_size=f.ensemble_size,
         country=f.country,
     )
@@ -169,7 +169,7 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     )
     def forecast_sales(context: dg.AssetExecutionContext, sales_series: pd.DataFrame):
         built = series_core.SeriesSet(sales_series)
-        series = {sid: built.values(sid) for sid in built.ids()}
+        series = built.all_values()
         results = forecasting.forecast_all(series, plan(settings), workers=f.workers)
         choices = forecasting.choice_table(results)
         report = forecasting.backtest_table(results)

@@ -87,12 +87,12 @@ def gamma_gamma_log_likelihood(params, x, m) -> np.ndarray:
     )
 
 
-def _fit(neg_ll, start: np.ndarray) -> tuple[np.ndarray, optimize.OptimizeResult]:
+def _fit(neg_ll, start: np.ndarray) -> np.ndarray:
     """Maximize over log-parameters (keeps them positive); Nelder-Mead rescues a stalled start."""
     result = optimize.minimize(neg_ll, np.log(start), method="L-BFGS-B")
     if not result.success or not np.isfinite(result.fun):
         result = optimize.minimize(neg_ll, np.log(start), method="Nelder-Mead", options={"maxiter": 4000})
-    return np.exp(result.x), result
+    return np.exp(result.x)
 
 
 def _grouped(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -111,7 +111,7 @@ def fit_bgnbd(x, t_x, T, start: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)) -> BGN
         ll = bgnbd_log_likelihood(np.exp(log_params), xu, tu, Tu)
         return -(w * ll).sum() / total if np.isfinite(ll).all() else np.inf
 
-    params, _ = _fit(neg_ll, np.asarray(start, dtype=float))
+    params = _fit(neg_ll, np.asarray(start, dtype=float))
     return BGNBD(*map(float, params))
 
 
@@ -125,7 +125,7 @@ def fit_gamma_gamma(x, m, start: tuple[float, ...] = (1.0, 2.0, 1.0)) -> GammaGa
         ll = gamma_gamma_log_likelihood(np.exp(log_params), x, m / scale)
         return -ll.mean() if np.isfinite(ll).all() else np.inf
 
-    (p, q, v), _ = _fit(neg_ll, np.asarray(start, dtype=float))
+    p, q, v = _fit(neg_ll, np.asarray(start, dtype=float))
     return GammaGamma(float(p), float(q), float(v) * scale)
 
 

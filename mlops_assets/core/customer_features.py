@@ -56,9 +56,9 @@ def customer_features(
 
     orders = per_customer(first_line)
     gross = per_customer(buy, amount)
-    first_ts = _extreme(cust, ts, np.ones(len(ts), bool), n, np.minimum)
-    first_buy = _extreme(cust, ts, buy, n, np.minimum)
-    last_buy = _extreme(cust, ts, buy, n, np.maximum)
+    first_ts = _extreme(cust, ts, np.ones(len(ts), bool), n, "min")
+    first_buy = _extreme(cust, ts, buy, n, "min")
+    last_buy = _extreme(cust, ts, buy, n, "max")
     bought_units = per_customer(buy, qty)
     returned_units = 0.0 - per_customer(~buy, qty)  # 0.0 - x: no negative zeros
     product, product_ids = pd.factorize(lines["product_id"])
@@ -93,10 +93,10 @@ def customer_features(
     return conform(out, "customer", sources)
 
 
-def _extreme(codes: np.ndarray, values: np.ndarray, mask: np.ndarray, n: int, ufunc) -> np.ndarray:
+def _extreme(codes: np.ndarray, values: np.ndarray, mask: np.ndarray, n: int, how: str) -> np.ndarray:
     """Min or max of int64 `values` per code over `mask`; NaN where a code has none."""
     grouped = pd.Series(values[mask]).groupby(codes[mask])
-    picked = grouped.min() if ufunc is np.minimum else grouped.max()
+    picked = grouped.agg(how)
     out = np.full(n, np.nan)
     out[picked.index.to_numpy()] = picked.to_numpy(dtype=float)
     return out
