@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlops_assets.core.schemas import CANONICAL, REQUIRED
 
@@ -92,6 +92,42 @@ class FeatureSettings(_Strict):
         return value
 
 
+class SegmentSettings(_Strict):
+    # customer features the segmenter clusters on (RFM by default; any numeric feature works)
+    features: list[str] = ["recency_days", "frequency", "monetary"]
+    k_min: int = Field(2, ge=2)
+    k_max: int = Field(10, ge=2)
+    algorithms: list[Literal["kmeans", "dbscan"]] = ["kmeans", "dbscan"]
+    n_init: int = Field(4, ge=1)  # k-means restarts of the chosen k (the sweep: one start per k)
+    # above this many customers, the sweep, DBSCAN and the bootstrap use a random sample
+    sample_size: int = Field(10_000, ge=100)
+    silhouette_sample: int = Field(2_000, ge=100)  # points the silhouette is computed over
+    resamples: int = Field(10, ge=2)  # bootstrap refits for the stability ARI
+    # DBSCAN leaving more customers as noise than this is not a segmentation of them
+    max_noise_share: float = 0.2
+    # gates: the usual "reasonable structure" floor, a segment worth a campaign, reproducibility
+    min_silhouette: float = 0.25
+    min_segment_share: float = 0.01
+    min_stability_ari: float = 0.8
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _k_range(self) -> SegmentSettings:
+        if self.k_max < self.k_min:
+            raise ValueError(f"k_max ({self.k_max}) is below k_min ({self.k_min})")
+        return self
+
+
+class AnomalySettings(_Strict):
+    # share of periods per level the isolation forest may isolate
+    contamination: float = Field(0.01, gt=0, le=0.5)
+    # ...and only those whose robust residual z is at least this (ordinary noise stays quiet)
+    min_abs_z: float = 3.5
+    # days around each public holiday that get their own effect (Thanksgiving +1 is Black Friday)
+    holiday_window: tuple[int, int] = (-1, 4)
+    seed: int = 0
+
+
 class Settings(_Strict):
     data_dir: Path
     sources_file: Path
@@ -102,6 +138,8 @@ class Settings(_Strict):
     forecast: ForecastSpec = ForecastSpec()
     quality: QualitySettings = QualitySettings()
     features: FeatureSettings = FeatureSettings()
+    segment: SegmentSettings = SegmentSettings()
+    anomaly: AnomalySettings = AnomalySettings()
 
     @property
     def warehouse_path(self) -> Path:

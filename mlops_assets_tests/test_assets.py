@@ -32,12 +32,18 @@ def test_definitions_have_groups_partitions_and_blocking_checks(small_data_dir):
         "sales_forecaster": "forecasting",
         "forecast_backtest_report": "forecasting",
         "sales_forecasts": "forecasting",
+        "customer_segmenter": "segmentation",
+        "segmentation_report": "segmentation",
+        "customer_segments": "segmentation",
+        "sales_anomaly_detector": "anomalies",
+        "sales_anomalies": "anomalies",
     }
     silver = graph.get(dg.AssetKey("silver_transactions"))
     assert silver.partitions_def.get_first_partition_key() == START
     assert silver.partitions_def.get_last_partition_key() == END
     checks = {k.name: graph.get(k).blocking for k in graph.asset_check_keys}
     assert checks["matches_source_schema"] and checks["quarantine_share_within_limit"]
+    assert checks["silhouette_above_minimum"] and checks["segments_stable_under_resampling"]
 
 
 def test_range_run_builds_every_table_and_reconciles(small_data_dir):

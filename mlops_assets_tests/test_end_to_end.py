@@ -45,6 +45,15 @@ def test_whole_sample_end_to_end(tmp_path):
     assert np.exp(np.log(choices["relative_mase"]).mean()) <= 0.8  # 20% better than seasonal naive
     forecasts = read_table(data, "forecasting.sales_forecasts")
     assert forecasts["period"].min() == pd.Timestamp("2025-01-01") and forecasts["step"].max() == 28
+    # every customer scored with the published segmenter; the report accounts for all of them
+    segments = read_table(data, "segmentation.customer_segments")
+    assert sorted(segments["customer_id"]) == sorted(customers["customer_id"])
+    report = read_table(data, "segmentation.segmentation_report")
+    assert report["customers"].sum() == len(customers) and report["share"].min() >= 0.01
+    assert (data / "models/customer_segmenter/model.pkl").is_file()
+    # anomalies: a small share of the 14 series x 731 days, each with its series and score
+    anomalies = read_table(data, "anomalies.sales_anomalies")
+    assert 0 < len(anomalies) <= 0.01 * 14 * 731 and anomalies["z"].abs().min() >= 3.5
 
 
 @pytest.mark.slow
@@ -70,7 +79,13 @@ def test_real_bike_sales_mapped_by_sources_yaml(tmp_path):
     }
     (data / "sources.yaml").write_text(yaml.safe_dump(spec))
     result = run_graph(data, "2011-01-01", "2011-12-31")
-    assert result.success
+    # 30 bike shops split into two segments (silhouette about 0.43), but bootstrap refits do not
+    # reproduce the split well enough: the stability gate holds the segmenter back, and only it
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert [e.check_name for e in failed] == ["segments_stable_under_resampling"]
+    assert "below segment.min_stability_ari 0.8" in failed[0].description
+    assert [e.step_key for e in result.get_step_failure_events()] == ["train_customer_segmenter"]
+    assert not (data / "models/customer_segmenter/model.pkl").exists()
     silver = read_table(data, "silver.silver_transactions")
     quarantined = read_table(data, "silver.quarantined_transactions")
     assert len(silver) + len(quarantined) == 2_466

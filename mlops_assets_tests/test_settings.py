@@ -62,3 +62,15 @@ def test_an_edited_sources_file_is_read_again_and_features_validated(small_data_
         SettingsError, match="features.snapshot_freq: .*not a pandas frequency: 'fortnightly'"
     ):
         load_settings(small_data_dir)
+
+
+def test_segment_and_anomaly_settings_are_validated(small_data_dir):
+    edit_sources(small_data_dir, lambda s: s.update(segment={"k_min": 6, "k_max": 4}))
+    with pytest.raises(SettingsError, match=r"sources\.yaml: segment: .*k_max \(4\) is below k_min \(6\)"):
+        load_settings(small_data_dir)
+    edit_sources(small_data_dir, lambda s: s.update(segment={"algorithms": ["kmeans", "hdbscan"]}))
+    with pytest.raises(SettingsError, match=r"segment\.algorithms\.1"):
+        load_settings(small_data_dir)
+    edit_sources(small_data_dir, lambda s: s.update(segment={}, anomaly={"contamination": 0.9}))
+    with pytest.raises(SettingsError, match=r"anomaly\.contamination"):
+        load_settings(small_data_dir)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from mlops_assets.assets.anomalies import build_anomaly_assets
 from mlops_assets.assets.features import build_feature_assets
 from mlops_assets.assets.forecasting import build_forecasting_assets
 from mlops_assets.assets.ingestion import build_bronze_assets
 from mlops_assets.assets.quality import build_quality_assets
+from mlops_assets.assets.segmentation import build_segmentation_assets
 from mlops_assets.settings import Settings
 
 
@@ -17,4 +19,6 @@ def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         *build_quality_assets(settings),
         *build_feature_assets(settings),
         *build_forecasting_assets(settings),
+        *build_segmentation_assets(settings),
+        *build_anomaly_assets(settings),
     ]

@@ -29,7 +29,7 @@ class Gate:
 
     def result(self, passed: bool, description: str, metadata: dict | None = None) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(
-            passed=passed,
+            passed=bool(passed),  # numpy comparisons give np.bool_, which Dagster refuses
             asset_key=self.asset,
             check_name=self.name,
             severity=dg.AssetCheckSeverity.ERROR,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import io
-
 import pandas as pd
+
+from mlops_assets.core.plots import png_md, pyplot
 
 HISTORY = {"D": 180, "W": 104}  # periods of history shown before the forecast
 
@@ -13,11 +12,7 @@ HISTORY = {"D": 180, "W": 104}  # periods of history shown before the forecast
 def forecast_plot_md(y: pd.Series, result, freq: str = "D") -> str:
     """History, the chosen model's backtest forecasts, and the future forecast with its 80%
     and 95% bands."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.2), dpi=80)
     recent = y.iloc[-HISTORY.get(freq, 180) :]
     ax.plot(recent.index, recent.to_numpy(), color="0.3", lw=0.8, label="actual")
@@ -32,8 +27,4 @@ def forecast_plot_md(y: pd.Series, result, freq: str = "D") -> str:
     ax.set_title(f"{result.series_id}: {result.chosen}, relative MASE {result.relative_mase:.2f}", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", ncol=5)
     ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return f"![{result.series_id}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
+    return png_md(fig, result.series_id)

@@ -1,0 +1,81 @@
+"""Anomalies: days whose sales the weekly and yearly profile, trend and holidays do not
+explain, isolated by an isolation forest per level."""
+
+import dagster as dg
+import pandas as pd
+
+from mlops_assets.assets._metadata import frame_metadata, md_table
+from mlops_assets.automation.jobs import AFTER_GATES
+from mlops_assets.core.anomalies import AnomalySpec, detect
+from mlops_assets.core.plots import anomalies_md
+from mlops_assets.settings import Settings
+
+GROUP = "anomalies"
+PLOTS = 3  # series plotted: total first, then those with the most anomalies
+
+
+def spec(settings: Settings) -> AnomalySpec:
+    a = settings.anomaly
+    return AnomalySpec(
+        freq=settings.forecast.freq,
+        country=settings.forecast.country,
+        holiday_window=tuple(a.holiday_window),
+        contamination=a.contamination,
+        min_abs_z=a.min_abs_z,
+        seed=a.seed,
+    )
+
+
+def build_anomaly_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    @dg.multi_asset(
+        outs={
+            "sales_anomaly_detector": dg.AssetOut(
+                group_name=GROUP,
+                kinds={"sklearn"},
+                io_manager_key="model_io_manager",
+                description="Isolation forests (one per level) over residual z and day of week, with "
+                "the settings of the residual model, under models/sales_anomaly_detector/.",
+                automation_condition=AFTER_GATES,
+            ),
+            "sales_anomalies": dg.AssetOut(
+                group_name=GROUP,
+                kinds={"pandas", "duckdb"},
+                metadata={"schema": GROUP},
+                description="Anomalous periods per series: revenue, expected revenue, robust residual z, "
+                "isolation-forest score (higher = more anomalous) and direction (spike / drop).",
+                automation_condition=AFTER_GATES,
+            ),
+        },
+        can_subset=False,
+        code_version="1",
+    )
+    def detect_sales_anomalies(sales_series: pd.DataFrame):
+        detector, scored = detect(sales_series, spec(settings))
+        table = scored[scored["is_anomaly"]].drop(columns=["is_anomaly"])
+        table = table.sort_values(["series_id", "period"], ignore_index=True)
+        per_series = table.groupby("series_id").size()
+        counts = per_series.rename("anomalies").reset_index()
+        counts["direction"] = (
+            table.groupby("series_id")["direction"].agg(lambda d: d.value_counts().to_dict()).values
+        )
+        ranked = ["total"] * ("total" in set(scored["series_id"]))
+        ranked += [sid for sid in per_series.sort_values(ascending=False).index if sid != "total"]
+        plots = {f"plot_{sid}": dg.MetadataValue.md(anomalies_md(scored, sid)) for sid in ranked[:PLOTS]}
+        yield dg.Output(
+            detector,
+            output_name="sales_anomaly_detector",
+            metadata={"levels": ", ".join(detector.forests), "periods_scored": len(scored)},
+        )
+        yield dg.Output(
+            table,
+            output_name="sales_anomalies",
+            metadata={
+                "anomalies": len(table),
+                "anomaly_share": float(len(table) / max(len(scored), 1)),
+                "per_series": md_table(counts.astype(str), 50),
+                **frame_metadata(table.round(3), 20),
+                **plots,
+            },
+        )
+
+    return [detect_sales_anomalies]

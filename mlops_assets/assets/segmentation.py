@@ -1,0 +1,184 @@
+"""Segmentation: a customer segmenter chosen by silhouette among k-means and DBSCAN, published
+only through its gates (quality, segment sizes, stability), and every customer scored with
+the published model."""
+
+import json
+
+import dagster as dg
+import pandas as pd
+
+from mlops_assets.assets._metadata import frame_metadata, md_table
+from mlops_assets.automation.jobs import AFTER_GATES
+from mlops_assets.checks.gates import Gate
+from mlops_assets.core.cluster_quality import NOISE
+from mlops_assets.core.plots import k_sweep_md
+from mlops_assets.core.segmentation import Segmenter, SegmentSpec, fit_segmenter
+from mlops_assets.settings import SegmentSettings, Settings
+
+GROUP = "segmentation"
+MODEL = "customer_segmenter"
+GATES = {
+    "silhouette": Gate(
+        "silhouette_above_minimum",
+        MODEL,
+        "Silhouette of the chosen segmentation (scaled feature space, non-noise points) is at least "
+        "segment.min_silhouette.",
+    ),
+    "sizes": Gate(
+        "no_tiny_segments", MODEL, "Every segment holds at least segment.min_segment_share of the customers."
+    ),
+    "stable": Gate(
+        "segments_stable_under_resampling",
+        MODEL,
+        "Mean adjusted Rand index between the chosen fit and its bootstrap refits is at least "
+        "segment.min_stability_ari.",
+    ),
+}
+
+
+def spec(s: SegmentSettings) -> SegmentSpec:
+    return SegmentSpec(
+        features=tuple(s.features),
+        k_min=s.k_min,
+        k_max=s.k_max,
+        algorithms=tuple(s.algorithms),
+        n_init=s.n_init,
+        sample_size=s.sample_size,
+        silhouette_sample=s.silhouette_sample,
+        resamples=s.resamples,
+        max_noise_share=s.max_noise_share,
+        seed=s.seed,
+    )
+
+
+def gate_results(segmenter: Segmenter, s: SegmentSettings) -> list[dg.AssetCheckResult]:
+    m = segmenter.metrics
+    setting = f"{segmenter.algorithm} with {segmenter.params['k']} segments"
+    sil_ok = m["silhouette"] >= s.min_silhouette
+    smallest = segmenter.profile[segmenter.profile["segment_id"] != NOISE].nsmallest(1, "share").iloc[0]
+    size_ok = smallest["share"] >= s.min_segment_share
+    ari_ok = m["stability_ari"] >= s.min_stability_ari
+    # a rejected candidate is shown beside the verdict: it is published nowhere else
+    candidate = {"candidate_segments": md_table(segmenter.profile.round(3), 30), "choice": segmenter.reason}
+    return [
+        GATES["silhouette"].result(
+            sil_ok,
+            f"silhouette {m['silhouette']:.3f} of {setting} is "
+            + ("at least" if sil_ok else "below")
+            + f" segment.min_silhouette {s.min_silhouette:g}",
+            {"silhouette": m["silhouette"], **({} if sil_ok else candidate)},
+        ),
+        GATES["sizes"].result(
+            size_ok,
+            f"smallest segment '{smallest['segment_name']}' holds {smallest['share']:.2%} of customers "
+            + ("(at least" if size_ok else "(below")
+            + f" segment.min_segment_share {s.min_segment_share:.0%})",
+            {"smallest_segment_share": float(smallest["share"]), **({} if size_ok else candidate)},
+        ),
+        GATES["stable"].result(
+            ari_ok,
+            f"mean bootstrap ARI {m['stability_ari']:.3f} over {s.resamples} bootstrap refits is "
+            + ("at least" if ari_ok else "below")
+            + f" segment.min_stability_ari {s.min_stability_ari:g}",
+            {
+                "stability_ari": m["stability_ari"],
+                "stability_ari_min": m["stability_ari_min"],
+                **({} if ari_ok else candidate),
+            },
+        ),
+    ]
+
+
+def _floats(segmenter: Segmenter) -> dict:
+    keys = ("silhouette", "davies_bouldin", "calinski_harabasz", "stability_ari", "smallest_segment_share")
+    return {k: float(segmenter.metrics[k]) for k in keys} | {"segments": int(segmenter.metrics["segments"])}
+
+
+def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    s = settings.segment
+
+    @dg.multi_asset(
+        outs={
+            MODEL: dg.AssetOut(
+                group_name=GROUP,
+                kinds={"sklearn"},
+                io_manager_key="model_io_manager",
+                is_required=False,  # published only when the gates pass
+                description="The fitted scikit-learn Pipeline (impute, log of skewed features, robust "
+                "scaling, clusterer) with its segment ids and names, under models/customer_segmenter/.",
+                automation_condition=AFTER_GATES,
+            ),
+            "segmentation_report": dg.AssetOut(
+                group_name=GROUP,
+                kinds={"pandas", "duckdb"},
+                metadata={"schema": GROUP},
+                is_required=False,
+                description="Per segment: size, share, revenue share and mean features; quality "
+                "metrics and the k sweep in metadata.",
+                automation_condition=AFTER_GATES,
+            ),
+        },
+        check_specs=[g.spec for g in GATES.values()],
+        can_subset=False,
+        code_version="1",
+    )
+    def train_customer_segmenter(context: dg.AssetExecutionContext, customer_features: pd.DataFrame):
+        segmenter = fit_segmenter(customer_features, spec(s))
+        checks = gate_results(segmenter, s)
+        for c in checks:
+            if not c.passed:
+                context.log.error(c.description)
+        if all(c.passed for c in checks):  # only a segmenter passing every gate replaces the published one
+            floats = _floats(segmenter)
+            yield dg.Output(
+                segmenter,
+                output_name=MODEL,
+                metadata={
+                    "algorithm": segmenter.algorithm,
+                    "params": json.dumps(segmenter.params),
+                    "choice": segmenter.reason,
+                    "segment_names": json.dumps({str(k): v for k, v in segmenter.names.items()}),
+                    "trained_rows": segmenter.trained_rows,
+                    **floats,
+                },
+            )
+            yield dg.Output(
+                segmenter.profile,
+                output_name="segmentation_report",
+                metadata={
+                    "segments": md_table(segmenter.profile.round(3), 30),
+                    "k_sweep": md_table(segmenter.sweep.round(4), 30),
+                    "k_sweep_plot": dg.MetadataValue.md(k_sweep_md(segmenter.sweep)),
+                    "choice": segmenter.reason,
+                    **floats,
+                },
+            )
+        yield from checks
+
+    @dg.asset(
+        group_name=GROUP,
+        kinds={"pandas", "duckdb"},
+        metadata={"schema": GROUP},
+        automation_condition=AFTER_GATES,
+        code_version="1",
+    )
+    def customer_segments(customer_features: pd.DataFrame, customer_segmenter: Segmenter) -> dg.Output:
+        """Every customer's segment id and name, scored with the published segmenter through
+        the preprocessing it was trained with."""
+        table = customer_segmenter.assign(customer_features)
+        table["model_trained_at"] = pd.Series(
+            customer_segmenter.trained_at, index=table.index, dtype="string"
+        )
+        counts = table.groupby(["segment_id", "segment_name"]).size().rename("customers").reset_index()
+        counts["share"] = counts["customers"] / max(len(table), 1)
+        return dg.Output(
+            table,
+            metadata={
+                "rows": len(table),
+                "segment_counts": md_table(counts.round(4), 30),
+                "model_trained_at": customer_segmenter.trained_at,
+                **frame_metadata(table),
+            },
+        )
+
+    return [train_customer_segmenter, customer_segments]

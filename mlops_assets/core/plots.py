@@ -1,0 +1,69 @@
+"""Plots as PNG embedded in markdown, for the Dagster UI's metadata panel."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pandas as pd
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to memory
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png_md(fig, alt: str) -> str:
+    """The figure as a markdown image (base64 PNG); closes the figure."""
+    plt = pyplot()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
+
+
+def k_sweep_md(sweep: pd.DataFrame) -> str:
+    """Silhouette, Davies-Bouldin and Calinski-Harabasz over k for k-means, DBSCAN as a point,
+    the chosen setting circled."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(10, 2.8), dpi=80)
+    km = sweep[sweep["algorithm"] == "kmeans"]
+    db = sweep[sweep["algorithm"] == "dbscan"]
+    chosen = sweep[sweep["chosen"]]
+    for ax, metric, better in zip(
+        axes,
+        ("silhouette", "davies_bouldin", "calinski_harabasz"),
+        ("higher is better", "lower is better", "higher is better"),
+        strict=True,
+    ):
+        ax.plot(km["k"], km[metric], marker="o", ms=3, color="tab:blue", label="k-means")
+        if len(db):
+            ax.scatter(db["k"], db[metric], color="tab:orange", marker="s", label="DBSCAN", zorder=3)
+        ax.scatter(chosen["k"], chosen[metric], s=120, facecolors="none", edgecolors="red", label="chosen")
+        ax.set_title(f"{metric} ({better})", fontsize=8)
+        ax.set_xlabel("clusters", fontsize=7)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    return png_md(fig, "k sweep")
+
+
+def anomalies_md(scored: pd.DataFrame, series_id: str) -> str:
+    """One series' revenue and expected profile with its anomalous periods marked."""
+    plt = pyplot()
+    rows = scored[scored["series_id"] == series_id].sort_values("period")
+    fig, ax = plt.subplots(figsize=(9, 2.8), dpi=80)
+    ax.plot(rows["period"], rows["revenue"], color="0.4", lw=0.7, label="revenue")
+    ax.plot(rows["period"], rows["expected"], color="tab:blue", lw=0.8, alpha=0.7, label="expected")
+    flagged = rows[rows["is_anomaly"]]
+    colours = np.where(flagged["z"] > 0, "tab:red", "tab:purple")
+    ax.scatter(flagged["period"], flagged["revenue"], c=colours, s=25, zorder=3, label="anomaly")
+    ax.set_title(f"{series_id}: {len(flagged)} anomalous periods", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", ncol=3)
+    ax.tick_params(labelsize=7)
+    return png_md(fig, f"anomalies {series_id}")

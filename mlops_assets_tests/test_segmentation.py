@@ -1,0 +1,173 @@
+"""Segmenter core: quality measures against sklearn, choice between k-means and DBSCAN,
+stability, names from RFM profiles, and scoring through the saved pipeline."""
+
+import pickle
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import silhouette_score
+
+from mlops_assets.core.cluster_quality import NOISE, SilhouetteSample, k_distance_eps, knee
+from mlops_assets.core.segment_names import member_scores, mid_rank_pct, name_segments, rule_name
+from mlops_assets.core.segmentation import SegmentSpec, SignedLog, fit_segmenter
+
+# (count, recency days, purchases a year, order value, tenure days) of three kinds of customer
+KINDS = {"best": (150, 5, 30, 200, 600), "lapsed": (300, 400, 0, 60, 650), "new": (150, 10, 1.5, 80, 20)}
+
+
+def customers(seed: int = 0, scale: float = 1.0, kinds: dict = KINDS) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    parts = []
+    for name, (n, rec, freq, aov, ten) in kinds.items():
+        n = int(n * scale)
+        frequency = np.maximum(rng.poisson(freq, n), 1 if freq >= 1 else 0)
+        value = rng.lognormal(np.log(aov), 0.15, n)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "kind": name,
+                    "recency_days": rng.normal(rec, rec * 0.1 + 1, n).clip(0),
+                    "frequency": frequency,
+                    "monetary": frequency * value,
+                    "avg_order_value": value,
+                    "tenure_days": rng.normal(ten, ten * 0.1 + 1, n).clip(1),
+                }
+            )
+        )
+    frame = pd.concat(parts, ignore_index=True)
+    frame.insert(0, "customer_id", [f"C{i:05d}" for i in range(len(frame))])
+    return frame
+
+
+def test_silhouette_sample_matches_sklearn_with_and_without_noise():
+    x, _ = make_blobs(600, centers=4, cluster_std=1.5, random_state=1)
+    sil = SilhouetteSample(x)
+    for labels in (
+        np.random.default_rng(0).integers(0, 3, 600),
+        np.repeat([0, 1, 2, 3], 150),
+        make_blobs(600, centers=4, random_state=1)[1],
+    ):
+        assert sil.score(labels) == pytest.approx(silhouette_score(x, labels), abs=1e-5)
+    noisy = make_blobs(600, centers=4, random_state=1)[1].copy()
+    noisy[::7] = NOISE
+    keep = noisy != NOISE
+    assert sil.score(noisy) == pytest.approx(silhouette_score(x[keep], noisy[keep]), abs=1e-5)
+    assert np.isnan(sil.score(np.zeros(600, dtype=int)))  # one cluster: undefined
+
+
+def test_knee_of_a_flat_then_steep_curve():
+    curve = np.concatenate([np.linspace(0, 1, 90), np.linspace(1, 30, 10)])
+    assert 88 <= knee(curve) <= 91
+    x, _ = make_blobs(500, centers=3, cluster_std=0.3, random_state=0)
+    eps = k_distance_eps(x, 6)
+    assert 0.05 < eps < 2.0  # inside the blobs' spread, far below the distance between them
+
+
+def test_signed_log_picks_skewed_columns_at_fit_and_keeps_them():
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(0, 1, 1000), rng.lognormal(0, 1.5, 1000), -rng.lognormal(0, 1.5, 1000)])
+    step = SignedLog(1.0).fit(x)
+    assert list(step.columns_) == [1, 2]
+    out = step.transform(x[:1])  # one new row: the training choice, not a fresh one
+    assert out[0, 0] == x[0, 0] and out[0, 1] == pytest.approx(np.log1p(x[0, 1]))
+    assert out[0, 2] == pytest.approx(-np.log1p(-x[0, 2]))
+
+
+def test_kmeans_finds_the_three_kinds_stably_and_names_them():
+    table = customers()
+    segmenter = fit_segmenter(table, SegmentSpec(k_max=6, resamples=5))
+    assert segmenter.algorithm == "kmeans" and segmenter.params["k"] == 3
+    assert "k-means k=3 has the best silhouette" in segmenter.reason
+    m = segmenter.metrics
+    assert m["silhouette"] > 0.6 and m["stability_ari"] > 0.95 and m["davies_bouldin"] < 1
+    assert set(segmenter.sweep["k"][segmenter.sweep["algorithm"] == "kmeans"]) == set(range(2, 7))
+    assigned = segmenter.assign(table).assign(kind=table["kind"])
+    names = assigned.groupby("kind")["segment_name"].agg(lambda s: s.mode()[0])
+    assert names.to_dict() == {"best": "champions", "lapsed": "lost", "new": "new"}
+    purity = assigned.groupby("kind")["segment_id"].agg(lambda s: s.value_counts(normalize=True).iloc[0])
+    assert (purity > 0.95).all()
+    # ids rank value: the best customers are segment 0
+    assert assigned.loc[assigned["kind"] == "best", "segment_id"].mode()[0] == 0
+    profile = segmenter.profile.set_index("segment_name")
+    assert profile["customers"].sum() == len(table) and profile["share"].sum() == pytest.approx(1)
+    assert profile.loc["champions", "revenue_share"] > 0.8
+
+
+def test_scoring_new_customers_uses_the_training_transformation():
+    segmenter = fit_segmenter(customers(), SegmentSpec(k_max=4, resamples=3))
+    restored = pickle.loads(pickle.dumps(segmenter))
+    fresh = customers(seed=5, scale=0.05)  # 30 new customers of the same kinds
+    pd.testing.assert_frame_equal(restored.assign(fresh), segmenter.assign(fresh))
+    one = restored.assign(fresh.iloc[[0]])  # a single row cannot refit a scaler: it must not
+    assert one["segment_name"].iloc[0] == "champions"
+    training = segmenter.assign(customers())
+    assert (training["segment_id"].to_numpy() == segmenter.segment_ids(customers())).all()
+
+
+def test_dbscan_wins_when_dense_groups_sit_in_scattered_noise():
+    rng = np.random.default_rng(3)
+    table = customers(kinds={"best": (200, 5, 30, 200, 600), "lapsed": (400, 400, 0, 60, 650)})
+    scattered = pd.DataFrame(
+        {
+            "customer_id": [f"N{i:04d}" for i in range(40)],
+            "kind": "scattered",
+            "recency_days": rng.uniform(0, 700, 40),
+            "frequency": rng.integers(0, 60, 40),
+            "monetary": rng.uniform(0, 20_000, 40),
+            "avg_order_value": rng.uniform(10, 500, 40),
+            "tenure_days": rng.uniform(1, 700, 40),
+        }
+    )
+    table = pd.concat([table, scattered], ignore_index=True)
+    segmenter = fit_segmenter(table, SegmentSpec(k_max=5, resamples=3, dbscan_min_samples=8))
+    dbscan = segmenter.sweep[segmenter.sweep["algorithm"] == "dbscan"].iloc[0]
+    best_kmeans = segmenter.sweep[segmenter.sweep["algorithm"] == "kmeans"]["silhouette"].max()
+    assert dbscan["silhouette"] > best_kmeans
+    assert segmenter.algorithm == "dbscan" and segmenter.reason.startswith("DBSCAN silhouette")
+    assigned = segmenter.assign(table)
+    assert 0 < (assigned["segment_id"] == NOISE).mean() <= 0.2
+    assert set(assigned.loc[assigned["segment_id"] == NOISE, "segment_name"]) == {"outliers"}
+    far = table.iloc[[0]].assign(recency_days=5_000.0, frequency=10_000, monetary=1e9)
+    assert segmenter.assign(far)["segment_id"].iloc[0] == NOISE
+
+
+def test_dbscan_with_too_much_noise_loses_with_its_reason():
+    segmenter = fit_segmenter(customers(), SegmentSpec(k_max=4, resamples=3, max_noise_share=0.0))
+    assert segmenter.algorithm == "kmeans"
+    assert "customers as noise (> 0%)" in segmenter.reason
+
+
+def test_naming_rule_is_deterministic_and_ranked():
+    assert rule_name(4.5, 4.5, 3) == "champions"
+    assert rule_name(4.5, 1.2, 1.5) == "new" and rule_name(3.1, 1.2, 1.9) == "new"
+    assert rule_name(3.2, 3.4, 4) == "loyal"
+    assert rule_name(3.5, 1.5, 4) == "promising"
+    assert rule_name(1.8, 3.5, 4) == "at risk"
+    assert rule_name(2.4, 1.5, 4) == "hibernating"
+    assert rule_name(1.2, 1.0, 4) == "lost"
+    v = np.array([3, 1, np.nan, 3, 2, 5, 1.0])
+    expected = (pd.Series(v).rank(method="average") - 0.5) / 6
+    np.testing.assert_allclose(mid_rank_pct(v), expected.to_numpy())
+    # two segments that earn the same name are told apart by spend
+    table = customers()
+    kind = table["kind"].map({"best": 0, "lapsed": 2, "new": 3}).to_numpy()
+    labels = np.where((kind == 0) & (np.arange(len(table)) % 2 == 1), 1, kind)  # best in two halves
+    relabel, names = name_segments(table, labels)
+    halves = {names[relabel[label]]: table.loc[labels == label, "monetary"].median() for label in (0, 1)}
+    assert set(halves) == {"champions (high spend)", "champions (low spend)"}
+    assert halves["champions (high spend)"] > halves["champions (low spend)"]
+    assert {names[relabel[2]], names[relabel[3]]} == {"lost", "new"}
+    assert name_segments(table, labels) == (relabel, names)  # deterministic
+    scores = member_scores(table)
+    assert (
+        scores.loc[table["kind"] == "best", "R"].mean() > 4
+        and scores.loc[table["kind"] == "new", "T"].max() <= 2
+    )
+
+
+def test_missing_feature_is_named():
+    with pytest.raises(ValueError, match="clv_12m"):
+        fit_segmenter(customers(), replace(SegmentSpec(), features=("recency_days", "clv_12m")))
