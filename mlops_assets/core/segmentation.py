@@ -26,7 +26,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import RobustScaler
 
 from mlops_assets.core.cluster_quality import NOISE, SilhouetteSample, k_distance_eps
-from mlops_assets.core.segment_names import member_scores, name_segments, segment_profile
+from mlops_assets.core.segment_names import NOISE_NAME, member_scores, name_segments, segment_profile
 
 ENTITY = "customer_id"
 
@@ -131,7 +131,7 @@ class Segmenter:
             {
                 ENTITY: features[ENTITY].to_numpy(),
                 "segment_id": ids,
-                "segment_name": pd.array([self.names.get(int(i), "outliers") for i in ids], dtype="string"),
+                "segment_name": pd.array([self.names.get(int(i), NOISE_NAME) for i in ids], dtype="string"),
             }
         )
 
