@@ -2,22 +2,49 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from mlops_assets.assets import build_assets
-from mlops_assets.automation.jobs import ingest_job
+from mlops_assets.automation.jobs import (
+    ingest_job,
+    rescore_after_rollback,
+    rescore_job,
+    rollback_model_job,
+    train_models_job,
+)
 from mlops_assets.resources import ModelIOManager, WarehouseIOManager
+from mlops_assets.resources.registry import ModelRegistry
+from mlops_assets.resources.tracking import TRACKING_ENV, mlflow_resource, tracking_uri
 from mlops_assets.settings import Settings, load_settings
+
+
+def registry_resource(settings: Settings) -> ModelRegistry:
+    folder = settings.data_dir / "mlflow"
+    return ModelRegistry(
+        # a shared tracking server from the environment, else the local SQLite store
+        tracking_uri=dg.EnvVar(TRACKING_ENV) if os.environ.get(TRACKING_ENV) else tracking_uri(settings),
+        lock_file=str(folder / "registry.lock"),
+        audit_file=str(folder / "audit.jsonl"),
+    )
+
+
+def resources(settings: Settings) -> dict:
+    return {
+        "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
+        "model_io_manager": ModelIOManager(directory=str(settings.models_dir)),
+        "mlflow": mlflow_resource(settings),
+        "registry": registry_resource(settings),
+    }
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=build_assets(settings),
-        jobs=[ingest_job],
-        resources={
-            "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
-            "model_io_manager": ModelIOManager(directory=str(settings.models_dir)),
-        },
+        jobs=[ingest_job, train_models_job, rescore_job, rollback_model_job],
+        sensors=[rescore_after_rollback],
+        resources=resources(settings),
     )
 
 

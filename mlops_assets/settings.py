@@ -128,6 +128,13 @@ class AnomalySettings(_Strict):
     seed: int = 0
 
 
+class RegistrySettings(_Strict):
+    # a forecaster is promoted when a one-sided Diebold-Mariano test finds it better at this level
+    alpha: float = Field(0.05, gt=0, lt=1)
+    # a segmenter may trail the champion's silhouette and stability by at most this much
+    segment_tolerance: float = Field(0.02, ge=0)
+
+
 class Settings(_Strict):
     data_dir: Path
     sources_file: Path
@@ -140,6 +147,7 @@ class Settings(_Strict):
     features: FeatureSettings = FeatureSettings()
     segment: SegmentSettings = SegmentSettings()
     anomaly: AnomalySettings = AnomalySettings()
+    registry: RegistrySettings = RegistrySettings()
 
     @property
     def warehouse_path(self) -> Path:

@@ -37,6 +37,8 @@ def test_definitions_have_groups_partitions_and_blocking_checks(small_data_dir):
         "customer_segments": "segmentation",
         "sales_anomaly_detector": "anomalies",
         "sales_anomalies": "anomalies",
+        "model_audit_log": "registry",
+        "model_cards": "registry",
     }
     silver = graph.get(dg.AssetKey("silver_transactions"))
     assert silver.partitions_def.get_first_partition_key() == START

@@ -54,6 +54,13 @@ def test_whole_sample_end_to_end(tmp_path):
     # anomalies: a small share of the 14 series x 731 days, each with its series and score
     anomalies = read_table(data, "anomalies.sales_anomalies")
     assert 0 < len(anomalies) <= 0.01 * 14 * 731 and anomalies["z"].abs().min() >= 3.5
+    # all four models tracked in the run's one MLflow run, registered, and champion
+    log = read_table(data, "registry.model_audit_log")
+    assert sorted(log.loc[log["event"] == "promotion", "model"]) == [
+        "clv_model", "customer_segmenter", "sales_anomaly_detector", "sales_forecaster",
+    ]  # fmt: skip
+    assert len(read_table(data, "registry.model_cards")) == 4
+    assert (forecasts["model_version"] == "1").all() and (segments["model_version"] == "1").all()
 
 
 @pytest.mark.slow

@@ -55,8 +55,14 @@ def test_forecasting_assets_backtest_choose_and_forecast(small_data_dir):
         e.asset_key.to_user_string(): e.materialization.metadata
         for e in result.get_asset_materialization_events()
     }
-    assert "data:image/png;base64," in meta["sales_forecasts"]["plot_total"].value
+    assert "data:image/png;base64," in meta["sales_forecaster"]["plot_total"].value
     assert 0 < meta["forecast_backtest_report"]["median_relative_mase"].value <= 1.0
+    # the first forecaster whose gates pass is registered and becomes champion; the batch
+    # forecasts come from that version
+    assert (
+        meta["sales_forecaster"]["model_version"].value == "1" and meta["sales_forecaster"]["promoted"].value
+    )
+    assert (forecasts["model_version"] == "1").all() and meta["sales_forecasts"]["model_version"].value == "1"
 
 
 def test_a_strict_naive_gate_keeps_the_previous_forecasts(small_data_dir):

@@ -8,7 +8,7 @@ import pandas as pd
 
 from mlops_assets.assets.anomalies import build_anomaly_assets
 from mlops_assets.assets.segmentation import build_segmentation_assets
-from mlops_assets.resources import ModelIOManager, WarehouseIOManager
+from mlops_assets.definitions import resources
 from mlops_assets.settings import load_settings
 from mlops_assets_tests.conftest import check_results, edit_sources, read_table
 from mlops_assets_tests.test_anomalies import DROPS, SPIKES, injected, seasonal, series_frame
@@ -26,13 +26,9 @@ def upstream(name: str, group: str, frame: pd.DataFrame) -> dg.AssetsDefinition:
 
 
 def materialize(data_dir, assets, selection=None) -> dg.ExecuteInProcessResult:
-    settings = load_settings(data_dir)
     return dg.materialize(
         assets,
-        resources={
-            "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
-            "model_io_manager": ModelIOManager(directory=str(settings.models_dir)),
-        },
+        resources=resources(load_settings(data_dir)),
         instance=dg.DagsterInstance.ephemeral(),
         selection=selection,
         raise_on_error=False,

@@ -9,6 +9,7 @@ from mlops_assets.assets.features import build_feature_assets
 from mlops_assets.assets.forecasting import build_forecasting_assets
 from mlops_assets.assets.ingestion import build_bronze_assets
 from mlops_assets.assets.quality import build_quality_assets
+from mlops_assets.assets.registry import build_registry_assets
 from mlops_assets.assets.segmentation import build_segmentation_assets
 from mlops_assets.settings import Settings
 
@@ -21,4 +22,5 @@ def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         *build_forecasting_assets(settings),
         *build_segmentation_assets(settings),
         *build_anomaly_assets(settings),
+        *build_registry_assets(),
     ]

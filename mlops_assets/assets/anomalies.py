@@ -4,10 +4,12 @@ explain, isolated by an isolation forest per level."""
 import dagster as dg
 import pandas as pd
 
+from mlops_assets.assets._governance import TRACKED, govern
 from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.core.anomalies import AnomalySpec, detect
-from mlops_assets.core.plots import anomalies_md
+from mlops_assets.core.plots import anomalies_md, png_of
+from mlops_assets.core.promotion import Decision
 from mlops_assets.settings import Settings
 
 GROUP = "anomalies"
@@ -48,8 +50,9 @@ def build_anomaly_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         },
         can_subset=False,
         code_version="1",
+        **TRACKED,
     )
-    def detect_sales_anomalies(sales_series: pd.DataFrame):
+    def detect_sales_anomalies(context: dg.AssetExecutionContext, sales_series: pd.DataFrame):
         detector, scored = detect(sales_series, spec(settings))
         table = scored[scored["is_anomaly"]].drop(columns=["is_anomaly"])
         table = table.sort_values(["series_id", "period"], ignore_index=True)
@@ -61,17 +64,32 @@ def build_anomaly_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         ranked = ["total"] * ("total" in set(scored["series_id"]))
         ranked += [sid for sid in per_series.sort_values(ascending=False).index if sid != "total"]
         plots = {f"plot_{sid}": dg.MetadataValue.md(anomalies_md(scored, sid)) for sid in ranked[:PLOTS]}
+        share = float(len(table) / max(len(scored), 1))
+        governance = govern(
+            context,
+            "sales_anomaly_detector",
+            detector,
+            # no gate or comparison is defined for detectors: the newest one is the champion
+            lambda champion: Decision(True, "anomaly detectors are not compared: the newest is champion"),
+            params={**spec(settings).__dict__, "levels": list(detector.forests)},
+            metrics={"anomalies": len(table), "anomaly_share": share},
+            data=sales_series,
+            artifacts={
+                "sales_anomalies.csv": table,
+                **{f"{k}.png": png_of(v.value) for k, v in plots.items()},
+            },
+        )
         yield dg.Output(
             detector,
             output_name="sales_anomaly_detector",
-            metadata={"levels": ", ".join(detector.forests), "periods_scored": len(scored)},
+            metadata={"levels": ", ".join(detector.forests), "periods_scored": len(scored), **governance},
         )
         yield dg.Output(
             table,
             output_name="sales_anomalies",
             metadata={
                 "anomalies": len(table),
-                "anomaly_share": float(len(table) / max(len(scored), 1)),
+                "anomaly_share": share,
                 "per_series": md_table(counts.astype(str), 50),
                 **frame_metadata(table.round(3), 20),
                 **plots,

@@ -5,12 +5,14 @@ core.feature_store); and the holdout validation of the CLV model behind clv_12m.
 import dagster as dg
 import pandas as pd
 
+from mlops_assets.assets._governance import TRACKED, govern
 from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.assets.partitions import SINGLE_RUN, window_of
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.checks.gates import Gate
 from mlops_assets.core import clv, feature_store, schemas
 from mlops_assets.core.feature_registry import AS_OF, ENTITY, features_of, group_version, registry_table
+from mlops_assets.core.promotion import Decision
 from mlops_assets.core.schemas import PARTITION_COLUMN
 from mlops_assets.settings import Settings
 
@@ -179,8 +181,11 @@ def _clv_validation_asset(settings: Settings) -> dg.AssetsDefinition:
         backfill_policy=SINGLE_RUN,
         automation_condition=AFTER_GATES,
         code_version="1",
+        **TRACKED,
     )
-    def clv_validation_report(silver_transactions: pd.DataFrame) -> dg.Output:
+    def clv_validation_report(
+        context: dg.AssetExecutionContext, silver_transactions: pd.DataFrame
+    ) -> dg.Output:
         """The CLV model behind clv_12m on a calibration / holdout split: fitted on history
         before (latest complete day - horizon), scored on the horizon that followed, against
         the naive "next 12 months = last 12 months" guess."""
@@ -210,6 +215,7 @@ def _clv_validation_asset(settings: Settings) -> dg.AssetsDefinition:
             ]
         )
         params = pd.DataFrame([report["params"]])
+        governance = _govern_clv(context, silver_transactions, as_of, report, table)
         return dg.Output(
             table,
             metadata={
@@ -223,10 +229,37 @@ def _clv_validation_asset(settings: Settings) -> dg.AssetsDefinition:
                 "naive_total_error_pct": float(report["naive"]["total_error_pct"]),
                 "errors": md_table(table),
                 "fitted_parameters": md_table(params),
+                **governance,
             },
         )
 
     return clv_validation_report
+
+
+def _govern_clv(context, transactions: pd.DataFrame, as_of, report: dict, table: pd.DataFrame) -> dict:
+    """The CLV model behind clv_12m (refitted on all history, as the features do) is tracked and
+    registered; it is champion while it beats the naive guess on the holdout."""
+    model = clv.fit_clv(clv.rfm_summary(transactions, as_of))
+    ratio = float(report["mae_ratio_vs_naive"])
+    verdict = Decision(
+        ratio < 1,
+        f"holdout MAE {ratio:.2f}x the naive guess: " + ("beats it" if ratio < 1 else "does not beat it"),
+        {"mae_ratio_vs_naive": ratio},
+    )
+    return govern(
+        context,
+        "clv_model",
+        model,
+        lambda champion: verdict,
+        params={**model.params(), "customers": model.customers, "fitted_as_of": as_of.isoformat()},
+        metrics={
+            "mae_ratio_vs_naive": ratio,
+            "model_mae": float(report["model"]["mae"]),
+            "naive_mae": float(report["naive"]["mae"]),
+        },
+        data=transactions[["customer_id", "order_id", "order_ts", "quantity", "amount"]],
+        artifacts={"clv_validation_report.csv": table},
+    )
 
 
 def build_feature_assets(settings: Settings) -> list[dg.AssetsDefinition]:

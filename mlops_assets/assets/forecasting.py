@@ -9,6 +9,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from mlops_assets.assets._governance import TRACKED, first_or, govern, not_registered
 from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.assets.features import feature_as_of
 from mlops_assets.assets.partitions import SINGLE_RUN
@@ -17,9 +18,14 @@ from mlops_assets.checks.gates import Gate
 from mlops_assets.core import forecasting, schemas
 from mlops_assets.core import series as series_core
 from mlops_assets.core.forecast_plots import forecast_plot_md
+from mlops_assets.core.plots import png_of
+from mlops_assets.core.promotion import Decision, compare_forecasters
+from mlops_assets.core.series import SEASON
+from mlops_assets.resources.registry import ModelRegistry
 from mlops_assets.settings import Settings
 
 GROUP = "forecasting"
+MODEL = "sales_forecaster"
 GATES = {
     "beats_naive": Gate(
         "beats_seasonal_naive",
@@ -29,7 +35,7 @@ GATES = {
     ),
     "sane": Gate(
         "forecasts_are_sane",
-        "sales_forecasts",
+        "sales_forecaster",
         "No NaN, no negative revenue, the 95% band holds the 80% band which holds the point, "
         "and intervals widen with the horizon.",
     ),
@@ -159,13 +165,11 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 "Series x model: mean rolling-origin backtest metrics (MAE, RMSE, MAPE, sMAPE, MASE, "
                 "bias, directional accuracy, 80/95% coverage) and the choice."
             ),
-            "sales_forecasts": _out(
-                "Next forecast.horizon periods per series: point forecast and 80% / 95% intervals."
-            ),
         },
         check_specs=[g.spec for g in GATES.values()],
         backfill_policy=SINGLE_RUN,
         can_subset=False,
+        **TRACKED,
     )
     def forecast_sales(context: dg.AssetExecutionContext, sales_series: pd.DataFrame):
         built = series_core.SeriesSet(sales_series)
@@ -176,24 +180,79 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         forecasts = forecasting.forecast_table(results)
         checks = [
             beats_naive_result(choices, f.max_relative_mase),
-            GATES["sane"].validate(schemas.forecast_schema(), forecasts, "sales_forecasts"),
+            GATES["sane"].validate(schemas.forecast_schema(), forecasts, "the trained forecasts"),
             coverage_result(report, f.coverage_tolerance),
         ]
         failed = [c for c in checks if not c.passed]
         for c in failed:
             context.log.error(c.description)
-        if not failed:  # write-audit-publish: model files and tables only when every gate passed
+        if failed:
+            not_registered(context, "sales_forecaster", failed)
+        else:  # write-audit-publish: model files, registry and tables only when every gate passed
             paths = save_models(results, settings)
             choices["model_file"] = choices["series_id"].map(paths)
-            yield from _outputs(results, choices, report, forecasts, series, f.freq)
+            bundle = forecasting.ForecasterBundle.of(results, forecasts)
+            folds = {r.series_id: r.fold_forecasts for r in results}
+
+            def compare(champion_version) -> Decision:
+                champion, _ = context.resources.registry.load(MODEL, version=champion_version.version)
+                both = forecasting.backtest_missing(series, champion.choices, folds, plan(settings))
+                return compare_forecasters(
+                    champion.choices, bundle.choices, series, both, f.horizon, SEASON[f.freq],
+                    settings.registry.alpha,
+                )  # fmt: skip
+
+            floats = _floats(choices, report)
+            plots = _plots(results, series, f.freq)
+            governance = govern(
+                context,
+                MODEL,
+                bundle,
+                first_or(compare),
+                params={**plan(settings).__dict__, "series": len(series)},
+                metrics=floats,
+                data=sales_series,
+                artifacts={
+                    "backtest_report.csv": report,
+                    "choices.csv": choices,
+                    "forecasts.csv": forecasts,
+                    **{f"{k}.png": png_of(v.value) for k, v in plots.items()},
+                },
+            )
+            yield from _outputs(choices, report, floats, plots, governance)
         yield from checks
 
-    return [sales_series, forecast_sales]
+    @dg.asset(
+        group_name=GROUP,
+        kinds={"pandas", "duckdb"},
+        metadata={"schema": GROUP},
+        deps=[MODEL],
+        automation_condition=AFTER_GATES,
+        code_version="2",
+    )
+    def sales_forecasts(registry: ModelRegistry) -> dg.Output:
+        """Next forecast.horizon periods per series (point forecast, 80% / 95% intervals) from
+        the registry's champion forecaster: a rejected challenger leaves them as they were."""
+        champion, version = registry.load(MODEL)
+        table = champion.forecasts.assign(
+            model_version=pd.Series(str(version.version), index=champion.forecasts.index, dtype="string")
+        )
+        return dg.Output(
+            table,
+            metadata={
+                "rows": len(table),
+                "model_version": str(version.version),
+                "model_trained_at": champion.trained_at,
+                "preview": md_table(table.head(10)),
+            },
+        )
+
+    return [sales_series, forecast_sales, sales_forecasts]
 
 
-def _outputs(results, choices, report, forecasts, series, freq):
+def _floats(choices: pd.DataFrame, report: pd.DataFrame) -> dict[str, float]:
     chosen = report[report["chosen"].fillna(False).astype(bool)]
-    floats = {
+    return {
         "median_relative_mase": float(choices["relative_mase"].median()),
         "geomean_relative_mase": float(np.exp(np.log(choices["relative_mase"].clip(lower=1e-9)).mean())),
         "mean_chosen_mase": float(chosen["mase"].mean()),
@@ -201,27 +260,31 @@ def _outputs(results, choices, report, forecasts, series, freq):
         "coverage80": float(chosen["coverage80"].mean()),
         "coverage95": float(chosen["coverage95"].mean()),
     }
+
+
+def _plots(results, series, freq) -> dict[str, dg.MetadataValue]:
     ranked = sorted(series, key=lambda s: (s != "total", -series[s].sum()))[:PLOTS]
     by_id = {r.series_id: r for r in results}
-    plots = {
+    return {
         f"plot_{sid}": dg.MetadataValue.md(forecast_plot_md(series[sid], by_id[sid], freq)) for sid in ranked
     }
+
+
+def _outputs(choices, report, floats, plots, governance):
+    chosen = report[report["chosen"].fillna(False).astype(bool)]
     yield dg.Output(
         choices,
-        output_name="sales_forecaster",
+        output_name=MODEL,
         metadata={
             "series": len(choices),
             "choices": md_table(choices.drop(columns=["model_file"]), 50),
             **floats,
+            **governance,
+            **plots,
         },
     )
     yield dg.Output(
         report,
         output_name="forecast_backtest_report",
         metadata={"rows": len(report), "chosen": md_table(chosen.round(3), 50), **floats, **plots},
-    )
-    yield dg.Output(
-        forecasts,
-        output_name="sales_forecasts",
-        metadata={"rows": len(forecasts), "preview": md_table(forecasts.head(10)), **plots},
     )

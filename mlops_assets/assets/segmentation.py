@@ -1,18 +1,21 @@
 """Segmentation: a customer segmenter chosen by silhouette among k-means and DBSCAN, published
 only through its gates (quality, segment sizes, stability), and every customer scored with
-the published model."""
+the registry's champion."""
 
 import json
 
 import dagster as dg
 import pandas as pd
 
+from mlops_assets.assets._governance import TRACKED, first_or, govern, not_registered
 from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.checks.gates import Gate
 from mlops_assets.core.cluster_quality import NOISE
-from mlops_assets.core.plots import k_sweep_md
-from mlops_assets.core.segmentation import Segmenter, SegmentSpec, fit_segmenter
+from mlops_assets.core.plots import k_sweep_md, png_of
+from mlops_assets.core.promotion import Decision, compare_segmenters
+from mlops_assets.core.segmentation import Segmenter, SegmentSpec, fit_segmenter, silhouette_on
+from mlops_assets.resources.registry import ModelRegistry
 from mlops_assets.settings import SegmentSettings, Settings
 
 GROUP = "segmentation"
@@ -89,6 +92,19 @@ def gate_results(segmenter: Segmenter, s: SegmentSettings) -> list[dg.AssetCheck
     ]
 
 
+def _compare(
+    context, champion_version, challenger: Segmenter, features: pd.DataFrame, s: Settings
+) -> Decision:
+    """The champion's silhouette re-measured on the current customers (the challenger's were
+    measured on them), and its recorded stability, against the challenger's."""
+    champion, _ = context.resources.registry.load(MODEL, version=champion_version.version)
+    current = {
+        "silhouette": silhouette_on(champion, features, spec(s.segment)),
+        "stability_ari": champion.metrics["stability_ari"],
+    }
+    return compare_segmenters(current, challenger.metrics, s.registry.segment_tolerance)
+
+
 def _floats(segmenter: Segmenter) -> dict:
     keys = ("silhouette", "davies_bouldin", "calinski_harabasz", "stability_ari", "smallest_segment_share")
     return {k: float(segmenter.metrics[k]) for k in keys} | {"segments": int(segmenter.metrics["segments"])}
@@ -121,15 +137,35 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         check_specs=[g.spec for g in GATES.values()],
         can_subset=False,
         code_version="1",
+        **TRACKED,
     )
     def train_customer_segmenter(context: dg.AssetExecutionContext, customer_features: pd.DataFrame):
         segmenter = fit_segmenter(customer_features, spec(s))
         checks = gate_results(segmenter, s)
-        for c in checks:
-            if not c.passed:
-                context.log.error(c.description)
-        if all(c.passed for c in checks):  # only a segmenter passing every gate replaces the published one
+        failed = [c for c in checks if not c.passed]
+        for c in failed:
+            context.log.error(c.description)
+        if failed:
+            not_registered(context, MODEL, failed)
+        else:  # registered as challenger; champion only if it holds up against the current one
             floats = _floats(segmenter)
+            governance = govern(
+                context,
+                MODEL,
+                segmenter,
+                first_or(
+                    lambda champion: _compare(context, champion, segmenter, customer_features, settings)
+                ),
+                params={**segmenter.params, "features": segmenter.features, "choice": segmenter.reason},
+                metrics=floats,
+                data=customer_features,
+                artifacts={
+                    "segmentation_report.csv": segmenter.profile,
+                    "k_sweep.csv": segmenter.sweep,
+                    "k_sweep.png": png_of(k_sweep_md(segmenter.sweep)),
+                },
+                sklearn_model=segmenter.pipeline,
+            )
             yield dg.Output(
                 segmenter,
                 output_name=MODEL,
@@ -140,6 +176,7 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                     "segment_names": json.dumps({str(k): v for k, v in segmenter.names.items()}),
                     "trained_rows": segmenter.trained_rows,
                     **floats,
+                    **governance,
                 },
             )
             yield dg.Output(
@@ -159,16 +196,16 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         group_name=GROUP,
         kinds={"pandas", "duckdb"},
         metadata={"schema": GROUP},
+        deps=[MODEL],
         automation_condition=AFTER_GATES,
-        code_version="1",
+        code_version="2",
     )
-    def customer_segments(customer_features: pd.DataFrame, customer_segmenter: Segmenter) -> dg.Output:
-        """Every customer's segment id and name, scored with the published segmenter through
-        the preprocessing it was trained with."""
-        table = customer_segmenter.assign(customer_features)
-        table["model_trained_at"] = pd.Series(
-            customer_segmenter.trained_at, index=table.index, dtype="string"
-        )
+    def customer_segments(customer_features: pd.DataFrame, registry: ModelRegistry) -> dg.Output:
+        """Every customer's segment id and name, scored with the registry's champion segmenter
+        (not whatever trained last) through the preprocessing it was trained with."""
+        champion, version = registry.load(MODEL)
+        table = champion.assign(customer_features)
+        table["model_version"] = pd.Series(str(version.version), index=table.index, dtype="string")
         counts = table.groupby(["segment_id", "segment_name"]).size().rename("customers").reset_index()
         counts["share"] = counts["customers"] / max(len(table), 1)
         return dg.Output(
@@ -176,7 +213,8 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             metadata={
                 "rows": len(table),
                 "segment_counts": md_table(counts.round(4), 30),
-                "model_trained_at": customer_segmenter.trained_at,
+                "model_version": str(version.version),
+                "model_trained_at": champion.trained_at,
                 **frame_metadata(table),
             },
         )

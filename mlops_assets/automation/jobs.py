@@ -1,8 +1,7 @@
-"""Jobs over the asset graph."""
-
-from __future__ import annotations
+"""Jobs over the asset graph, and the registry's rollback."""
 
 import dagster as dg
+from dagster_mlflow import end_mlflow_on_run_finished
 
 # silver refreshes itself when bronze lands, but only if bronze's blocking gates passed
 AFTER_GATES = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
@@ -12,3 +11,50 @@ ingest_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("bronze", "silver", "quality"),
     description="Read the sources, split good lines from bad, report quality (a partition range per run).",
 )
+
+TRAINING = dg.AssetSelection.groups(
+    "forecasting", "segmentation", "anomalies", "registry"
+) | dg.AssetSelection.assets("clv_validation_report")
+
+train_models_job = dg.define_asset_job(
+    "train_models_job",
+    selection=TRAINING,
+    description="Retrain every model from the current tables: each logs to one MLflow run, registers "
+    "a challenger, and is promoted to champion only through its gates and comparison.",
+    hooks={end_mlflow_on_run_finished},  # dagster-mlflow's hook; the assets reopen the run if needed
+)
+
+rescore_job = dg.define_asset_job(
+    "rescore_job",
+    selection=dg.AssetSelection.assets("sales_forecasts", "customer_segments", "model_cards"),
+    description="Batch outputs from the current champions (after a rollback, say).",
+)
+
+
+class RollbackConfig(dg.Config):
+    model_name: str  # sales_forecaster, customer_segmenter, sales_anomaly_detector, clv_model
+    version: str | None = None  # None: the version the current champion replaced
+
+
+@dg.op(required_resource_keys={"registry"})
+def rollback_model(context: dg.OpExecutionContext, config: RollbackConfig) -> str:
+    """Move `champion` back to the named version, or to the one the current champion replaced."""
+    target = context.resources.registry.rollback(config.model_name, config.version, context.run.run_id)
+    context.log.info(f"{config.model_name}: champion is now v{target}")
+    return target
+
+
+@dg.job(description="Roll a model's champion back to the previous (or a named) version; audited.")
+def rollback_model_job():
+    rollback_model()
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[rollback_model_job],
+    request_job=rescore_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def rescore_after_rollback(context: dg.RunStatusSensorContext):
+    """A successful rollback re-publishes the batch outputs from the restored champion."""
+    return dg.RunRequest(run_key=context.dagster_run.run_id)

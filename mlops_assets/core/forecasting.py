@@ -39,6 +39,27 @@ class SeriesForecast:
     failures: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class ForecasterBundle:
+    """What a forecaster training ships: the model choice per series, the fitted models behind
+    it, and the forecasts they made (the batch output while this version is champion)."""
+
+    choices: dict[str, str]
+    models: dict[str, dict[str, Model]]
+    forecasts: pd.DataFrame
+    trained_at: str = field(default_factory=lambda: pd.Timestamp.now(tz="UTC").isoformat())
+
+    @classmethod
+    def of(cls, results: list[SeriesForecast], forecasts: pd.DataFrame) -> ForecasterBundle:
+        return cls(
+            {r.series_id: r.chosen for r in results}, {r.series_id: r.models for r in results}, forecasts
+        )
+
+    def predict_frame(self, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The forecasts of this version (pyfunc's predict)."""
+        return self.forecasts
+
+
 def forecast_series(series_id: str, y: pd.Series, spec: ForecastPlan) -> SeriesForecast:
     """Backtest every candidate, choose by mean MASE (seasonal naive unless beaten), refit the
     choice on the whole history and forecast the horizon. A series too short to backtest
@@ -147,3 +168,28 @@ def forecast_table(results: list[SeriesForecast]) -> pd.DataFrame:
     out = pd.concat(parts, ignore_index=True)
     out["step"] = out.groupby("series_id").cumcount() + 1
     return out[["series_id", "period", "step", "model", *Forecast.bands()]]
+
+
+def backtest_missing(
+    series: dict[str, pd.Series],
+    choices: dict[str, str],
+    fold_forecasts: dict[str, dict[tuple[str, int], Forecast]],
+    spec: ForecastPlan,
+) -> dict[str, dict[tuple[str, int], Forecast]]:
+    """Fold forecasts for each series' model in `choices` that this run did not backtest (a
+    champion's candidate since dropped from forecast.candidates), on the same folds, so that
+    champion and challenger meet on the same evaluation data. A series where that model cannot
+    be backtested stays without it (and leaves the comparison)."""
+    out = {sid: dict(folds) for sid, folds in fold_forecasts.items()}
+    for sid, name in choices.items():
+        if sid not in series or any(key[0] == name for key in out.get(sid, {})):
+            continue
+        names = list(spec.candidates) if name == ENSEMBLE else [name]
+        try:
+            models = bt.candidates(names, spec.freq, spec.country)
+            ensemble = spec.ensemble_size if name == ENSEMBLE else 0
+            result = bt.backtest(series[sid], models, spec.horizon, spec.folds, ensemble)
+        except Exception:  # unknown model, too short, or failing: this series is not compared
+            continue
+        out.setdefault(sid, {}).update({k: v for k, v in result.forecasts.items() if k[0] == name})
+    return out

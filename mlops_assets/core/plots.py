@@ -28,6 +28,11 @@ def png_md(fig, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
 
 
+def png_of(md: str) -> bytes:
+    """The PNG inside a markdown image made by png_md (to log it as a file elsewhere)."""
+    return base64.b64decode(md.split("base64,", 1)[1].rstrip(")"))
+
+
 def k_sweep_md(sweep: pd.DataFrame) -> str:
     """Silhouette, Davies-Bouldin and Calinski-Harabasz over k for k-means, DBSCAN as a point,
     the chosen setting circled."""

@@ -237,8 +237,7 @@ def fit_segmenter(features: pd.DataFrame, spec: SegmentSpec) -> Segmenter:
     x = features[list(spec.features)].to_numpy(dtype=float)
     prep = preprocessing(spec).fit(x)
     z = prep.transform(x)
-    rng = np.random.default_rng(spec.seed)
-    sample = rng.permutation(len(z))[: spec.sample_size] if len(z) > spec.sample_size else np.arange(len(z))
+    sample = _sample(len(z), spec)
     zs = z[sample]
     n_sil = min(len(zs), spec.silhouette_sample)
     sil = SilhouetteSample(zs[:n_sil])
@@ -285,3 +284,19 @@ def fit_segmenter(features: pd.DataFrame, spec: SegmentSpec) -> Segmenter:
         reason=reason,
         trained_rows=len(features),
     )
+
+
+def silhouette_on(segmenter: Segmenter, features: pd.DataFrame, spec: SegmentSpec) -> float:
+    """Silhouette of a fitted segmenter's assignment of `features` in its own scaled space, on
+    the customers a fit with `spec` would measure (so champion and challenger meet on the
+    same customers)."""
+    z = segmenter.pipeline[:-1].transform(features[segmenter.features].to_numpy(dtype=float))
+    labels = segmenter.pipeline[-1].predict(z)
+    points = _sample(len(z), spec)[: spec.silhouette_sample]
+    return SilhouetteSample(z[points]).score(labels[points])
+
+
+def _sample(n: int, spec: SegmentSpec) -> np.ndarray:
+    """The customers the sweep, DBSCAN and bootstrap use, in random order (the silhouette
+    takes the first silhouette_sample of them)."""
+    return np.random.default_rng(spec.seed).permutation(n)[: spec.sample_size]

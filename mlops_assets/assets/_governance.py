@@ -1,0 +1,87 @@
+"""What every training asset does once its gates pass: log the run to MLflow, register a new
+version (alias challenger), and let the registry decide under its lock whether it becomes
+champion. Returns the metadata the asset shows: the MLflow link, version and decision."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from mlops_assets.core import model_flavors
+from mlops_assets.core.promotion import Decision
+from mlops_assets.resources.registry import ModelRegistry
+from mlops_assets.resources.tracking import TrainingRun
+
+# dagster-mlflow's resource is old-style, and Dagster refuses a mix of resource keys and
+# resource arguments on one asset: both resources come through context.resources
+TRACKED = {"required_resource_keys": {"mlflow", "registry"}}
+
+
+def first_or(compare: Callable[[object], Decision]) -> Callable[[object], Decision]:
+    """The first version becomes champion once its gates passed; later ones are compared."""
+
+    def decide(champion) -> Decision:
+        if champion is None:
+            return Decision(True, "first version: its gates passed, so it becomes champion")
+        return compare(champion)
+
+    return decide
+
+
+def govern(
+    context: dg.AssetExecutionContext,
+    name: str,
+    obj,
+    decide: Callable[[object], Decision],
+    params: dict,
+    metrics: dict[str, float],
+    data: pd.DataFrame,
+    artifacts: dict | None = None,
+    sklearn_model=None,
+) -> dict:
+    registry: ModelRegistry = context.resources.registry
+    run = TrainingRun.of(context)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = model_flavors.save(obj, Path(tmp) / "model", sklearn_model)
+        run.client.log_artifacts(run.run_id, str(folder), f"{name}/model")
+    code_version = context.assets_def.code_versions_by_key.get(dg.AssetKey(name))
+    meta = run.log(name, params, metrics, data, code_version, artifacts)
+    version = registry.register(
+        name,
+        run.run_id,
+        f"{name}/model",
+        {
+            "dagster_run_id": context.run.run_id,
+            "asset_key": name,
+            "code_version": code_version or "none",
+            "training_data_hash": meta["training_data_hash"],
+            "training_rows": len(data),
+        },
+        context.run.run_id,
+    )
+    decision = registry.promote(name, version, decide, context.run.run_id)
+    level = "info" if decision.promote else "warning"
+    getattr(context.log, level)(
+        f"{name} v{version}: {'promoted' if decision.promote else 'rejected'}: {decision.reason}"
+    )
+    floats = {f"promotion_{k}": float(v) for k, v in decision.stats.items() if np.isfinite(v)}
+    return {
+        **meta,
+        "model_version": version,
+        "promoted": decision.promote,
+        "promotion_decision": decision.reason,
+        **floats,
+    }
+
+
+def not_registered(context: dg.AssetExecutionContext, name: str, failed: list) -> None:
+    """A training stopped by its gates is audited as a rejection, with the gates' sentences."""
+    reason = "gates failed: " + "; ".join(c.description for c in failed)
+    context.resources.registry.reject(
+        name, reason, context.run.run_id, {"failed_checks": [c.check_name for c in failed]}
+    )

@@ -1,0 +1,82 @@
+"""How each trained model is saved as an MLflow model: scikit-learn's flavor where the model is
+a scikit-learn estimator, pyfunc otherwise. Every saved model also carries the project's own
+object (`model.pkl`) so that the platform reloads exactly what it trained."""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from pathlib import Path
+
+import mlflow.pyfunc
+import mlflow.sklearn
+import pandas as pd
+
+OBJECT = "model.pkl"  # the pickled training object inside every saved model folder
+TRUSTED = [
+    "mlops_assets.core.segmentation.SignedLog",
+    "mlops_assets.core.segmentation.CoreDBSCAN",
+    "numpy.dtype",
+    # DBSCAN's nearest-core-point scorer keeps a fitted neighbour index
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+]
+
+
+def requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("scikit-learn", "pandas", "numpy", "statsmodels", "prophet")]
+
+
+class PickledModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper around a project object: predict(frame) calls the object's own scoring
+    (`assign` for segmenters, `score` for anomaly detectors, stored forecasts for forecasters)."""
+
+    def load_context(self, context):
+        with open(context.artifacts["object"], "rb") as fh:
+            self.obj = pickle.load(fh)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        for method in ("assign", "score", "predict_frame"):
+            if hasattr(self.obj, method):
+                return getattr(self.obj, method)(model_input)
+        raise TypeError(f"{type(self.obj).__name__} has no scoring method")
+
+
+def save(obj, folder: Path, sklearn_model=None) -> Path:
+    """Write an MLflow model folder for `obj` (scikit-learn flavor of `sklearn_model` when
+    given, else pyfunc) with the pickled object beside it; returns the folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pickled = Path(tmp) / OBJECT
+        pickled.write_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        if sklearn_model is not None:
+            mlflow.sklearn.save_model(
+                sklearn_model,
+                str(folder),
+                pip_requirements=requirements(),
+                extra_files=[str(pickled)],
+                skops_trusted_types=TRUSTED,  # MLflow serializes with skops: our steps are trusted
+            )
+        else:
+            mlflow.pyfunc.save_model(
+                str(folder),
+                python_model=PickledModel(),
+                artifacts={"object": str(pickled)},
+                pip_requirements=requirements(),
+            )
+    return folder
+
+
+def load(folder: Path):
+    """The project object of a saved model folder (either flavor)."""
+    for candidate in (folder / OBJECT, folder / "artifacts" / OBJECT):
+        if candidate.is_file():
+            with candidate.open("rb") as fh:
+                return pickle.load(fh)
+    found = next(folder.rglob(OBJECT), None)
+    if found is None:
+        raise FileNotFoundError(f"no {OBJECT} in {folder}")
+    with found.open("rb") as fh:
+        return pickle.load(fh)
