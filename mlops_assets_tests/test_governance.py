@@ -5,6 +5,7 @@ unattended cycles."""
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import numpy as np
@@ -19,7 +20,14 @@ from mlops_assets.assets.segmentation import build_segmentation_assets
 from mlops_assets.automation.jobs import rollback_model_job
 from mlops_assets.core.promotion import Decision
 from mlops_assets.definitions import registry_resource, resources
-from mlops_assets.resources.tracking import EXPERIMENT, tracking_uri
+from mlops_assets.resources.tracking import (
+    EXPERIMENT,
+    artifact_root,
+    ensure_experiment,
+    lock_for,
+    run_for,
+    tracking_uri,
+)
 from mlops_assets.settings import load_settings
 from mlops_assets_tests.conftest import edit_sources, read_table
 from mlops_assets_tests.test_anomalies import injected, seasonal, series_frame
@@ -267,3 +275,18 @@ def test_ten_unattended_cycles_and_a_failing_one_keeps_the_champion(small_data_d
         "silhouette_above_minimum" in rejection["details"]
         and "below segment.min_silhouette" in rejection["reason"]
     )
+
+
+def test_steps_starting_together_share_one_mlflow_run(small_data_dir):
+    """The multiprocess executor starts steps in separate processes at once; each initializes
+    the tracking resource, which must find or create the same MLflow run."""
+    settings = load_settings(small_data_dir)
+    uri = tracking_uri(settings)
+    experiment = ensure_experiment(uri, artifact_root(settings))
+    lock = lock_for({"artifact_location": artifact_root(settings)})
+    with ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(lambda _: run_for(uri, experiment, "dagster-run-1", "job", lock), range(4)))
+    assert len(set(ids)) == 1
+    assert len(MlflowClient(uri).search_runs([experiment])) == 1
+    other = run_for(uri, experiment, "dagster-run-2", "job", lock)
+    assert other != ids[0]

@@ -15,12 +15,14 @@ Dagster run land in one MLflow run, finished, whatever the executor and hook did
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dagster as dg
 import mlflow
@@ -69,15 +71,54 @@ def ensure_experiment(uri: str, artifacts: str) -> str:
 )
 def mlflow_tracking(context):
     config = context.resource_config
-    ensure_experiment(config["mlflow_tracking_uri"], config["artifact_location"])
+    uri = config["mlflow_tracking_uri"]
+    experiment_id = ensure_experiment(uri, config["artifact_location"])
     # MlFlow adopts whatever fluent run is active in the process; in a long-lived process that
     # is the previous Dagster run's: end it first, so this run gets (or resumes) its own
     stale = mlflow.active_run()
     if stale is not None and stale.data.tags.get("dagster_run_id") != context.run.run_id:
         mlflow.end_run()
-    mlf = MlFlow(context)
+    # MlFlow searches for the Dagster run's MLflow run and starts one when none is found; two
+    # steps starting together in separate processes (the multiprocess executor) would both
+    # start one. The run is found or created here, under a lock, and handed to MlFlow.
+    run_id = run_for(uri, experiment_id, context.run.run_id, context.run.job_name, lock_for(config))
+    mlf = MlFlow(_WithRunId(context, run_id))
     yield mlf
     mlf.cleanup_on_error()
+
+
+class _WithRunId:
+    """The init context MlFlow reads, with `mlflow_run_id` filled in."""
+
+    def __init__(self, context, run_id: str):
+        self.log = context.log
+        self.dagster_run = context.run
+        self.run_id = context.run.run_id
+        self.resource_config = {**context.resource_config, "mlflow_run_id": run_id}
+
+
+def lock_for(config: dict) -> Path:
+    """A lock file beside the artifact folder (shared by every process using this data dir)."""
+    return Path(urlparse(config["artifact_location"]).path).parent / "tracking.lock"
+
+
+def run_for(uri: str, experiment_id: str, dagster_run_id: str, job_name: str, lock: Path) -> str:
+    """The MLflow run of a Dagster run: found by its dagster_run_id tag, else created, under a
+    file lock so that concurrent steps agree on one."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(uri)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            found = client.search_runs(
+                [experiment_id], f"tags.dagster_run_id = '{dagster_run_id}'", max_results=1
+            )
+            if found:
+                return found[0].info.run_id
+            tags = {"dagster_run_id": dagster_run_id, "mlflow.runName": job_name}
+            return client.create_run(experiment_id, tags=tags).info.run_id
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def mlflow_resource(settings: Settings) -> dg.ResourceDefinition:
