@@ -40,6 +40,9 @@ def test_definitions_have_groups_partitions_and_blocking_checks(small_data_dir):
         "model_audit_log": "registry",
         "model_cards": "registry",
     }
+    # `dagster asset materialize --partition-range` (README command 1) refuses any other policy
+    policies = {k.to_user_string(): graph.get(k).backfill_policy for k in graph.get_all_asset_keys()}
+    assert {k for k, p in policies.items() if p != dg.BackfillPolicy.single_run()} == set()
     silver = graph.get(dg.AssetKey("silver_transactions"))
     assert silver.partitions_def.get_first_partition_key() == START
     assert silver.partitions_def.get_last_partition_key() == END

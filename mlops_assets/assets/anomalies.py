@@ -6,6 +6,7 @@ import pandas as pd
 
 from mlops_assets.assets._governance import TRACKED, govern
 from mlops_assets.assets._metadata import frame_metadata, md_table
+from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.core.anomalies import AnomalySpec, detect
 from mlops_assets.core.plots import anomalies_md, png_of
@@ -49,6 +50,7 @@ def build_anomaly_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             ),
         },
         can_subset=False,
+        backfill_policy=SINGLE_RUN,
         code_version="1",
         **TRACKED,
     )

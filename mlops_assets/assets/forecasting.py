@@ -228,6 +228,7 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         metadata={"schema": GROUP},
         deps=[MODEL],
         automation_condition=AFTER_GATES,
+        backfill_policy=SINGLE_RUN,
         code_version="2",
     )
     def sales_forecasts(registry: ModelRegistry) -> dg.Output:

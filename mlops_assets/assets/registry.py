@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets._metadata import md_table
+from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.core.model_cards import LIMITATIONS, model_card
 from mlops_assets.resources.registry import ModelRegistry
@@ -27,6 +28,7 @@ TRAINING_ASSETS = (
     metadata={"schema": GROUP},
     deps=list(TRAINING_ASSETS),
     automation_condition=AFTER_GATES,
+    backfill_policy=SINGLE_RUN,
 )
 def model_audit_log(registry: ModelRegistry) -> dg.Output:
     """Every registration, promotion, rejection and rollback: time, model, version, Dagster run,
@@ -49,6 +51,7 @@ def model_audit_log(registry: ModelRegistry) -> dg.Output:
     metadata={"schema": GROUP},
     deps=[model_audit_log],
     automation_condition=AFTER_GATES,
+    backfill_policy=SINGLE_RUN,
 )
 def model_cards(registry: ModelRegistry) -> dg.Output:
     """A markdown card per registered model's champion: data window, features, metrics, the

@@ -9,6 +9,7 @@ import pandas as pd
 
 from mlops_assets.assets._governance import TRACKED, first_or, govern, not_registered
 from mlops_assets.assets._metadata import frame_metadata, md_table
+from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.checks.gates import Gate
 from mlops_assets.core.cluster_quality import NOISE
@@ -136,6 +137,7 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         },
         check_specs=[g.spec for g in GATES.values()],
         can_subset=False,
+        backfill_policy=SINGLE_RUN,
         code_version="1",
         **TRACKED,
     )
@@ -198,6 +200,7 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         metadata={"schema": GROUP},
         deps=[MODEL],
         automation_condition=AFTER_GATES,
+        backfill_policy=SINGLE_RUN,
         code_version="2",
     )
     def customer_segments(customer_features: pd.DataFrame, registry: ModelRegistry) -> dg.Output:
