@@ -17,7 +17,7 @@ from mlops_assets.assets.anomalies import build_anomaly_assets
 from mlops_assets.assets.forecasting import build_forecasting_assets
 from mlops_assets.assets.registry import build_registry_assets
 from mlops_assets.assets.segmentation import build_segmentation_assets
-from mlops_assets.automation.jobs import rollback_model_job
+from mlops_assets.automation.jobs import rescore_after_rollback, rollback_model_job
 from mlops_assets.core.promotion import Decision
 from mlops_assets.definitions import registry_resource, resources
 from mlops_assets.resources.tracking import (
@@ -39,7 +39,7 @@ def run(data_dir, assets, selection=None, hooks=None, instance=None) -> dg.Execu
     settings = load_settings(data_dir)
     job = dg.define_asset_job("train", selection=selection or dg.AssetSelection.all(), hooks=hooks)
     defs = dg.Definitions(assets=assets, jobs=[job], resources=resources(settings))
-    return defs.get_job_def("train").execute_in_process(
+    return defs.resolve_job_def("train").execute_in_process(
         instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False
     )
 
@@ -290,3 +290,27 @@ def test_steps_starting_together_share_one_mlflow_run(small_data_dir):
     assert len(MlflowClient(uri).search_runs([experiment])) == 1
     other = run_for(uri, experiment, "dagster-run-2", "job", lock)
     assert other != ids[0]
+
+
+def test_a_successful_rollback_requests_the_rescore(small_data_dir):
+    assert run(small_data_dir, segmentation_and_anomalies(small_data_dir)).success  # v1
+    assert run(small_data_dir, segmentation_and_anomalies(small_data_dir)).success  # v2 replaces it
+    settings = load_settings(small_data_dir)
+    with dg.instance_for_test() as instance:
+        outcome = rollback_model_job.execute_in_process(
+            run_config={"ops": {"rollback_model": {"config": {"model_name": "customer_segmenter"}}}},
+            resources={"registry": registry_resource(settings)},
+            instance=instance,
+        )
+        assert outcome.success
+        assert str(registry_resource(settings).champion("customer_segmenter").version) == "1"
+        success = next(e for e in outcome.all_events if e.event_type_value == "PIPELINE_SUCCESS")
+        context = dg.build_run_status_sensor_context(
+            sensor_name="rescore_after_rollback",
+            dagster_event=success,
+            dagster_instance=instance,
+            dagster_run=outcome.dagster_run,
+        )
+        request = rescore_after_rollback(context)
+    assert isinstance(request, dg.RunRequest) and request.run_key == outcome.run_id
+    assert rescore_after_rollback.job_name == "rescore_job"
