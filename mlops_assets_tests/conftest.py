@@ -87,6 +87,15 @@ def run_graph(
     )
 
 
+def group_keys(data_dir: Path, *groups: str) -> list[dg.AssetKey]:
+    """The asset keys of some groups, to run only the part of the graph a test is about."""
+    graph = build_definitions(load_settings(data_dir)).resolve_asset_graph()
+    return sorted(dg.AssetSelection.groups(*groups).resolve(graph), key=lambda k: k.to_user_string())
+
+
+INGESTION = ("bronze", "silver", "quality")
+
+
 def read_table(data_dir: Path, table: str) -> pd.DataFrame:
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         return con.sql(f"select * from {table}").df()

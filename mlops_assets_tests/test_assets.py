@@ -7,7 +7,14 @@ import pandas as pd
 
 from mlops_assets.definitions import build_definitions
 from mlops_assets.settings import load_settings
-from mlops_assets_tests.conftest import check_results, edit_sources, read_table, run_graph
+from mlops_assets_tests.conftest import (
+    INGESTION,
+    check_results,
+    edit_sources,
+    group_keys,
+    read_table,
+    run_graph,
+)
 
 START, END = "2023-01-01", "2023-03-31"
 
@@ -74,9 +81,10 @@ def test_range_run_builds_every_table_and_reconciles(small_data_dir):
 
 
 def test_one_day_run_rewrites_only_its_partition(small_data_dir):
-    assert run_graph(small_data_dir, START, END).success
+    ingestion = group_keys(small_data_dir, *INGESTION)
+    assert run_graph(small_data_dir, START, END, selection=ingestion).success
     before = read_table(small_data_dir, "silver.silver_transactions")
-    assert run_graph(small_data_dir, "2023-02-10", "2023-02-10").success
+    assert run_graph(small_data_dir, "2023-02-10", "2023-02-10", selection=ingestion).success
     after = read_table(small_data_dir, "silver.silver_transactions")
     assert len(after) == len(before)  # the day was replaced, not appended
 
@@ -89,10 +97,11 @@ def _corrupt(data_dir, transform) -> None:
 
 
 def test_renamed_customer_column_stops_the_run_at_the_schema_gate(small_data_dir):
-    assert run_graph(small_data_dir, START, END).success
+    ingestion = group_keys(small_data_dir, *INGESTION)
+    assert run_graph(small_data_dir, START, END, selection=ingestion).success
     silver_before = read_table(small_data_dir, "silver.silver_transactions")
     _corrupt(small_data_dir, lambda df: df.rename(columns={"customer": "client"}))
-    result = run_graph(small_data_dir, START, END)
+    result = run_graph(small_data_dir, START, END, selection=ingestion)
     assert not result.success
     checks = check_results(result)
     assert not checks["matches_source_schema"].passed
