@@ -12,6 +12,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from mlops_assets.assets.partitions import SINGLE_RUN
+from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.core import model_flavors
 from mlops_assets.core.promotion import Decision
 from mlops_assets.resources.registry import ModelRegistry
@@ -20,6 +22,19 @@ from mlops_assets.resources.tracking import TrainingRun
 # dagster-mlflow's resource is old-style, and Dagster refuses a mix of resource keys and
 # resource arguments on one asset: both resources come through context.resources
 TRACKED = {"required_resource_keys": {"mlflow", "registry"}}
+
+
+def champion_output(group: str, model: str) -> dict:
+    """Decorator arguments of a batch output built from `model`'s registry champion."""
+    return {
+        "group_name": group,
+        "kinds": {"pandas", "duckdb"},
+        "metadata": {"schema": group},
+        "deps": [model],
+        "automation_condition": AFTER_GATES,
+        "backfill_policy": SINGLE_RUN,
+        "code_version": "2",
+    }
 
 
 def first_or(compare: Callable[[object], Decision]) -> Callable[[object], Decision]:

@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from mlops_assets.assets._governance import TRACKED, first_or, govern, not_registered
+from mlops_assets.assets._governance import TRACKED, champion_output, first_or, govern, not_registered
 from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.assets.features import feature_as_of
 from mlops_assets.assets.partitions import SINGLE_RUN
@@ -222,15 +222,7 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             yield from _outputs(choices, report, floats, plots, governance)
         yield from checks
 
-    @dg.asset(
-        group_name=GROUP,
-        kinds={"pandas", "duckdb"},
-        metadata={"schema": GROUP},
-        deps=[MODEL],
-        automation_condition=AFTER_GATES,
-        backfill_policy=SINGLE_RUN,
-        code_version="2",
-    )
+    @dg.asset(**champion_output(GROUP, MODEL))
     def sales_forecasts(registry: ModelRegistry) -> dg.Output:
         """Next forecast.horizon periods per series (point forecast, 80% / 95% intervals) from
         the registry's champion forecaster: a rejected challenger leaves them as they were."""

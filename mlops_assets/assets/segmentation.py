@@ -7,7 +7,7 @@ import json
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.assets._governance import TRACKED, first_or, govern, not_registered
+from mlops_assets.assets._governance import TRACKED, champion_output, first_or, govern, not_registered
 from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.jobs import AFTER_GATES
@@ -194,15 +194,7 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             )
         yield from checks
 
-    @dg.asset(
-        group_name=GROUP,
-        kinds={"pandas", "duckdb"},
-        metadata={"schema": GROUP},
-        deps=[MODEL],
-        automation_condition=AFTER_GATES,
-        backfill_policy=SINGLE_RUN,
-        code_version="2",
-    )
+    @dg.asset(**champion_output(GROUP, MODEL))
     def customer_segments(customer_features: pd.DataFrame, registry: ModelRegistry) -> dg.Output:
         """Every customer's segment id and name, scored with the registry's champion segmenter
         (not whatever trained last) through the preprocessing it was trained with."""

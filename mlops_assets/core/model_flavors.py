@@ -70,11 +70,7 @@ def save(obj, folder: Path, sklearn_model=None) -> Path:
 
 
 def load(folder: Path):
-    """The project object of a saved model folder (either flavor)."""
-    for candidate in (folder / OBJECT, folder / "artifacts" / OBJECT):
-        if candidate.is_file():
-            with candidate.open("rb") as fh:
-                return pickle.load(fh)
+    """The project object of a saved model folder (either flavor keeps it somewhere inside)."""
     found = next(folder.rglob(OBJECT), None)
     if found is None:
         raise FileNotFoundError(f"no {OBJECT} in {folder}")

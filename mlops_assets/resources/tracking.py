@@ -16,6 +16,7 @@ Dagster run land in one MLflow run, finished, whatever the executor and hook did
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import subprocess
@@ -128,11 +129,11 @@ def mlflow_resource(settings: Settings) -> dg.ResourceDefinition:
             "experiment_name": EXPERIMENT,
             "mlflow_tracking_uri": uri,
             "artifact_location": artifact_root(settings),
-            "extra_tags": {"mlops.git_commit": git_commit()},
         }
     )
 
 
+@functools.cache  # once per process, at the first training: not at definitions load
 def git_commit() -> str:
     try:
         out = subprocess.run(
@@ -188,10 +189,6 @@ class TrainingRun:
     @property
     def link(self) -> str:
         return f"{UI}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
-
-    @property
-    def artifact_uri(self) -> str:
-        return self.client.get_run(self.run_id).info.artifact_uri
 
     def log(
         self,
