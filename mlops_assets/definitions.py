@@ -9,12 +9,17 @@ import dagster as dg
 from mlops_assets.assets import build_assets
 from mlops_assets.automation.jobs import (
     ingest_job,
+    refresh_and_monitor_job,
     rescore_after_rollback,
     rescore_job,
+    retrain_forecaster_job,
     rollback_model_job,
     train_models_job,
 )
+from mlops_assets.automation.schedules import SCHEDULES
+from mlops_assets.automation.sensors import build_sensors
 from mlops_assets.resources import ModelIOManager, WarehouseIOManager
+from mlops_assets.resources.alerts import WEBHOOK_ENV, AlertWebhook
 from mlops_assets.resources.registry import ModelRegistry
 from mlops_assets.resources.tracking import TRACKING_ENV, mlflow_resource, tracking_uri
 from mlops_assets.settings import Settings, load_settings
@@ -36,14 +41,26 @@ def resources(settings: Settings) -> dict:
         "model_io_manager": ModelIOManager(directory=str(settings.models_dir)),
         "mlflow": mlflow_resource(settings),
         "registry": registry_resource(settings),
+        # alerts go to the log; and to the webhook when its URL is in the environment
+        "alerts": AlertWebhook(url=dg.EnvVar(WEBHOOK_ENV)) if os.environ.get(WEBHOOK_ENV) else AlertWebhook(),
     }
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
+    assets = build_assets(settings)
+    check_keys = sorted({k for a in assets for k in a.check_keys}, key=lambda k: k.to_user_string())
     return dg.Definitions(
-        assets=build_assets(settings),
-        jobs=[ingest_job, train_models_job, rescore_job, rollback_model_job],
-        sensors=[rescore_after_rollback],
+        assets=assets,
+        jobs=[
+            ingest_job,
+            refresh_and_monitor_job,
+            train_models_job,
+            retrain_forecaster_job,
+            rescore_job,
+            rollback_model_job,
+        ],
+        schedules=SCHEDULES,
+        sensors=[rescore_after_rollback, *build_sensors(settings, check_keys)],
         resources=resources(settings),
     )
 

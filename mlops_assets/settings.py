@@ -135,6 +135,37 @@ class RegistrySettings(_Strict):
     segment_tolerance: float = Field(0.02, ge=0)
 
 
+class MonitoringSettings(_Strict):
+    # drift: Evidently's defaults, so a user can cross-check against its reports
+    small_sample: int = Field(1000, ge=1)  # reference rows up to which KS / chi-square are used
+    ks_p_value: float = Field(0.05, gt=0, lt=1)
+    wasserstein_threshold: float = Field(0.1, gt=0)  # Wasserstein distance / reference std
+    chi2_p_value: float = Field(0.05, gt=0, lt=1)
+    jensen_shannon_threshold: float = Field(0.1, gt=0)
+    psi_bins: int = Field(10, ge=2)
+    # PSI: 0.1 a moderate shift worth a look, 0.2 a significant one worth a retrain (industry rule)
+    psi_moderate: float = Field(0.1, gt=0)
+    psi_significant: float = Field(0.2, gt=0)
+    drift_share: float = Field(0.5, gt=0, le=1)  # drifted share of a dataset's columns: dataset drift
+    # the current window of transaction lines compared with the champion's training window
+    window_days: int = Field(28, ge=1)
+    # forecast performance: periods of arrived actuals scored, and the MASE degradation tolerated
+    performance_window: int = Field(28, ge=1)
+    max_mase_degradation: float = Field(0.2, ge=0)  # 0.2: rolling MASE 20% worse than backtest
+    # a model older than this is stale and retrained (and its freshness policy fails)
+    model_max_age_days: float = Field(7, gt=0)
+    # source-facing assets not refreshed for this long are stale in the UI
+    source_max_age_hours: float = Field(48, gt=0)
+
+    @model_validator(mode="after")
+    def _psi_order(self) -> MonitoringSettings:
+        if self.psi_significant < self.psi_moderate:
+            raise ValueError(
+                f"psi_significant ({self.psi_significant}) is below psi_moderate ({self.psi_moderate})"
+            )
+        return self
+
+
 class Settings(_Strict):
     data_dir: Path
     sources_file: Path
@@ -148,6 +179,7 @@ class Settings(_Strict):
     segment: SegmentSettings = SegmentSettings()
     anomaly: AnomalySettings = AnomalySettings()
     registry: RegistrySettings = RegistrySettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @property
     def warehouse_path(self) -> Path:
@@ -156,6 +188,11 @@ class Settings(_Strict):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def issued_forecasts_dir(self) -> Path:
+        """Forecasts as issued by each champion (Parquet), scored as actuals arrive."""
+        return self.data_dir / "forecasts" / "issued"
 
     def source(self, name: str) -> SourceSpec | None:
         return getattr(self, name)

@@ -30,8 +30,8 @@ from mlops_assets.resources.tracking import (
 )
 from mlops_assets.settings import load_settings
 from mlops_assets_tests.conftest import edit_sources, read_table
+from mlops_assets_tests.stubs import lines, product_features, upstream
 from mlops_assets_tests.test_anomalies import injected, seasonal, series_frame
-from mlops_assets_tests.test_segment_assets import upstream
 from mlops_assets_tests.test_segmentation import customers
 
 
@@ -135,7 +135,13 @@ def forecasting_assets(data_dir) -> list:
     )
     settings = load_settings(data_dir)
     built = build_forecasting_assets(settings)
-    return [upstream("sales_series", "forecasting", frame), *built[1:], *build_registry_assets()]
+    return [
+        upstream("sales_series", "forecasting", frame),
+        upstream("silver_transactions", "silver", lines("2023-06-01", 50)),
+        upstream("product_features", "features", product_features()),
+        *built[1:],
+        *build_registry_assets(),
+    ]
 
 
 def forecast_settings(data_dir, candidates: list[str]) -> None:

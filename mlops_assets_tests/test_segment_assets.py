@@ -11,18 +11,9 @@ from mlops_assets.assets.segmentation import build_segmentation_assets
 from mlops_assets.definitions import resources
 from mlops_assets.settings import load_settings
 from mlops_assets_tests.conftest import check_results, edit_sources, read_table
+from mlops_assets_tests.stubs import upstream
 from mlops_assets_tests.test_anomalies import DROPS, SPIKES, injected, seasonal, series_frame
 from mlops_assets_tests.test_segmentation import customers
-
-
-def upstream(name: str, group: str, frame: pd.DataFrame) -> dg.AssetsDefinition:
-    """Stands in for the real upstream table (built by the feature / forecasting assets)."""
-
-    @dg.asset(name=name, metadata={"schema": group})
-    def _table() -> pd.DataFrame:
-        return frame
-
-    return _table
 
 
 def materialize(data_dir, assets, selection=None) -> dg.ExecuteInProcessResult:

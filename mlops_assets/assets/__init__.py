@@ -8,6 +8,7 @@ from mlops_assets.assets.anomalies import build_anomaly_assets
 from mlops_assets.assets.features import build_feature_assets
 from mlops_assets.assets.forecasting import build_forecasting_assets
 from mlops_assets.assets.ingestion import build_bronze_assets
+from mlops_assets.assets.monitoring import build_monitoring_assets
 from mlops_assets.assets.quality import build_quality_assets
 from mlops_assets.assets.registry import build_registry_assets
 from mlops_assets.assets.segmentation import build_segmentation_assets
@@ -23,4 +24,5 @@ def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         *build_segmentation_assets(settings),
         *build_anomaly_assets(settings),
         *build_registry_assets(),
+        *build_monitoring_assets(settings),
     ]

@@ -16,7 +16,7 @@ from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.core import model_flavors
 from mlops_assets.core.promotion import Decision
-from mlops_assets.resources.registry import ModelRegistry
+from mlops_assets.resources.registry import REFERENCE, ModelRegistry
 from mlops_assets.resources.tracking import TrainingRun
 
 # dagster-mlflow's resource is old-style, and Dagster refuses a mix of resource keys and
@@ -58,14 +58,18 @@ def govern(
     data: pd.DataFrame,
     artifacts: dict | None = None,
     sklearn_model=None,
+    reference: dict[str, pd.DataFrame] | None = None,
 ) -> dict:
+    """`reference`: snapshots of the training data, stored with the version so that drift is
+    later measured against what the champion was trained on."""
     registry: ModelRegistry = context.resources.registry
     run = TrainingRun.of(context)
     with tempfile.TemporaryDirectory() as tmp:
         folder = model_flavors.save(obj, Path(tmp) / "model", sklearn_model)
         run.client.log_artifacts(run.run_id, str(folder), f"{name}/model")
     code_version = context.assets_def.code_versions_by_key.get(dg.AssetKey(name))
-    meta = run.log(name, params, metrics, data, code_version, artifacts)
+    snapshots = {f"{REFERENCE}/{k}.parquet": v for k, v in (reference or {}).items()}
+    meta = run.log(name, params, metrics, data, code_version, {**(artifacts or {}), **snapshots})
     version = registry.register(
         name,
         run.run_id,

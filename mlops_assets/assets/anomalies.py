@@ -7,6 +7,7 @@ import pandas as pd
 from mlops_assets.assets._governance import TRACKED, govern
 from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.assets.partitions import SINGLE_RUN
+from mlops_assets.automation.freshness import model_freshness
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.core.anomalies import AnomalySpec, detect
 from mlops_assets.core.plots import anomalies_md, png_of
@@ -39,6 +40,7 @@ def build_anomaly_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 description="Isolation forests (one per level) over residual z and day of week, with "
                 "the settings of the residual model, under models/sales_anomaly_detector/.",
                 automation_condition=AFTER_GATES,
+                freshness_policy=model_freshness(settings),
             ),
             "sales_anomalies": dg.AssetOut(
                 group_name=GROUP,

@@ -8,6 +8,7 @@ import pandas as pd
 from mlops_assets.assets._governance import TRACKED, govern
 from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.assets.partitions import SINGLE_RUN, window_of
+from mlops_assets.automation.freshness import model_freshness
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.checks.gates import Gate
 from mlops_assets.core import clv, feature_store, schemas
@@ -181,6 +182,7 @@ def _clv_validation_asset(settings: Settings) -> dg.AssetsDefinition:
         backfill_policy=SINGLE_RUN,
         automation_condition=AFTER_GATES,
         code_version="1",
+        freshness_policy=model_freshness(settings),
         **TRACKED,
     )
     def clv_validation_report(

@@ -4,6 +4,7 @@ ships the choice (never worse than seasonal naive in backtest), and forecasts th
 import json
 import pickle
 import re
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -13,11 +14,14 @@ from mlops_assets.assets._governance import TRACKED, champion_output, first_or, 
 from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.assets.features import feature_as_of
 from mlops_assets.assets.partitions import SINGLE_RUN
+from mlops_assets.automation.freshness import model_freshness
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.checks.gates import Gate
+from mlops_assets.core import forecast_performance as fp
 from mlops_assets.core import forecasting, schemas
 from mlops_assets.core import series as series_core
 from mlops_assets.core.forecast_plots import forecast_plot_md
+from mlops_assets.core.monitoring import feature_columns, transaction_columns
 from mlops_assets.core.plots import png_of
 from mlops_assets.core.promotion import Decision, compare_forecasters
 from mlops_assets.core.series import SEASON
@@ -106,8 +110,9 @@ def beats_naive_result(choices: pd.DataFrame, threshold: float) -> dg.AssetCheck
     )
 
 
-def _out(description: str, kinds: set[str] | None = None) -> dg.AssetOut:
+def _out(description: str, kinds: set[str] | None = None, freshness=None) -> dg.AssetOut:
     return dg.AssetOut(
+        freshness_policy=freshness,
         group_name=GROUP,
         kinds=kinds or {"pandas", "duckdb"},
         is_required=False,  # published only when the gates pass
@@ -160,6 +165,7 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 "The chosen model per series (fitted files under models/forecaster/, listed with the "
                 "reason of the choice).",
                 {"statsmodels", "prophet", "duckdb"},
+                model_freshness(settings),
             ),
             "forecast_backtest_report": _out(
                 "Series x model: mean rolling-origin backtest metrics (MAE, RMSE, MAPE, sMAPE, MASE, "
@@ -171,7 +177,12 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         can_subset=False,
         **TRACKED,
     )
-    def forecast_sales(context: dg.AssetExecutionContext, sales_series: pd.DataFrame):
+    def forecast_sales(
+        context: dg.AssetExecutionContext,
+        sales_series: pd.DataFrame,
+        silver_transactions: pd.DataFrame,
+        product_features: pd.DataFrame,
+    ):
         built = series_core.SeriesSet(sales_series)
         series = built.all_values()
         results = forecasting.forecast_all(series, plan(settings), workers=f.workers)
@@ -191,7 +202,7 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         else:  # write-audit-publish: model files, registry and tables only when every gate passed
             paths = save_models(results, settings)
             choices["model_file"] = choices["series_id"].map(paths)
-            bundle = forecasting.ForecasterBundle.of(results, forecasts)
+            bundle = forecasting.ForecasterBundle.of(results, forecasts, report)
             folds = {r.series_id: r.fold_forecasts for r in results}
 
             def compare(champion_version) -> Decision:
@@ -218,6 +229,7 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                     "forecasts.csv": forecasts,
                     **{f"{k}.png": png_of(v.value) for k, v in plots.items()},
                 },
+                reference=_reference(silver_transactions, product_features, settings),
             )
             yield from _outputs(choices, report, floats, plots, governance)
         yield from checks
@@ -230,10 +242,12 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         table = champion.forecasts.assign(
             model_version=pd.Series(str(version.version), index=champion.forecasts.index, dtype="string")
         )
+        archived = archive_issued(champion, str(version.version), settings)
         return dg.Output(
             table,
             metadata={
                 "rows": len(table),
+                "issued_file": str(archived),
                 "model_version": str(version.version),
                 "model_trained_at": champion.trained_at,
                 "preview": md_table(table.head(10)),
@@ -241,6 +255,34 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         )
 
     return [sales_series, forecast_sales, sales_forecasts]
+
+
+def archive_issued(bundle: forecasting.ForecasterBundle, version: str, settings: Settings) -> Path:
+    """Keep the forecasts as issued (one Parquet file per origin and version, never rewritten)
+    so that forecast_performance can score them once their actuals arrive."""
+    forecasts = bundle.forecasts
+    step = pd.Timedelta(days=1) if settings.forecast.freq == "D" else pd.Timedelta(weeks=1)
+    origin = pd.Timestamp(forecasts["period"].min()) - step if len(forecasts) else pd.Timestamp(0)
+    path = settings.issued_forecasts_dir / f"origin={origin.date()}_v{version}.parquet"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame = fp.issued(forecasts, origin, version, getattr(bundle, "expected", {}))
+        tmp = path.with_suffix(".tmp")
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(path)  # atomic: a reader never sees half a file
+    return path
+
+
+def _reference(lines: pd.DataFrame, products: pd.DataFrame, settings: Settings) -> dict[str, pd.DataFrame]:
+    """What drift is later measured against: the transaction lines of the last
+    monitoring.window_days of training, and the product features at training."""
+    out = {}
+    if len(lines):
+        as_of = feature_as_of(lines, settings)
+        out["transactions"] = transaction_columns(lines, as_of, settings.monitoring.window_days)
+    if len(products):
+        out["product_features"] = feature_columns(products)
+    return out
 
 
 def _floats(choices: pd.DataFrame, report: pd.DataFrame) -> dict[str, float]:

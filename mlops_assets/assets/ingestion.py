@@ -10,6 +10,7 @@ import pandas as pd
 
 from mlops_assets.assets._metadata import frame_metadata
 from mlops_assets.assets.partitions import SINGLE_RUN, run_window, window_of
+from mlops_assets.automation.freshness import source_freshness
 from mlops_assets.checks.gates import Gate
 from mlops_assets.core import ingestion, quality, schemas
 from mlops_assets.core.schemas import PARTITION_COLUMN
@@ -87,6 +88,7 @@ def build_bronze_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         check_specs=[g.spec for g in tx_gates],
         output_required=False,
         code_version="1",
+        freshness_policy=source_freshness(settings),
     )
     def bronze_transactions(context: dg.AssetExecutionContext):
         """Order lines from sources.yaml `transactions`, canonical and typed, with lineage
@@ -139,6 +141,7 @@ def _reference_asset(settings: Settings, name: str, date_col: str) -> dg.AssetsD
         check_specs=[g.spec for g in (*gates, table_gate)],
         output_required=False,
         code_version="1",
+        freshness_policy=source_freshness(settings),
     )
     def _asset(context: dg.AssetExecutionContext):
         if settings.source(name) is None:

@@ -10,9 +10,11 @@ import pandas as pd
 from mlops_assets.assets._governance import TRACKED, champion_output, first_or, govern, not_registered
 from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.assets.partitions import SINGLE_RUN
+from mlops_assets.automation.freshness import model_freshness
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.checks.gates import Gate
 from mlops_assets.core.cluster_quality import NOISE
+from mlops_assets.core.monitoring import feature_columns
 from mlops_assets.core.plots import k_sweep_md, png_of
 from mlops_assets.core.promotion import Decision, compare_segmenters
 from mlops_assets.core.segmentation import Segmenter, SegmentSpec, fit_segmenter, silhouette_on
@@ -124,6 +126,7 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 description="The fitted scikit-learn Pipeline (impute, log of skewed features, robust "
                 "scaling, clusterer) with its segment ids and names, under models/customer_segmenter/.",
                 automation_condition=AFTER_GATES,
+                freshness_policy=model_freshness(settings),
             ),
             "segmentation_report": dg.AssetOut(
                 group_name=GROUP,
@@ -167,6 +170,7 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                     "k_sweep.png": png_of(k_sweep_md(segmenter.sweep)),
                 },
                 sklearn_model=segmenter.pipeline,
+                reference={"customer_features": feature_columns(customer_features)},
             )
             yield dg.Output(
                 segmenter,

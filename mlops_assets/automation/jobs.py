@@ -16,12 +16,43 @@ TRAINING = dg.AssetSelection.groups(
     "forecasting", "segmentation", "anomalies", "registry"
 ) | dg.AssetSelection.assets("clv_validation_report")
 
+# why a retraining run started: the sensors and schedules set it; a run launched by hand from
+# the UI or the CLI keeps the job's default, `manual`
+RETRAIN_REASON = "mlops/retrain_reason"
+# the tracking store, the warehouse file and the registry lock can be briefly busy: retry a
+# failed step twice, 30 s then 60 s later, before the run fails (and the alert sensor reports it)
+FLAKY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL)
+
 train_models_job = dg.define_asset_job(
     "train_models_job",
     selection=TRAINING,
     description="Retrain every model from the current tables: each logs to one MLflow run, registers "
     "a challenger, and is promoted to champion only through its gates and comparison.",
     hooks={end_mlflow_on_run_finished},  # dagster-mlflow's hook; the assets reopen the run if needed
+    run_tags={RETRAIN_REASON: "manual"},
+    op_retry_policy=FLAKY,
+)
+
+retrain_forecaster_job = dg.define_asset_job(
+    "retrain_forecaster_job",
+    selection=dg.AssetSelection.groups("forecasting") | dg.AssetSelection.assets("model_cards"),
+    description="Retrain the sales forecaster (and re-issue forecasts from the champion) when its "
+    "live accuracy degraded.",
+    hooks={end_mlflow_on_run_finished},
+    run_tags={RETRAIN_REASON: "manual"},
+    op_retry_policy=FLAKY,
+)
+
+MONITORING = dg.AssetSelection.groups("bronze", "silver", "quality", "monitoring") | dg.AssetSelection.assets(
+    "customer_features", "product_features", "sales_series"
+)
+
+refresh_and_monitor_job = dg.define_asset_job(
+    "refresh_and_monitor_job",
+    selection=MONITORING,
+    description="Ingest new days (a partition range per run), rebuild the features and sales series, "
+    "and measure drift against the champions' training data and forecast accuracy on arrived actuals.",
+    op_retry_policy=FLAKY,
 )
 
 rescore_job = dg.define_asset_job(

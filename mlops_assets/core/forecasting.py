@@ -48,11 +48,23 @@ class ForecasterBundle:
     models: dict[str, dict[str, Model]]
     forecasts: pd.DataFrame
     trained_at: str = field(default_factory=lambda: pd.Timestamp.now(tz="UTC").isoformat())
+    # per series, the chosen model's backtest metrics: what monitoring holds live accuracy to
+    expected: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, results: list[SeriesForecast], forecasts: pd.DataFrame) -> ForecasterBundle:
+    def of(
+        cls, results: list[SeriesForecast], forecasts: pd.DataFrame, report: pd.DataFrame | None = None
+    ) -> ForecasterBundle:
+        expected = {}
+        if report is not None and len(report):
+            chosen = report[report["chosen"].fillna(False).astype(bool)]
+            metrics = ["mase", "mape", "coverage80", "coverage95"]
+            expected = chosen.set_index("series_id")[metrics].to_dict("index")
         return cls(
-            {r.series_id: r.chosen for r in results}, {r.series_id: r.models for r in results}, forecasts
+            {r.series_id: r.chosen for r in results},
+            {r.series_id: r.models for r in results},
+            forecasts,
+            expected=expected,
         )
 
     def predict_frame(self, frame: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -72,3 +72,36 @@ def anomalies_md(scored: pd.DataFrame, series_id: str) -> str:
     ax.legend(fontsize=7, loc="upper left", ncol=3)
     ax.tick_params(labelsize=7)
     return png_md(fig, f"anomalies {series_id}")
+
+
+def drift_md(report: pd.DataFrame, moderate: float, significant: float) -> str:
+    """PSI per column (one bar per dataset.column), coloured by level, with the two cut-offs."""
+    plt = pyplot()
+    labels = (report["dataset"] + "." + report["column"]).tolist()
+    values = report["psi"].to_numpy(dtype=float)
+    level = np.where(values >= moderate, "tab:orange", "tab:green")
+    colours = np.where(values >= significant, "tab:red", level)
+    fig, ax = plt.subplots(figsize=(9, max(2.0, 0.22 * len(labels) + 0.8)), dpi=80)
+    ax.barh(labels, values, color=colours)
+    for cut, style in ((moderate, ":"), (significant, "--")):
+        ax.axvline(cut, color="0.3", ls=style, lw=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel("PSI (dotted: moderate, dashed: significant)", fontsize=7)
+    ax.tick_params(labelsize=6)
+    return png_md(fig, "drift per column")
+
+
+def performance_md(table: pd.DataFrame, tolerance: float) -> str:
+    """Rolling MASE against the backtest MASE per series; above the dashed line is degraded."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=80)
+    colours = np.where(table["degraded"], "tab:red", "tab:blue")
+    ax.scatter(table["backtest_mase"], table["mase"], c=colours, s=18)
+    top = float(np.nanmax(np.r_[table["backtest_mase"], table["mase"], 1.0]))
+    grid = np.linspace(0, top * 1.05, 10)
+    ax.plot(grid, grid, color="0.5", lw=0.8, label="as in backtest")
+    ax.plot(grid, grid * (1 + tolerance), color="tab:red", ls="--", lw=0.8, label="degradation limit")
+    ax.set_xlabel("backtest MASE", fontsize=8)
+    ax.set_ylabel("rolling MASE on arrived actuals", fontsize=8)
+    ax.legend(fontsize=7)
+    return png_md(fig, "forecast performance")

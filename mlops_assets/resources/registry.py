@@ -29,6 +29,7 @@ from mlops_assets.core import model_flavors
 from mlops_assets.core.promotion import Decision
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+REFERENCE = "reference"  # artifact folder of the training-data snapshots drift is measured against
 AUDIT_COLUMNS = ["time", "model", "version", "event", "dagster_run_id", "reason", "details"]
 
 
@@ -135,6 +136,25 @@ class ModelRegistry(dg.ConfigurableResource):
         with tempfile.TemporaryDirectory() as tmp:
             local = download_artifacts(artifact_uri=mv.source, dst_path=tmp, tracking_uri=self.tracking_uri)
             return model_flavors.load(Path(local)), mv
+
+    def reference(self, name: str, dataset: str):
+        """(frame, ModelVersion) of the snapshot of `dataset` the champion was trained on
+        (`<name>/reference/<dataset>.parquet` in its training run), or None when there is no
+        champion or it stored no such snapshot."""
+        mv = self.champion(name)
+        if mv is None:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = download_artifacts(
+                    run_id=mv.run_id,
+                    artifact_path=f"{name}/{REFERENCE}/{dataset}.parquet",
+                    dst_path=tmp,
+                    tracking_uri=self.tracking_uri,
+                )
+            except (MlflowException, OSError):
+                return None
+            return pd.read_parquet(local), mv
 
     def record(self, name: str, version, event: str, dagster_run_id: str, reason: str, details: dict) -> None:
         row = {

@@ -201,7 +201,8 @@ class TrainingRun:
     ) -> dict:
         """Params, metrics and tags under the asset's name, the training data's profile and
         hash, and artifacts (DataFrame -> CSV, bytes -> file such as a PNG, str -> text or
-        markdown, dict -> JSON, Path -> file or folder) under `<asset>/`. Returns the metadata
+        markdown, dict -> JSON, Path -> file or folder) under `<asset>/`; a DataFrame named
+        *.parquet is written as Parquet. Returns the metadata
         linking the asset back."""
         self.client.update_run(self.run_id, status="RUNNING")  # re-open if the hook closed it
         digest = data_hash(data)
@@ -230,20 +231,23 @@ class TrainingRun:
 
     def _artifact(self, asset: str, name: str, value) -> None:
         path = f"{asset}/{name}"
+        folder = str(Path(path).parent)  # a name may hold a subfolder: reference/x.parquet
         if isinstance(value, pd.DataFrame | bytes):
             with tempfile.TemporaryDirectory() as tmp:
-                file = Path(tmp) / name
+                file = Path(tmp) / Path(name).name
                 if isinstance(value, bytes):
                     file.write_bytes(value)
+                elif name.endswith(".parquet"):
+                    value.to_parquet(file, index=False)
                 else:
                     value.to_csv(file, index=False)
-                self.client.log_artifact(self.run_id, str(file), asset)
+                self.client.log_artifact(self.run_id, str(file), folder)
         elif isinstance(value, dict):
             self.client.log_dict(self.run_id, value, path)
         elif isinstance(value, Path):
             if value.is_dir():
                 self.client.log_artifacts(self.run_id, str(value), path)
             else:
-                self.client.log_artifact(self.run_id, str(value), asset)
+                self.client.log_artifact(self.run_id, str(value), folder)
         else:
             self.client.log_text(self.run_id, str(value), path)

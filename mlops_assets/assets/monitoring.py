@@ -1,0 +1,215 @@
+"""Monitoring: drift of the current data against what the champions were trained on, and the
+champion forecaster's accuracy on actuals that arrived after it forecast. The sensors in
+automation/ read these assets' metadata to start retraining."""
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from mlops_assets.assets._metadata import md_table
+from mlops_assets.assets.features import feature_as_of
+from mlops_assets.assets.partitions import SINGLE_RUN
+from mlops_assets.automation.jobs import AFTER_GATES
+from mlops_assets.core import forecast_performance as fp
+from mlops_assets.core import monitoring
+from mlops_assets.core.drift import DriftSettings, drift_report
+from mlops_assets.core.plots import drift_md, performance_md
+from mlops_assets.core.series import SEASON
+from mlops_assets.resources.registry import ModelRegistry
+from mlops_assets.settings import MonitoringSettings, Settings
+
+GROUP = "monitoring"
+DRIFT_LEVEL = "drift_level"  # metadata keys the sensors read
+DEGRADED = "degraded"
+NO_DRIFT = dg.AssetCheckSpec(
+    "no_significant_drift",
+    asset="feature_drift_report",
+    description="Warns on moderate drift (a column drifts by its test, or PSI >= psi_moderate); "
+    "fails on significant drift (a dataset drifts, or PSI >= psi_significant).",
+)
+ACCURACY = dg.AssetCheckSpec(
+    "forecast_accuracy_within_tolerance",
+    asset="forecast_performance",
+    description="Median over series of rolling MASE / backtest MASE is at most "
+    "1 + monitoring.max_mase_degradation.",
+)
+
+
+def drift_settings(m: MonitoringSettings) -> DriftSettings:
+    return DriftSettings(
+        small_sample=m.small_sample,
+        ks_p_value=m.ks_p_value,
+        wasserstein_threshold=m.wasserstein_threshold,
+        chi2_p_value=m.chi2_p_value,
+        jensen_shannon_threshold=m.jensen_shannon_threshold,
+        psi_bins=m.psi_bins,
+        psi_moderate=m.psi_moderate,
+        psi_significant=m.psi_significant,
+        drift_share=m.drift_share,
+    )
+
+
+def _part(dataset: str, model: str, version, reference, current, s: DriftSettings) -> pd.DataFrame:
+    report = drift_report(reference, current, s)
+    return report.assign(dataset=dataset, reference_model=model, reference_version=str(version))
+
+
+def drift_tables(
+    registry: ModelRegistry,
+    current: dict[str, pd.DataFrame],
+    customer_features: pd.DataFrame,
+    s: DriftSettings,
+) -> tuple[pd.DataFrame, list[str]]:
+    """One drift table over every dataset a champion stored a snapshot of, plus the segment
+    shares of the champion segmenter then and now; notes for what could not be compared."""
+    parts, notes = [], []
+    sources = {
+        "transactions": "sales_forecaster",
+        "product_features": "sales_forecaster",
+        "customer_features": "customer_segmenter",
+    }
+    for dataset, model in sources.items():
+        found = registry.reference(model, dataset)
+        if found is None:
+            notes.append(f"{dataset}: no champion {model} with a training snapshot yet")
+            continue
+        if current[dataset].empty:
+            notes.append(f"{dataset}: no current rows")
+            continue
+        reference, version = found
+        parts.append(_part(dataset, model, version.version, reference, current[dataset], s))
+    segmenter = registry.champion("customer_segmenter")
+    if segmenter is not None and len(customer_features):
+        champion, _ = registry.load("customer_segmenter", version=segmenter.version)
+        then = champion.profile.set_index("segment_id")["share"]
+        now = champion.assign(customer_features)["segment_id"].value_counts(normalize=True)
+        row = monitoring.segment_shift(then, now, s)
+        parts.append(
+            pd.DataFrame([row]).assign(
+                dataset="segments",
+                psi_level=monitoring.SIGNIFICANT if row["drifted"] else monitoring.NONE,
+                reference_model="customer_segmenter",
+                reference_version=str(segmenter.version),
+            )
+        )
+    columns = ["dataset", "column", "kind", "method", "statistic", "p_value", "psi", "threshold",
+               "drifted", "psi_level", "reference_model", "reference_version"]  # fmt: skip
+    table = pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+    return table.astype({"drifted": bool}), notes
+
+
+def drift_check(verdict: monitoring.DriftVerdict) -> dg.AssetCheckResult:
+    ok = verdict.level == monitoring.NONE
+    significant = verdict.level == monitoring.SIGNIFICANT
+    severity = dg.AssetCheckSeverity.ERROR if significant else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(
+        check_name=NO_DRIFT.name,
+        asset_key=NO_DRIFT.asset_key,
+        passed=ok,
+        severity=severity,
+        description=verdict.reason,
+        metadata={DRIFT_LEVEL: verdict.level, "drifted_columns": len(verdict.drifted_columns)},
+    )
+
+
+def build_monitoring_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    m = settings.monitoring
+    s = drift_settings(m)
+    common = {
+        "group_name": GROUP,
+        "kinds": {"pandas", "duckdb"},
+        "metadata": {"schema": GROUP},
+        "backfill_policy": SINGLE_RUN,
+        "automation_condition": AFTER_GATES,
+    }
+
+    @dg.asset(**common, check_specs=[NO_DRIFT])
+    def feature_drift_report(
+        context: dg.AssetExecutionContext,
+        silver_transactions: pd.DataFrame,
+        customer_features: pd.DataFrame,
+        product_features: pd.DataFrame,
+        registry: ModelRegistry,
+    ):
+        """Drift of the latest monitoring.window_days of transaction lines and of the current
+        customer and product features against the snapshots the champions were trained on
+        (stored with each registered version), and of the champion segmenter's segment shares:
+        one row per dataset and column with the method's statistic, p-value, PSI and verdict."""
+        as_of = feature_as_of(silver_transactions, settings) if len(silver_transactions) else None
+        current = {
+            "transactions": monitoring.transaction_columns(silver_transactions, as_of, m.window_days)
+            if as_of is not None
+            else pd.DataFrame(),
+            "customer_features": monitoring.feature_columns(customer_features),
+            "product_features": monitoring.feature_columns(product_features),
+        }
+        table, notes = drift_tables(registry, current, customer_features, s)
+        verdict = monitoring.verdict(table, s)
+        log = context.log.warning if verdict.level != monitoring.NONE else context.log.info
+        log(verdict.reason)
+        shares = {f"drift_share_{d}": float(part["drifted"].mean()) for d, part in table.groupby("dataset")}
+        meta = {
+            DRIFT_LEVEL: verdict.level,
+            "reason": verdict.reason,
+            "drifted_columns": len(verdict.drifted_columns),
+            "drifted_column_names": json.dumps(verdict.drifted_columns),
+            "drifted_datasets": json.dumps(verdict.drifted_datasets),
+            "columns_compared": len(table),
+            "max_psi": float(table["psi"].max()) if len(table) else 0.0,
+            "current_window": f"{m.window_days} days up to {as_of}" if as_of is not None else "none",
+            "notes": "\n".join(notes) or "none",
+            **shares,
+            "report": md_table(table.drop(columns=["reference_model"]).round(4), 60),
+        }
+        if len(table):
+            meta["psi_plot"] = dg.MetadataValue.md(drift_md(table, m.psi_moderate, m.psi_significant))
+        yield dg.Output(table, metadata=meta)
+        yield drift_check(verdict)
+
+    @dg.asset(**common, check_specs=[ACCURACY])
+    def forecast_performance(context: dg.AssetExecutionContext, sales_series: pd.DataFrame):
+        """The forecasts issued earlier by each champion (kept under forecasts/issued/ by
+        sales_forecasts) scored on the actuals that have arrived since: per series over the
+        last monitoring.performance_window periods, MASE against the backtest MASE the
+        forecast was issued with, MAPE, bias and 80/95% interval coverage."""
+        files = sorted(settings.issued_forecasts_dir.glob("*.parquet"))
+        archive = pd.concat(map(pd.read_parquet, files), ignore_index=True) if files else pd.DataFrame()
+        actuals = sales_series[["series_id", "period", "revenue"]].assign(
+            period=lambda d: pd.to_datetime(d["period"])
+        )
+        season = SEASON[settings.forecast.freq]
+        table = fp.score(archive, actuals, season, m.performance_window, m.max_mase_degradation)
+        bad, median, text = fp.degradation(table, m.max_mase_degradation)
+        (context.log.error if bad else context.log.info)(text)
+        meta = {
+            DEGRADED: bad,
+            "reason": text,
+            "issued_files": len(files),
+            "series_scored": len(table),
+            "series_degraded": int(table["degraded"].sum()) if len(table) else 0,
+            "performance": md_table(table.round(3), 50),
+        }
+        if np.isfinite(median):  # floats the UI charts over time
+            meta |= {
+                "median_mase_ratio": median,
+                "mean_mase": float(table["mase"].mean()),
+                "mean_backtest_mase": float(table["backtest_mase"].mean()),
+                "mean_mape": float(table["mape"].mean()),
+                "coverage80": float(table["coverage80"].mean()),
+                "coverage95": float(table["coverage95"].mean()),
+                "last_scored_period": str(table["last_period"].max().date()),
+                "plot": dg.MetadataValue.md(performance_md(table, m.max_mase_degradation)),
+            }
+        yield dg.Output(table, metadata=meta)
+        yield dg.AssetCheckResult(
+            check_name=ACCURACY.name,
+            asset_key=ACCURACY.asset_key,
+            passed=not bad,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=text,
+            metadata={"median_mase_ratio": median if np.isfinite(median) else -1.0},
+        )
+
+    return [feature_drift_report, forecast_performance]

@@ -1,0 +1,257 @@
+"""Sensors that start retraining (drift, degraded accuracy, stale models), ingest new source
+files, and alert on failures. They decide from the instance's event log and materialization
+metadata, never by opening the warehouse (DuckDB allows one writer process); each decision is
+a function of its inputs (the clock included), so tests evaluate one tick and assert on it."""
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from mlops_assets.assets.partitions import window_of
+from mlops_assets.automation.jobs import (
+    RETRAIN_REASON,
+    refresh_and_monitor_job,
+    retrain_forecaster_job,
+    train_models_job,
+)
+from mlops_assets.core import ingestion, monitoring
+from mlops_assets.resources.alerts import AlertWebhook
+from mlops_assets.settings import Settings
+
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+# the assets whose last materialization is a model's training time
+MODEL_ASSETS = ("sales_forecaster", "customer_segmenter", "sales_anomaly_detector", "clv_validation_report")
+SOURCES = ("transactions", "products", "inventory")
+
+
+def clock() -> float:
+    """Now, in POSIX seconds (tests replace it to move time)."""
+    return time.time()
+
+
+def metadata_of(event: dg.EventLogEntry) -> dict:
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("feature_drift_report"),
+    job=train_models_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    """A feature drift report at level `significant` starts one retraining of every model,
+    tagged data_drift; the report's run id is the run key, so one report never starts two."""
+    meta = metadata_of(asset_event)
+    if meta.get("drift_level") != monitoring.SIGNIFICANT:
+        return dg.SkipReason(f"drift level {meta.get('drift_level', 'unknown')}: no retraining")
+    return dg.RunRequest(
+        run_key=f"data_drift:{asset_event.run_id}",
+        tags={
+            RETRAIN_REASON: "data_drift",
+            "mlops/trigger_run": asset_event.run_id,
+            "mlops/drifted_columns": meta.get("drifted_column_names", "[]")[:4000],
+        },
+    )
+
+
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("forecast_performance"),
+    job=retrain_forecaster_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def performance_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    """Forecast performance flagged degraded (rolling MASE beyond the tolerance over the
+    backtest) starts one forecaster retraining, tagged performance_degradation."""
+    meta = metadata_of(asset_event)
+    if not meta.get("degraded"):
+        return dg.SkipReason(f"forecast accuracy within tolerance: {meta.get('reason', '')}")
+    return dg.RunRequest(
+        run_key=f"performance_degradation:{asset_event.run_id}",
+        tags={
+            RETRAIN_REASON: "performance_degradation",
+            "mlops/trigger_run": asset_event.run_id,
+            "mlops/median_mase_ratio": f"{meta.get('median_mase_ratio', float('nan')):.3f}",
+        },
+    )
+
+
+def build_stale_model_sensor(settings: Settings) -> dg.SensorDefinition:
+    max_age = settings.monitoring.model_max_age_days
+
+    @dg.sensor(
+        job=train_models_job,
+        minimum_interval_seconds=3600,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def stale_model_sensor(context: dg.SensorEvaluationContext):
+        """A model last trained more than monitoring.model_max_age_days ago is retrained (tag
+        stale_model), whatever the freshness daemon shows; the training times in the run key
+        make one stale state start one run."""
+        trained = {}
+        for name in MODEL_ASSETS:
+            event = context.instance.get_latest_materialization_event(dg.AssetKey(name))
+            trained[name] = event.timestamp if event is not None else None
+        stale = monitoring.stale_models(trained, clock(), max_age)
+        if not stale:
+            return dg.SkipReason(f"every trained model is younger than {max_age:g} days")
+        key = ",".join(f"{n}@{trained[n]:.0f}" for n in sorted(stale))
+        return dg.RunRequest(
+            run_key=f"stale_model:{key}",
+            tags={
+                RETRAIN_REASON: "stale_model",
+                "mlops/stale_models": ",".join(sorted(stale)),
+                "mlops/stale_reason": "; ".join(stale.values())[:4000],
+            },
+        )
+
+    return stale_model_sensor
+
+
+def fingerprints(settings: Settings) -> dict[str, list]:
+    """Every source file sources.yaml matches now (globs re-resolved): source, mtime, size."""
+    out = {}
+    for name in SOURCES:
+        for path in settings.files(name):
+            stat = path.stat()
+            out[str(path)] = [name, stat.st_mtime_ns, stat.st_size]
+    return out
+
+
+def touched_partitions(settings: Settings, files: list[str]) -> list[str]:
+    """Daily partition keys (inside the window) of the order timestamps in `files`."""
+    spec = settings.transactions
+    raw = ingestion.read_source(
+        "transactions",
+        [Path(f) for f in files],
+        spec.read,
+        {"order_ts": spec.columns["order_ts"]},
+        settings.data_dir,
+    )
+    ts = ingestion.parse_column(raw.frame["order_ts"], "datetime", spec.read.get("date_format"))
+    days = set(ts.dropna().dt.strftime("%Y-%m-%d"))
+    keys = window_of(settings).partitions.get_partition_keys()
+    return [k for k in keys if k in days]
+
+
+def build_new_data_sensor(settings: Settings) -> dg.SensorDefinition:
+    @dg.sensor(
+        job=refresh_and_monitor_job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def new_data_sensor(context: dg.SensorEvaluationContext):
+        """New or changed source files start one ingestion-and-monitoring run over the daily
+        partitions their orders fall on (catalog or inventory changes: the last partition).
+        The first tick records the files present as the baseline."""
+        now = fingerprints(settings)
+        if context.cursor is None:
+            context.update_cursor(json.dumps(now))
+            return dg.SkipReason(f"baseline: {len(now)} source files recorded")
+        before = json.loads(context.cursor)
+        changed = sorted(f for f, fp in now.items() if before.get(f) != fp)
+        context.update_cursor(json.dumps(now))
+        if not changed:
+            return dg.SkipReason("no new or changed source files")
+        tx_files = [f for f in changed if now[f][0] == "transactions"]
+        keys = touched_partitions(settings, tx_files) if tx_files else []
+        if not keys:  # catalog / inventory, or only out-of-window rows: refresh the last day
+            keys = window_of(settings).partitions.get_partition_keys()[-1:]
+        digest = hashlib.sha1(json.dumps({f: now[f] for f in changed}).encode()).hexdigest()[:16]
+        return dg.RunRequest(
+            run_key=f"new_data:{digest}",
+            tags={
+                RANGE_START: keys[0],
+                RANGE_END: keys[-1],
+                "mlops/new_files": ",".join(changed)[:4000],
+            },
+        )
+
+    return new_data_sensor
+
+
+def _check_alerts(context, check_keys: Sequence[dg.AssetCheckKey], seen: dict) -> list[dict]:
+    alerts = []
+    for key in check_keys:
+        record = context.instance.get_latest_asset_check_evaluation_record(key)
+        name = key.to_user_string()
+        if record is None or record.event is None or record.id <= seen.get(name, 0):
+            continue
+        seen[name] = record.id
+        evaluation = record.event.dagster_event.event_specific_data
+        if getattr(evaluation, "passed", True):
+            continue
+        alerts.append(
+            {
+                "kind": "check_failed",
+                "severity": evaluation.severity.value,
+                "asset": key.asset_key.to_user_string(),
+                "check": key.name,
+                "blocking": bool(getattr(evaluation, "blocking", False)),
+                "description": evaluation.description or "",
+                "run_id": record.run_id,
+                "time": pd.Timestamp(record.create_timestamp, unit="s", tz="UTC").isoformat(),
+            }
+        )
+    return alerts
+
+
+def _run_alerts(context, cursor: str | None) -> tuple[list[dict], str | None]:
+    result = context.instance.fetch_run_status_changes(
+        dg.DagsterEventType.RUN_FAILURE, limit=50, cursor=cursor, ascending=True
+    )
+    alerts = []
+    for record in result.records:
+        run = context.instance.get_run_by_id(record.event_log_entry.run_id)
+        alerts.append(
+            {
+                "kind": "run_failed",
+                "severity": "ERROR",
+                "job": run.job_name if run else "",
+                "run_id": record.event_log_entry.run_id,
+                "description": record.event_log_entry.message or "run failed",
+                "tags": {k: v for k, v in (run.tags if run else {}).items() if k.startswith("mlops/")},
+                "time": pd.Timestamp(record.timestamp, unit="s", tz="UTC").isoformat(),
+            }
+        )
+    return alerts, result.cursor or cursor
+
+
+def build_alert_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.SensorDefinition:
+    @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+    def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertWebhook):
+        """Failed runs and failed asset checks (blocking gates, drift, forecast accuracy) since
+        the last tick: each goes to the log and, when MLOPS_ALERT_WEBHOOK_URL is set, to that
+        webhook as JSON. The cursor advances only after every alert was sent."""
+        state = json.loads(context.cursor) if context.cursor else {"runs": None, "checks": {}}
+        found = _check_alerts(context, check_keys, state["checks"])
+        runs, state["runs"] = _run_alerts(context, state["runs"])
+        found += runs
+        for alert in found:
+            alert = {"source": "mlops_assets", **alert}
+            target = alert.get("check") or alert.get("job")
+            line = f"ALERT {alert['kind']} {target}: {alert['description']}"
+            (context.log.warning if alert["severity"] == "WARN" else context.log.error)(line)
+            alerts.send(alert)
+        context.update_cursor(json.dumps(state))
+        if not found:
+            return dg.SkipReason("no failed run or check since the last tick")
+        return dg.SkipReason(f"{len(found)} alerts sent")
+
+    return alert_sensor
+
+
+def build_sensors(settings: Settings, check_keys: Sequence[dg.AssetCheckKey]) -> list:
+    return [
+        drift_retrain_sensor,
+        performance_retrain_sensor,
+        build_stale_model_sensor(settings),
+        build_new_data_sensor(settings),
+        build_alert_sensor(check_keys),
+    ]

@@ -1,0 +1,120 @@
+"""Monitoring decisions, kept out of Dagster so they are tested with known inputs and a
+controlled clock: what a drift report amounts to, segment-share drift, transaction columns
+compared for drift, and which models are stale."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.core.drift import COLUMNS, DriftSettings, dataset_drift, psi
+
+NONE, MODERATE, SIGNIFICANT = "none", "moderate", "significant"
+LEVELS = (NONE, MODERATE, SIGNIFICANT)
+
+
+def transaction_columns(lines: pd.DataFrame, as_of: pd.Timestamp, days: int) -> pd.DataFrame:
+    """The transaction-level columns drift is measured on, over the `days` up to `as_of`:
+    quantity, unit price, line amount, store, product, hour of the order and guest/member."""
+    start = pd.Timestamp(as_of) - pd.Timedelta(days=days)
+    window = lines[(lines["order_ts"] > start) & (lines["order_ts"] <= as_of)]
+    return pd.DataFrame(
+        {
+            "quantity": window["quantity"].astype(float),
+            "unit_price": window["unit_price"].astype(float),
+            "amount": window["amount"].astype(float),
+            "store_id": window["store_id"].astype("string"),
+            "product_id": window["product_id"].astype("string"),
+            "order_hour": window["order_ts"].dt.hour.astype("string"),
+            "customer_type": np.where(window["customer_id"].isna(), "guest", "member"),
+        }
+    ).reset_index(drop=True)
+
+
+def segment_shift(at_training: pd.Series, now: pd.Series, settings: DriftSettings) -> dict:
+    """One drift-report row: PSI between the segment shares at training and now (segments
+    keyed by id; a segment present on one side only counts with the PSI floor)."""
+    ids = at_training.index.union(now.index)
+    r = at_training.reindex(ids, fill_value=0).to_numpy(dtype=float)
+    c = now.reindex(ids, fill_value=0).to_numpy(dtype=float)
+    shift = psi(r / max(r.sum(), 1e-12), c / max(c.sum(), 1e-12))
+    return dict(
+        zip(
+            COLUMNS,
+            (
+                "segment_share",
+                "categorical",
+                "psi",
+                shift,
+                np.nan,
+                shift,
+                settings.psi_significant,
+                shift >= settings.psi_significant,
+            ),  # fmt: skip
+            strict=True,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class DriftVerdict:
+    level: str  # none / moderate / significant
+    reason: str
+    drifted_columns: list[str]
+    drifted_datasets: list[str]
+
+
+def verdict(report: pd.DataFrame, settings: DriftSettings) -> DriftVerdict:
+    """Significant when a dataset drifts (at least drift_share of its columns) or a column's
+    PSI reaches psi_significant; moderate when any column drifts by its test or reaches
+    psi_moderate; otherwise none. `report` has a `dataset` column beside drift_report's."""
+    if report.empty:
+        return DriftVerdict(NONE, "nothing to compare: no reference snapshot yet", [], [])
+    drifted = report[report["drifted"]]
+    columns = [f"{d}.{c}" for d, c in zip(drifted["dataset"], drifted["column"], strict=True)]
+    datasets = [name for name, part in report.groupby("dataset") if dataset_drift(part, settings)[0]]
+    significant = report[report["psi"] >= settings.psi_significant]
+    moderate = report[report["psi"] >= settings.psi_moderate]
+    if datasets or len(significant):
+        parts = [f"dataset {d} drifted ({dataset_drift(report[report['dataset'] == d], settings)[1]:.0%} "
+                 f"of its columns)" for d in datasets]  # fmt: skip
+        if len(significant):
+            rows = significant[["dataset", "column", "psi"]].to_numpy()
+            named = ", ".join(f"{d}.{c} ({p:.2f})" for d, c, p in rows)
+            parts.append(f"PSI >= {settings.psi_significant:g} on {named}")
+        return DriftVerdict(SIGNIFICANT, "significant drift: " + "; ".join(parts), columns, datasets)
+    if len(drifted) or len(moderate):
+        named = sorted(set(columns) | {f"{d}.{c}" for d, c in moderate[["dataset", "column"]].values})
+        return DriftVerdict(MODERATE, "moderate drift on " + ", ".join(named), columns, [])
+    return DriftVerdict(NONE, f"no drift on {len(report)} columns", [], [])
+
+
+def stale_models(trained_at: dict[str, float | None], now: float, max_age_days: float) -> dict[str, str]:
+    """Models whose last training (POSIX seconds; None = never) is older than max_age_days at
+    `now`, each with the sentence a retrain is tagged with."""
+    limit = max_age_days * 86_400
+    out = {}
+    for name, ts in trained_at.items():
+        if ts is None:
+            continue  # never trained: the build trains it, staleness does not apply
+        age = now - ts
+        if age > limit:
+            out[name] = f"{name} last trained {age / 86_400:.1f} days ago (> {max_age_days:g} days)"
+    return out
+
+
+def feature_columns(table: pd.DataFrame, max_categories: int = 100) -> pd.DataFrame:
+    """The columns of a feature table that drift is measured on: numbers, and categories with
+    at most `max_categories` values; keys (`*_id`), timestamps and flags are left out."""
+    keep = []
+    for name in table.columns:
+        col = table[name]
+        if str(name).endswith("_id") or pd.api.types.is_datetime64_any_dtype(col):
+            continue
+        if pd.api.types.is_bool_dtype(col):
+            continue
+        if pd.api.types.is_numeric_dtype(col) or col.nunique(dropna=True) <= max_categories:
+            keep.append(name)
+    return table[keep].reset_index(drop=True)

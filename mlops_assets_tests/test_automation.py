@@ -1,0 +1,328 @@
+"""Monitoring assets, sensors, schedules and freshness over a real Dagster instance
+(instance_for_test: SQLite storage in a temp folder), as dagster-io's project_fully_featured
+tests sensors: materialize upstream, evaluate one tick, assert on the run requests and tags.
+
+Pressure tests: 3 (corrupt data is blocked and alerted), 4 (an accuracy drop starts a
+forecaster retraining), 7 (drift in ten features starts a retraining), 10 (degradation is
+detected and alerted within one sensor tick)."""
+
+import datetime as dt
+import gzip
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_assets.assets.monitoring import build_monitoring_assets
+from mlops_assets.assets.segmentation import build_segmentation_assets
+from mlops_assets.automation import sensors
+from mlops_assets.automation.jobs import RETRAIN_REASON
+from mlops_assets.definitions import build_definitions, resources
+from mlops_assets.resources.alerts import AlertWebhook
+from mlops_assets.settings import load_settings
+from mlops_assets_tests.conftest import INGESTION, edit_sources, group_keys, read_table, run_graph
+from mlops_assets_tests.stubs import lines, product_features, upstream
+from mlops_assets_tests.test_monitoring import history, issue
+from mlops_assets_tests.test_segmentation import customers
+
+
+class Webhook:
+    """A local HTTP server standing in for Slack / an incident tool: records each POST."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def webhook():
+    hook = Webhook()
+    yield hook
+    hook.server.shutdown()
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def materialize(data_dir, assets, instance, selection=None) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        assets,
+        resources=resources(load_settings(data_dir)),
+        instance=instance,
+        selection=selection,
+        raise_on_error=False,
+    )
+
+
+def tick(defs: dg.Definitions, name: str, instance, cursor=None, **res):
+    sensor = defs.resolve_sensor_def(name)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=res)
+    return sensor.evaluate_tick(context)
+
+
+def alerts_tick(data_dir, instance, hook: Webhook, cursor=None):
+    defs = build_definitions(load_settings(data_dir))
+    return tick(defs, "alert_sensor", instance, cursor, alerts=AlertWebhook(url=hook.url))
+
+
+# ---- drift (pressure test 7) ----------------------------------------------------------------
+
+
+def wide_customers(seed: int, shift: int = 0) -> pd.DataFrame:
+    """Twenty features: the six of test_segmentation.customers (RFM, what the segmenter
+    clusters on, among them) and fourteen more; the first `shift` extra ones moved by one
+    standard deviation."""
+    table = customers(seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    for i in range(14):
+        table[f"extra_{i:02d}"] = rng.normal(1.0 if i < shift else 0.0, 1.0, len(table))
+    return table
+
+
+def monitored(data_dir, table: pd.DataFrame | None = None, actuals: pd.DataFrame | None = None) -> list:
+    """The segmentation and monitoring assets over stand-in upstream tables."""
+    settings = load_settings(data_dir)
+    actuals = history(84) if actuals is None else actuals
+    return [
+        upstream("customer_features", "features", wide_customers(0) if table is None else table),
+        upstream("silver_transactions", "silver", lines("2023-03-01", 30)),
+        upstream("product_features", "features", product_features()),
+        upstream("sales_series", "forecasting", actuals.assign(level="total", key="total", units=1.0)),
+        *build_segmentation_assets(settings),
+        *build_monitoring_assets(settings),
+    ]
+
+
+def test_pressure_7_drift_in_ten_features_starts_one_retraining(small_data_dir, instance, webhook):
+    # the champion segmenter is trained on 20 features (a snapshot is stored with it)
+    train = dg.AssetSelection.assets("customer_segmenter", "segmentation_report").upstream()
+    assert materialize(small_data_dir, monitored(small_data_dir), instance, train).success
+    defs = build_definitions(load_settings(small_data_dir))
+    report_only = dg.AssetSelection.assets("feature_drift_report").upstream()
+
+    # new customers from the same population: no drift, no retraining
+    same = materialize(small_data_dir, monitored(small_data_dir, wide_customers(1)), instance, report_only)
+    check = same.get_asset_check_evaluations()[0]
+    assert check.check_name == "no_significant_drift" and check.passed, check.description
+    first = tick(defs, "drift_retrain_sensor", instance)
+    assert not first.run_requests and "drift level none" in first.skip_message
+
+    # then ten of the twenty features shift
+    shifted = monitored(small_data_dir, wide_customers(2, 10))
+    result = materialize(small_data_dir, shifted, instance, report_only)
+    check = result.get_asset_check_evaluations()[0]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    report = read_table(small_data_dir, "monitoring.feature_drift_report")
+    features = report[report["dataset"] == "customer_features"].set_index("column")
+    assert len(features) == 20 and set(features["method"]) == {"ks", "chi_square"}  # under 1000 rows
+    flagged = set(features.index[features["drifted"]])
+    assert flagged == {f"extra_{i:02d}" for i in range(10)}  # all shifted, none of the others
+    assert features.loc["recency_days", "reference_version"] == "1"
+    segments = report[report["dataset"] == "segments"].iloc[0]
+    assert segments["psi"] < 0.1  # the segmenter's own features did not move
+
+    second = tick(defs, "drift_retrain_sensor", instance, first.cursor)
+    (request,) = second.run_requests
+    assert request.tags[RETRAIN_REASON] == "data_drift" and request.run_key == f"data_drift:{result.run_id}"
+    assert "customer_features.extra_00" in request.tags["mlops/drifted_columns"]
+    assert second.run_requests[0].job_name in (None, "train_models_job")
+    # the same report never starts a second retraining
+    assert not tick(defs, "drift_retrain_sensor", instance, second.cursor).run_requests
+
+    # and the failed drift check is alerted
+    alerts_tick(small_data_dir, instance, webhook)
+    drift_alerts = [a for a in webhook.received if a.get("check") == "no_significant_drift"]
+    assert drift_alerts and drift_alerts[0]["severity"] == "ERROR"
+    assert "significant drift" in drift_alerts[0]["description"]
+
+
+# ---- forecast performance (pressure tests 4 and 10) --------------------------------------------
+
+
+def issue_forecast(data_dir, actuals: pd.DataFrame) -> None:
+    folder = load_settings(data_dir).issued_forecasts_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    issue(actuals, "2024-02-25", 28, "1", backtest_mase=1.0).to_parquet(
+        folder / "origin=2024-02-25_v1.parquet"
+    )
+
+
+def test_pressure_4_and_10_an_accuracy_drop_is_alerted_and_retrains_within_one_tick(
+    small_data_dir, instance, webhook
+):
+    actuals = history(84)
+    issue_forecast(small_data_dir, actuals)
+    defs = build_definitions(load_settings(small_data_dir))
+    selection = dg.AssetSelection.assets("forecast_performance").upstream()
+
+    steady = materialize(small_data_dir, monitored(small_data_dir, actuals=actuals), instance, selection)
+    assert steady.get_asset_check_evaluations()[0].passed
+    quiet = tick(defs, "performance_retrain_sensor", instance)
+    assert not quiet.run_requests and "within tolerance" in quiet.skip_message
+    cursor = alerts_tick(small_data_dir, instance, webhook).cursor
+    assert webhook.received == []
+
+    # sales halve after the forecast was issued
+    dropped = actuals.assign(
+        revenue=np.where(actuals["period"] > "2024-02-25", actuals["revenue"] * 0.5, actuals["revenue"])
+    )
+    started = time.monotonic()
+    result = materialize(small_data_dir, monitored(small_data_dir, actuals=dropped), instance, selection)
+    check = result.get_asset_check_evaluations()[0]
+    assert check.check_name == "forecast_accuracy_within_tolerance" and not check.passed
+    table = read_table(small_data_dir, "monitoring.forecast_performance")
+    assert table.loc[0, "mase_ratio"] > 1.2 and table.loc[0, "periods"] == 28 and table.loc[0, "degraded"]
+
+    # one tick of each sensor after the report: a retraining request and an alert
+    requested = tick(defs, "performance_retrain_sensor", instance, quiet.cursor)
+    (request,) = requested.run_requests
+    assert request.tags[RETRAIN_REASON] == "performance_degradation"
+    assert request.run_key == f"performance_degradation:{result.run_id}"
+    assert float(request.tags["mlops/median_mase_ratio"]) > 1.2
+    alerts_tick(small_data_dir, instance, webhook, cursor)
+    (alert,) = webhook.received
+    assert alert["check"] == "forecast_accuracy_within_tolerance" and alert["asset"] == "forecast_performance"
+    assert "exceeds" in alert["description"] and alert["run_id"] == result.run_id
+    print(f"degradation detected and alerted {time.monotonic() - started:.1f} s after the actuals landed")
+
+
+# ---- new files, corrupt data (pressure test 3) -------------------------------------------------
+
+
+def test_new_data_sensor_requests_the_days_of_a_new_file(small_data_dir, instance):
+    edit_sources(small_data_dir, lambda s: s["transactions"].update(path="raw/transactions*.csv.gz"))
+    defs = build_definitions(load_settings(small_data_dir))
+    baseline = tick(defs, "new_data_sensor", instance)
+    assert not baseline.run_requests and "baseline" in baseline.skip_message
+    assert not tick(defs, "new_data_sensor", instance, baseline.cursor).run_requests
+
+    raw = pd.read_csv(small_data_dir / "raw" / "transactions.csv.gz")
+    late = raw[raw["invoice_ts"].str[:10].isin(["2023-03-30", "2023-03-31"])].copy()
+    late["invoice_id"] = "LATE" + late["invoice_id"].astype(str)
+    late.to_csv(small_data_dir / "raw" / "transactions_late.csv.gz", index=False)
+    found = tick(defs, "new_data_sensor", instance, baseline.cursor)
+    (request,) = found.run_requests
+    assert (
+        request.tags[sensors.RANGE_START] == "2023-03-30" and request.tags[sensors.RANGE_END] == "2023-03-31"
+    )
+    assert request.tags["mlops/new_files"].endswith("transactions_late.csv.gz")
+    assert not tick(defs, "new_data_sensor", instance, found.cursor).run_requests
+
+
+@pytest.mark.slow
+def test_pressure_3_corrupt_data_is_blocked_and_alerted(small_data_dir, instance, webhook):
+    ingest = group_keys(small_data_dir, *INGESTION)
+    assert run_graph(small_data_dir, "2023-01-01", "2023-03-31", instance, ingest).success
+    silver_before = read_table(small_data_dir, "silver.silver_transactions")
+    defs = build_definitions(load_settings(small_data_dir))
+    baseline = tick(defs, "new_data_sensor", instance)
+    cursor = alerts_tick(small_data_dir, instance, webhook).cursor
+    webhook.received.clear()
+
+    # the upstream system starts sending prices as text with a currency sign
+    started = time.monotonic()
+    path = small_data_dir / "raw" / "transactions.csv.gz"
+    raw = pd.read_csv(path)
+    raw["unit_price"] = "EUR " + raw["unit_price"].astype(str)
+    with gzip.open(path, "wt") as fh:
+        raw.to_csv(fh, index=False)
+    (request,) = tick(defs, "new_data_sensor", instance, baseline.cursor).run_requests
+    assert (request.tags[sensors.RANGE_START], request.tags[sensors.RANGE_END]) == (
+        "2023-01-01",
+        "2023-03-31",
+    )
+    job = defs.resolve_job_def("refresh_and_monitor_job")
+    result = job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
+    assert not result.success
+    gate = next(
+        e
+        for e in result.get_asset_check_evaluations()
+        if (e.asset_key.path[0], e.check_name) == ("bronze_transactions", "matches_source_schema")
+    )
+    assert not gate.passed and "unit_price" in gate.description
+    pd.testing.assert_frame_equal(read_table(small_data_dir, "silver.silver_transactions"), silver_before)
+
+    alerts_tick(small_data_dir, instance, webhook, cursor)
+    kinds = {(a["kind"], a.get("check") or a.get("job")) for a in webhook.received}
+    assert ("check_failed", "matches_source_schema") in kinds and (
+        "run_failed",
+        "refresh_and_monitor_job",
+    ) in kinds
+    schema_alert = next(a for a in webhook.received if a.get("check") == "matches_source_schema")
+    assert "unit_price" in schema_alert["description"] and schema_alert["blocking"]
+    print(f"corrupt file blocked and alerted {time.monotonic() - started:.1f} s after it landed")
+
+
+# ---- stale models, schedules, manual runs, freshness -------------------------------------------
+
+
+def test_stale_model_sensor_decides_with_a_controlled_clock(small_data_dir, instance, monkeypatch):
+    instance.report_runless_asset_event(dg.AssetMaterialization("customer_segmenter"))
+    trained = instance.get_latest_materialization_event(dg.AssetKey("customer_segmenter")).timestamp
+    defs = build_definitions(load_settings(small_data_dir))
+    monkeypatch.setattr(sensors, "clock", lambda: trained + 6.9 * 86_400)
+    assert not tick(defs, "stale_model_sensor", instance).run_requests
+    monkeypatch.setattr(sensors, "clock", lambda: trained + 7.5 * 86_400)
+    (request,) = tick(defs, "stale_model_sensor", instance).run_requests
+    assert (
+        request.tags[RETRAIN_REASON] == "stale_model"
+        and request.tags["mlops/stale_models"] == "customer_segmenter"
+    )
+    # the same stale state gives the same run key: the daemon starts it once
+    assert tick(defs, "stale_model_sensor", instance).run_requests[0].run_key == request.run_key
+    edit_sources(small_data_dir, lambda s: s.update(monitoring={"model_max_age_days": 14}))
+    longer = build_definitions(load_settings(small_data_dir))
+    assert not tick(longer, "stale_model_sensor", instance).run_requests
+
+
+def test_schedules_weekly_retraining_sunday_2am_and_daily_monitoring(small_data_dir):
+    defs = build_definitions(load_settings(small_data_dir))
+    weekly = defs.resolve_schedule_def("weekly_retrain_schedule")
+    assert weekly.cron_schedule == "0 2 * * 0" and weekly.job_name == "train_models_job"
+    sunday = dt.datetime(2026, 11, 22, 2, tzinfo=dt.UTC)
+    (request,) = weekly.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=sunday)).run_requests
+    assert request.tags[RETRAIN_REASON] == "schedule"
+    daily = defs.resolve_schedule_def("daily_monitoring_schedule")
+    assert daily.job_name == "refresh_and_monitor_job"
+    at = dt.datetime(2023, 2, 10, 1, tzinfo=dt.UTC)
+    (run,) = daily.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=at)).run_requests
+    assert run.partition_key == "2023-02-09"
+    # retries on the flaky steps of the scheduled jobs
+    for name in ("train_models_job", "refresh_and_monitor_job", "retrain_forecaster_job"):
+        policy = defs.resolve_job_def(name).op_retry_policy
+        assert policy is not None and policy.max_retries == 2
+
+
+def test_manual_runs_are_tagged_manual_and_models_and_sources_have_freshness(small_data_dir):
+    edit_sources(small_data_dir, lambda s: s.update(monitoring={"model_max_age_days": 3}))
+    defs = build_definitions(load_settings(small_data_dir))
+    for job in ("train_models_job", "retrain_forecaster_job"):
+        assert defs.resolve_job_def(job).run_tags[RETRAIN_REASON] == "manual"
+    graph = defs.resolve_asset_graph()
+    for model in sensors.MODEL_ASSETS:
+        assert graph.get(dg.AssetKey(model)).freshness_policy.fail_window.to_timedelta() == dt.timedelta(
+            days=3
+        )
+    for source in ("bronze_transactions", "bronze_products", "bronze_inventory"):
+        policy = graph.get(dg.AssetKey(source)).freshness_policy
+        assert policy.fail_window.to_timedelta() == dt.timedelta(hours=48)
