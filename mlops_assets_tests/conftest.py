@@ -96,6 +96,21 @@ def group_keys(data_dir: Path, *groups: str) -> list[dg.AssetKey]:
 INGESTION = ("bronze", "silver", "quality")
 
 
+def forecasting_keys(data_dir: Path) -> list[dg.AssetKey]:
+    """Ingestion and the forecasting group (with product_features, its drift snapshot): what a
+    forecasting test needs, without training the other models."""
+    return [*group_keys(data_dir, *INGESTION, "forecasting"), dg.AssetKey("product_features")]
+
+
+def feature_keys(data_dir: Path) -> list[dg.AssetKey]:
+    """Ingestion and the two feature tables."""
+    return [
+        *group_keys(data_dir, *INGESTION),
+        dg.AssetKey("customer_features"),
+        dg.AssetKey("product_features"),
+    ]
+
+
 def read_table(data_dir: Path, table: str) -> pd.DataFrame:
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         return con.sql(f"select * from {table}").df()

@@ -80,6 +80,10 @@ def tick(defs: dg.Definitions, name: str, instance, cursor=None, **res):
     return sensor.evaluate_tick(context)
 
 
+def span(request: dg.RunRequest) -> tuple[str, str]:
+    return request.tags[sensors.RANGE_START], request.tags[sensors.RANGE_END]
+
+
 def alerts_tick(data_dir, instance, hook: Webhook, cursor=None):
     defs = build_definitions(load_settings(data_dir))
     return tick(defs, "alert_sensor", instance, cursor, alerts=AlertWebhook(url=hook.url))
@@ -247,7 +251,7 @@ def test_pressure_3_corrupt_data_is_blocked_and_alerted(small_data_dir, instance
     with gzip.open(path, "wt") as fh:
         raw.to_csv(fh, index=False)
     (request,) = tick(defs, "new_data_sensor", instance, baseline.cursor).run_requests
-    assert (request.tags[sensors.RANGE_START], request.tags[sensors.RANGE_END]) == (
+    assert span(request) == (
         "2023-01-01",
         "2023-03-31",
     )
@@ -326,3 +330,22 @@ def test_manual_runs_are_tagged_manual_and_models_and_sources_have_freshness(sma
     for source in ("bronze_transactions", "bronze_products", "bronze_inventory"):
         policy = graph.get(dg.AssetKey(source)).freshness_policy
         assert policy.fail_window.to_timedelta() == dt.timedelta(hours=48)
+
+
+def test_new_data_sensor_first_tick_picks_up_files_written_after_the_last_ingestion(small_data_dir, instance):
+    edit_sources(small_data_dir, lambda s: s["transactions"].update(path="raw/transactions*.csv.gz"))
+    defs = build_definitions(load_settings(small_data_dir))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization("bronze_transactions", partition="2023-03-31")
+    )
+    time.sleep(0.05)
+    raw = pd.read_csv(small_data_dir / "raw" / "transactions.csv.gz")
+    late = raw[raw["invoice_ts"].str[:10] == "2023-03-15"].assign(
+        invoice_id=lambda d: "LATE" + d["invoice_id"]
+    )
+    late.to_csv(small_data_dir / "raw" / "transactions_late.csv.gz", index=False)
+    (request,) = tick(defs, "new_data_sensor", instance).run_requests  # the sensor was just turned on
+    assert span(request) == (
+        "2023-03-15",
+        "2023-03-15",
+    )

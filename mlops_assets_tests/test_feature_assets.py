@@ -5,7 +5,7 @@ import pandas as pd
 
 from mlops_assets.core import feature_store as fs
 from mlops_assets.core.feature_registry import AS_OF, VERSION, group_version
-from mlops_assets_tests.conftest import check_results, edit_sources, read_table, run_graph
+from mlops_assets_tests.conftest import check_results, edit_sources, feature_keys, read_table, run_graph
 
 START, END = "2023-01-01", "2023-03-31"
 LATEST = pd.Timestamp("2023-04-01")
@@ -60,13 +60,14 @@ def test_features_land_in_the_warehouse_and_serve_identically(small_data_dir):
 
 
 def test_a_failing_feature_gate_keeps_the_previous_table(small_data_dir):
-    assert run_graph(small_data_dir, START, END).success
+    keys = feature_keys(small_data_dir)
+    assert run_graph(small_data_dir, START, END, selection=keys).success
     before = read_table(small_data_dir, "features.customer_features")
     # one-order customers make avg_days_between_orders null: a zero ceiling must block
     edit_sources(
         small_data_dir, lambda s: s.update(features={"max_null_share": {"avg_days_between_orders": 0.0}})
     )
-    result = run_graph(small_data_dir, START, END)
+    result = run_graph(small_data_dir, START, END, selection=keys)
     gate = [
         e
         for e in result.get_asset_check_evaluations()

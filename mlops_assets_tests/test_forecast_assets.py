@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets.core import forecasting
-from mlops_assets_tests.conftest import check_results, edit_sources, read_table, run_graph
+from mlops_assets_tests.conftest import check_results, edit_sources, forecasting_keys, read_table, run_graph
 
 START, END = "2023-01-01", "2023-03-31"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -19,7 +19,7 @@ def test_forecasting_assets_backtest_choose_and_forecast(small_data_dir):
     edit_sources(
         small_data_dir, lambda s: s.update(forecast={"freq": "D", "horizon": 7, "levels": ["total", "store"]})
     )
-    result = run_graph(small_data_dir, START, END)
+    result = run_graph(small_data_dir, START, END, selection=forecasting_keys(small_data_dir))
     assert result.success
     checks = check_results(result)
     for name in ("beats_seasonal_naive", "forecasts_are_sane", "interval_coverage_within_tolerance"):
@@ -67,11 +67,12 @@ def test_forecasting_assets_backtest_choose_and_forecast(small_data_dir):
 
 def test_a_strict_naive_gate_keeps_the_previous_forecasts(small_data_dir):
     edit_sources(small_data_dir, lambda s: s.update(forecast={"horizon": 7, "levels": ["total"]}))
-    assert run_graph(small_data_dir, START, END).success
+    keys = forecasting_keys(small_data_dir)
+    assert run_graph(small_data_dir, START, END, selection=keys).success
     before = read_table(small_data_dir, "forecasting.sales_forecasts")
     # nothing is 1000x better than seasonal naive: the gate must fail and block publishing
     edit_sources(small_data_dir, lambda s: s["forecast"].update(max_relative_mase=0.001))
-    result = run_graph(small_data_dir, START, END)
+    result = run_graph(small_data_dir, START, END, selection=keys)
     gate = check_results(result)["beats_seasonal_naive"]
     assert not gate.passed and "exceeds forecast.max_relative_mase 0.001" in gate.description
     mats = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}

@@ -3,6 +3,7 @@
 import hashlib
 import io
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -86,3 +87,44 @@ def test_about_half_a_percent_of_dirt(sample):
     bad += (pd.to_datetime(tx["invoice_ts"]) > "2025-01-01").sum()
     assert 0.003 < bad / len(tx) < 0.008
     assert dup > 0 and tx["sku"].isna().sum() > 0 and (tx["unit_price"] == 0).sum() > 0
+
+
+def test_next_period_writes_a_shifted_new_file_and_extends_the_window(tmp_path):
+    from mlops_assets.sample_data.__main__ import main as cli
+    from mlops_assets.sample_data.next_period import Shift, next_period
+    from mlops_assets.settings import load_settings
+
+    plain, drifted = tmp_path / "plain", tmp_path / "drifted"
+    for out in (plain, drifted):
+        cli(
+            [
+                "--lines",
+                "6000",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+                "--start",
+                "2023-01-01",
+                "--end",
+                "2023-03-31",
+            ]
+        )
+    same = pd.read_csv(next_period(plain, 14, 3, Shift()))
+    moved = pd.read_csv(next_period(drifted, 14, 3, Shift(1.3, 0.5, "Electronics")))
+    settings = load_settings(drifted)  # the extended sources.yaml is valid and sees both files
+    assert settings.window.end_date.isoformat() == "2023-04-14" and len(settings.files("transactions")) == 2
+    old = pd.read_csv(drifted / "raw" / "transactions.csv.gz")
+    assert not set(moved["invoice_id"]) & set(old["invoice_id"])  # no order id collides with the past
+    days = same["invoice_ts"].str[:10]
+    assert days[days <= "2023-04-14"].min() == "2023-04-01"  # the days after the old window
+    catalog = pd.read_csv(drifted / "raw" / "products.csv").set_index("sku")["category"]
+    share = {
+        name: frame["sku"].map(catalog).eq("Electronics").mean()
+        for name, frame in (("same", same), ("moved", moved))
+    }
+    assert share["moved"] < 0.3 * share["same"]
+    kept = moved[~moved["sku"].map(catalog).eq("Electronics")]
+    common = same.merge(kept, on=["invoice_ts", "sku", "qty"], suffixes=("", "_moved"))
+    assert np.allclose(common["unit_price_moved"], np.round(common["unit_price"] * 1.3, 2))
+    assert moved["customer"].str.startswith("N").mean() > 0.3

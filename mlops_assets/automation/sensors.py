@@ -149,12 +149,18 @@ def build_new_data_sensor(settings: Settings) -> dg.SensorDefinition:
     def new_data_sensor(context: dg.SensorEvaluationContext):
         """New or changed source files start one ingestion-and-monitoring run over the daily
         partitions their orders fall on (catalog or inventory changes: the last partition).
-        The first tick records the files present as the baseline."""
+        The first tick takes the files present as the baseline, except those written after
+        the last ingestion (they arrived while the sensor was off)."""
         now = fingerprints(settings)
         if context.cursor is None:
-            context.update_cursor(json.dumps(now))
-            return dg.SkipReason(f"baseline: {len(now)} source files recorded")
-        before = json.loads(context.cursor)
+            last = context.instance.get_latest_materialization_event(dg.AssetKey("bronze_transactions"))
+            since = last.timestamp * 1e9 if last is not None else float("inf")
+            before = {f: fp for f, fp in now.items() if fp[1] <= since}
+            if len(before) == len(now):
+                context.update_cursor(json.dumps(now))
+                return dg.SkipReason(f"baseline: {len(now)} source files recorded")
+        else:
+            before = json.loads(context.cursor)
         changed = sorted(f for f, fp in now.items() if before.get(f) != fp)
         context.update_cursor(json.dumps(now))
         if not changed:

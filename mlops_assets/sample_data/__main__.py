@@ -1,6 +1,12 @@
 """python -m mlops_assets.sample_data --lines N --seed S --out DIR
 
 Writes DIR/raw/{transactions,products,inventory} and a DIR/sources.yaml that maps them.
+
+python -m mlops_assets.sample_data --out DIR --next-period DAYS [--price-level X]
+    [--new-customer-share S] [--collapse-category NAME]
+
+Writes the DAYS after DIR's window as a new transactions file (optionally shifted: the drift
+scenario) and extends the window in DIR/sources.yaml.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from mlops_assets.sample_data import generate
+from mlops_assets.sample_data.next_period import Shift, next_period
 
 
 def sources_yaml(tx_file: str, start: str, end: str) -> dict:
@@ -56,7 +63,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--end", default="2024-12-31")
     parser.add_argument("--format", choices=["csv", "parquet"], default="csv")
     parser.add_argument("--no-compress", action="store_true", help="plain .csv instead of .csv.gz")
+    scenario = parser.add_argument_group("next period (drift scenario) of an existing --out")
+    scenario.add_argument("--next-period", type=int, metavar="DAYS", help="days to add after the window")
+    scenario.add_argument("--price-level", type=float, default=1.0, help="unit prices times this")
+    scenario.add_argument(
+        "--new-customer-share", type=float, default=0.0, help="share of customers replaced by new ones"
+    )
+    scenario.add_argument("--collapse-category", help="a category keeping only 10%% of its lines")
     args = parser.parse_args(argv)
+    if args.next_period:
+        shift = Shift(args.price_level, args.new_customer_share, args.collapse_category)
+        path = next_period(args.out, args.next_period, args.seed, shift)
+        print(f"wrote {path} and extended the window in {args.out / 'sources.yaml'}")
+        return
 
     data = generate(lines=args.lines, seed=args.seed, start=args.start, end=args.end)
     raw = args.out / "raw"
