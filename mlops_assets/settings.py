@@ -147,6 +147,10 @@ class MonitoringSettings(_Strict):
     psi_moderate: float = Field(0.1, gt=0)
     psi_significant: float = Field(0.2, gt=0)
     drift_share: float = Field(0.5, gt=0, le=1)  # drifted share of a dataset's columns: dataset drift
+    # a domain classifier's cross-validated AUC per dataset, shown beside the column tests
+    # (informational: a week-older snapshot of the same customers is already told apart a little)
+    classifier_drift: bool = True
+    classifier_auc_threshold: float = Field(0.55, gt=0.5, le=1)
     # the current window of transaction lines compared with the champion's training window
     window_days: int = Field(28, ge=1)
     # forecast performance: periods of arrived actuals scored, and the MASE degradation tolerated

@@ -142,6 +142,13 @@ def test_pressure_7_drift_in_ten_features_starts_one_retraining(small_data_dir, 
     flagged = set(features.index[features["drifted"]])
     assert flagged == {f"extra_{i:02d}" for i in range(10)}  # all shifted, none of the others
     assert features.loc["recency_days", "reference_version"] == "1"
+    meta = next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["feature_drift_report"]
+    )
+    assert meta["drift_level"].value == "significant" and meta["drifted_columns"].value == 10
+    assert meta["classifier_auc_customer_features"].value > 0.8  # the domain classifier agrees
     segments = report[report["dataset"] == "segments"].iloc[0]
     assert segments["psi"] < 0.1  # the segmenter's own features did not move
 
@@ -203,6 +210,12 @@ def test_pressure_4_and_10_an_accuracy_drop_is_alerted_and_retrains_within_one_t
     assert request.tags[RETRAIN_REASON] == "performance_degradation"
     assert request.run_key == f"performance_degradation:{result.run_id}"
     assert float(request.tags["mlops/median_mase_ratio"]) > 1.2
+    # had a full retraining (started by drift, say) been under way, it would cover the forecaster
+    job = defs.resolve_job_def("train_models_job")
+    queued = instance.create_run_for_job(job)  # NOT_STARTED: launched, not yet running
+    covered = tick(defs, "performance_retrain_sensor", instance, quiet.cursor)
+    assert not covered.run_requests and queued.run_id in covered.skip_message
+    instance.report_run_canceled(queued)
     alerts_tick(small_data_dir, instance, webhook, cursor)
     (alert,) = webhook.received
     assert alert["check"] == "forecast_accuracy_within_tolerance" and alert["asset"] == "forecast_performance"

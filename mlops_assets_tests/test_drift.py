@@ -121,3 +121,31 @@ def test_a_prepared_reference_gives_the_same_report_and_skips_what_it_cannot_jud
     )
     strict = DriftSettings(wasserstein_threshold=10.0)  # thresholds are settings
     assert not drift_report(ref, cur, strict).query("kind == 'numeric'")["drifted"].any()
+
+
+def test_domain_classifier_finds_a_changed_correlation_the_column_tests_miss():
+    from mlops_assets.core.drift import classifier_drift
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    x = rng.normal(0, 1, (n, 2))
+    reference = pd.DataFrame({"a": x[:, 0], "b": 0.9 * x[:, 0] + np.sqrt(1 - 0.81) * x[:, 1]})
+    y = rng.normal(0, 1, (n, 2))
+    current = pd.DataFrame({"a": y[:, 0], "b": -0.9 * y[:, 0] + np.sqrt(1 - 0.81) * y[:, 1]})
+    assert not drift_report(reference, current)["drifted"].any()  # each column alone looks the same
+    moved = classifier_drift(reference, current)
+    assert moved.drifted and moved.auc > 0.9
+    same = classifier_drift(reference, frame_like(reference, rng))
+    assert not same.drifted and abs(same.auc - 0.5) < 0.05
+    # categories and numbers together; a shifted category is found and named
+    ref = frame(3000, 1, shifted=False, numeric=4, categorical=2)
+    cur = frame(3000, 2, shifted=False, numeric=4, categorical=2)
+    cur["c0"] = np.where(rng.random(3000) < 0.5, "d", cur["c0"])
+    found = classifier_drift(ref, cur)
+    assert found.drifted and found.top_features[0][0] == "c0"
+
+
+def frame_like(reference: pd.DataFrame, rng) -> pd.DataFrame:
+    """A fresh sample from the reference's own joint distribution (rho 0.9)."""
+    z = rng.normal(0, 1, (len(reference), 2))
+    return pd.DataFrame({"a": z[:, 0], "b": 0.9 * z[:, 0] + np.sqrt(1 - 0.81) * z[:, 1]})

@@ -1,6 +1,8 @@
 """Champion / challenger statistics without MLflow: the Diebold-Mariano comparison of
 forecasters on the same folds, and the segmenter tolerance rule."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -52,6 +54,28 @@ def test_a_forecaster_beating_seasonal_naive_is_promoted_with_its_statistics():
     assert not backwards.promote and "not better at level 0.05" in backwards.reason
     same = compare_forecasters(ets, ets, series, folds, H, 7, alpha=0.05)
     assert same.promote and "refitted on newer data" in same.reason
+    # trained on newer data: promoted unless the champion's choices test better
+    refresh = compare_forecasters(ets, naive, series, folds, H, 7, alpha=0.05, newer=False)
+    assert not refresh.promote
+    worse = compare_forecasters(ets, naive, series, folds, H, 7, alpha=0.05, newer=True)
+    assert not worse.promote and "worse at level 0.05 despite newer data" in worse.reason
+
+
+def test_a_challenger_on_newer_data_is_a_refresh_unless_significantly_worse():
+    rng = np.random.default_rng(3)
+    series = {f"s{i}": weekly_series(i + 20) for i in range(3)}
+    folds = {}
+    for sid, y in series.items():
+        folds[sid] = folds_of(y)
+        for key, fc in list(folds[sid].items()):  # a near twin of ets: indistinguishable
+            if key[0] == "ets":
+                noise = rng.normal(1, 0.01, len(fc.mean))
+                folds[sid][("ets_twin", key[1])] = replace(fc, mean=fc.mean * noise)
+    champion, challenger = dict.fromkeys(series, "ets"), dict.fromkeys(series, "ets_twin")
+    same_data = compare_forecasters(champion, challenger, series, folds, H, 7, alpha=0.05)
+    assert not same_data.promote and "not better" in same_data.reason
+    newer = compare_forecasters(champion, challenger, series, folds, H, 7, alpha=0.05, newer=True)
+    assert newer.promote and newer.reason.startswith("refresh: trained on newer data")
 
 
 def test_a_challenger_trained_on_shuffled_targets_is_rejected():

@@ -208,9 +208,10 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             def compare(champion_version) -> Decision:
                 champion, _ = context.resources.registry.load(MODEL, version=champion_version.version)
                 both = forecasting.backtest_missing(series, champion.choices, folds, plan(settings))
+                newer = bool(forecasts["period"].min() > champion.forecasts["period"].min())
                 return compare_forecasters(
                     champion.choices, bundle.choices, series, both, f.horizon, SEASON[f.freq],
-                    settings.registry.alpha,
+                    settings.registry.alpha, newer,
                 )  # fmt: skip
 
             floats = _floats(choices, report)

@@ -14,7 +14,7 @@ from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.core import forecast_performance as fp
 from mlops_assets.core import monitoring
-from mlops_assets.core.drift import DriftSettings, drift_report
+from mlops_assets.core.drift import DriftSettings, classifier_drift, drift_report
 from mlops_assets.core.plots import drift_md, performance_md
 from mlops_assets.core.series import SEASON
 from mlops_assets.resources.registry import ModelRegistry
@@ -61,9 +61,12 @@ def drift_tables(
     current: dict[str, pd.DataFrame],
     customer_features: pd.DataFrame,
     s: DriftSettings,
+    classifier: dict | None = None,
+    threshold: float = 0.55,
 ) -> tuple[pd.DataFrame, list[str]]:
     """One drift table over every dataset a champion stored a snapshot of, plus the segment
-    shares of the champion segmenter then and now; notes for what could not be compared."""
+    shares of the champion segmenter then and now; notes for what could not be compared.
+    `classifier`, when given, receives each dataset's domain-classifier result."""
     parts, notes = [], []
     sources = {
         "transactions": "sales_forecaster",
@@ -80,6 +83,8 @@ def drift_tables(
             continue
         reference, version = found
         parts.append(_part(dataset, model, version.version, reference, current[dataset], s))
+        if classifier is not None:
+            classifier[dataset] = classifier_drift(reference, current[dataset], threshold)
     segmenter = registry.champion("customer_segmenter")
     if segmenter is not None and len(customer_features):
         champion, _ = registry.load("customer_segmenter", version=segmenter.version)
@@ -145,7 +150,10 @@ def build_monitoring_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             "customer_features": monitoring.feature_columns(customer_features),
             "product_features": monitoring.feature_columns(product_features),
         }
-        table, notes = drift_tables(registry, current, customer_features, s)
+        classifier = {} if m.classifier_drift else None
+        table, notes = drift_tables(
+            registry, current, customer_features, s, classifier, m.classifier_auc_threshold
+        )
         verdict = monitoring.verdict(table, s)
         log = context.log.warning if verdict.level != monitoring.NONE else context.log.info
         log(verdict.reason)
@@ -161,6 +169,22 @@ def build_monitoring_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             "current_window": f"{m.window_days} days up to {as_of}" if as_of is not None else "none",
             "notes": "\n".join(notes) or "none",
             **shares,
+            **{f"classifier_auc_{d}": c.auc for d, c in (classifier or {}).items()},
+            "classifier_drift": md_table(
+                pd.DataFrame(
+                    [
+                        {
+                            "dataset": d,
+                            "auc": c.auc,
+                            "drifted": c.drifted,
+                            "rows_per_side": c.rows,
+                            "top_columns": ", ".join(f"{n} ({v:.2f})" for n, v in c.top_features),
+                        }
+                        for d, c in (classifier or {}).items()
+                    ],
+                    columns=["dataset", "auc", "drifted", "rows_per_side", "top_columns"],
+                ).round(3)
+            ),  # fmt: skip
             "report": md_table(table.drop(columns=["reference_model"]).round(4), 60),
         }
         if len(table):

@@ -27,6 +27,12 @@ RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_p
 # the assets whose last materialization is a model's training time
 MODEL_ASSETS = ("sales_forecaster", "customer_segmenter", "sales_anomaly_detector", "clv_validation_report")
 SOURCES = ("transactions", "products", "inventory")
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def clock() -> float:
@@ -72,6 +78,11 @@ def performance_retrain_sensor(context: dg.SensorEvaluationContext, asset_event:
     meta = metadata_of(asset_event)
     if not meta.get("degraded"):
         return dg.SkipReason(f"forecast accuracy within tolerance: {meta.get('reason', '')}")
+    busy = context.instance.get_runs(
+        dg.RunsFilter(job_name=train_models_job.name, statuses=UNFINISHED), limit=1
+    )
+    if busy:  # a full retraining (started by drift, say) retrains the forecaster as well
+        return dg.SkipReason(f"degraded, but train_models_job run {busy[0].run_id} is already under way")
     return dg.RunRequest(
         run_key=f"performance_degradation:{asset_event.run_id}",
         tags={

@@ -214,3 +214,51 @@ def dataset_drift(report: pd.DataFrame, settings: DriftSettings | None = None) -
     s = settings or DriftSettings()
     share = float(report["drifted"].mean()) if len(report) else 0.0
     return share >= s.drift_share, share
+
+
+@dataclass(frozen=True)
+class ClassifierDrift:
+    auc: float  # cross-validated ROC AUC of telling current rows from reference rows
+    threshold: float
+    drifted: bool
+    rows: int  # rows per side the classifier saw
+    top_features: list[tuple[str, float]]  # columns by their own separating power (2|AUC - 0.5|)
+
+
+def classifier_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    threshold: float = 0.55,
+    max_rows: int = 20_000,
+    folds: int = 3,
+    seed: int = 0,
+) -> ClassifierDrift:
+    """Multivariate drift by a domain classifier: gradient-boosted trees learn to tell current
+    rows from reference rows; a cross-validated AUC near 0.5 means they cannot (no drift), and
+    at least `threshold` means the joint distribution moved, even when every column's own
+    distribution did not (a changed correlation). Each side is sampled to `max_rows`."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    columns = [c for c in reference.columns if c in current.columns]
+    rng = np.random.default_rng(seed)
+    n = min(len(reference), len(current), max_rows)
+    ref = reference[columns].iloc[rng.choice(len(reference), n, replace=False)]
+    cur = current[columns].iloc[rng.choice(len(current), n, replace=False)]
+    both = pd.concat([ref, cur], ignore_index=True)
+    categorical = [not is_numeric(both[c]) for c in columns]
+    for c, is_cat in zip(columns, categorical, strict=True):
+        if is_cat:  # codes over both sides; trees split on them natively
+            both[c] = both[c].astype("category").cat.codes.replace(-1, np.nan)
+    y = np.r_[np.zeros(n), np.ones(n)]
+    model = HistGradientBoostingClassifier(
+        max_iter=100, categorical_features=np.array(categorical), random_state=seed
+    )
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    proba = cross_val_predict(model, both, y, cv=cv, method="predict_proba")[:, 1]
+    auc = float(roc_auc_score(y, proba))
+    # which columns separate the two samples: single-column AUC, as a readable ranking
+    single = {c: abs(float(roc_auc_score(y, both[c].fillna(both[c].median()))) - 0.5) * 2 for c in columns}
+    top = sorted(single.items(), key=lambda kv: -kv[1])[:5]
+    return ClassifierDrift(auc, threshold, auc >= threshold, n, top)

@@ -90,9 +90,16 @@ def compare_forecasters(
     h: int,
     m: int,
     alpha: float,
+    newer: bool = False,
 ) -> Decision:
     """Promote when the challenger's choices are the champion's (the same procedure refitted
-    on newer data) or when the Diebold-Mariano test finds its losses lower at level alpha."""
+    on newer data) or when the Diebold-Mariano test finds its losses lower at level alpha.
+
+    `newer`: the challenger was trained on data past the champion's. The folds refit both
+    model choices, so they compare procedures; the champion as deployed was fitted on older
+    data only. A newer challenger is then promoted as a refresh unless the test finds the
+    champion's choices better at level alpha (non-inferiority), or a drifted market would keep
+    a stale champion's forecasts forever."""
     if champion == challenger:
         return Decision(True, "same model per series as the champion, refitted on newer data", {})
     champ = scaled_losses(series, champion, fold_forecasts, m)
@@ -116,6 +123,11 @@ def compare_forecasters(
         return Decision(False, "losses identical to the champion's: kept the champion", result)
     if p < alpha and result["mean_loss_difference"] > 0:
         return Decision(True, f"challenger better: {text}", result)
+    if newer and 1 - p >= alpha:  # the champion's choices are not better either
+        why = f"refresh: trained on newer data and not worse than the champion at level {alpha:g}"
+        return Decision(True, f"{why}: {text}", result)
+    if newer:
+        return Decision(False, f"challenger worse at level {alpha:g} despite newer data: {text}", result)
     return Decision(False, f"challenger not better at level {alpha:g}: {text}", result)
 
 
