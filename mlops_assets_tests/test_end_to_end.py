@@ -61,6 +61,11 @@ def test_whole_sample_end_to_end(tmp_path):
     ]  # fmt: skip
     assert len(read_table(data, "registry.model_cards")) == 4
     assert (forecasts["model_version"] == "1").all() and (segments["model_version"] == "1").all()
+    # monitoring: the forecasts are archived as issued; the build's own data has not drifted
+    # (the report ran before or after training: no snapshot yet, or the training data itself)
+    assert [f.name for f in (data / "forecasts" / "issued").iterdir()] == ["origin=2024-12-31_v1.parquet"]
+    assert not read_table(data, "monitoring.feature_drift_report")["drifted"].any()
+    assert read_table(data, "monitoring.forecast_performance").empty  # no actuals after 2024 yet
 
 
 @pytest.mark.slow
