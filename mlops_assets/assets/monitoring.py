@@ -3,6 +3,7 @@ champion forecaster's accuracy on actuals that arrived after it forecast. The se
 automation/ read these assets' metadata to start retraining."""
 
 import json
+from dataclasses import fields
 
 import dagster as dg
 import numpy as np
@@ -14,7 +15,7 @@ from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.core import forecast_performance as fp
 from mlops_assets.core import monitoring
-from mlops_assets.core.drift import DriftSettings, classifier_drift, drift_report
+from mlops_assets.core.drift import ClassifierDrift, DriftSettings, classifier_drift, drift_report
 from mlops_assets.core.plots import drift_md, performance_md
 from mlops_assets.core.series import SEASON
 from mlops_assets.resources.registry import ModelRegistry
@@ -38,17 +39,8 @@ ACCURACY = dg.AssetCheckSpec(
 
 
 def drift_settings(m: MonitoringSettings) -> DriftSettings:
-    return DriftSettings(
-        small_sample=m.small_sample,
-        ks_p_value=m.ks_p_value,
-        wasserstein_threshold=m.wasserstein_threshold,
-        chi2_p_value=m.chi2_p_value,
-        jensen_shannon_threshold=m.jensen_shannon_threshold,
-        psi_bins=m.psi_bins,
-        psi_moderate=m.psi_moderate,
-        psi_significant=m.psi_significant,
-        drift_share=m.drift_share,
-    )
+    """The core's drift thresholds, each read from the setting of the same name."""
+    return DriftSettings(**{f.name: getattr(m, f.name) for f in fields(DriftSettings)})
 
 
 def _part(dataset: str, model: str, version, reference, current, s: DriftSettings) -> pd.DataFrame:
@@ -61,13 +53,12 @@ def drift_tables(
     current: dict[str, pd.DataFrame],
     customer_features: pd.DataFrame,
     s: DriftSettings,
-    classifier: dict | None = None,
-    threshold: float = 0.55,
-) -> tuple[pd.DataFrame, list[str]]:
+    classifier_threshold: float | None = None,
+) -> tuple[pd.DataFrame, list[str], dict[str, ClassifierDrift]]:
     """One drift table over every dataset a champion stored a snapshot of, plus the segment
-    shares of the champion segmenter then and now; notes for what could not be compared.
-    `classifier`, when given, receives each dataset's domain-classifier result."""
-    parts, notes = [], []
+    shares of the champion segmenter then and now; notes for what could not be compared; and,
+    with a classifier threshold, each dataset's domain-classifier result."""
+    parts, notes, classifier = [], [], {}
     sources = {
         "transactions": "sales_forecaster",
         "product_features": "sales_forecaster",
@@ -83,8 +74,8 @@ def drift_tables(
             continue
         reference, version = found
         parts.append(_part(dataset, model, version.version, reference, current[dataset], s))
-        if classifier is not None:
-            classifier[dataset] = classifier_drift(reference, current[dataset], threshold)
+        if classifier_threshold is not None:
+            classifier[dataset] = classifier_drift(reference, current[dataset], classifier_threshold)
     segmenter = registry.champion("customer_segmenter")
     if segmenter is not None and len(customer_features):
         champion, _ = registry.load("customer_segmenter", version=segmenter.version)
@@ -102,7 +93,16 @@ def drift_tables(
     columns = ["dataset", "column", "kind", "method", "statistic", "p_value", "psi", "threshold",
                "drifted", "psi_level", "reference_model", "reference_version"]  # fmt: skip
     table = pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
-    return table.astype({"drifted": bool}), notes
+    return table.astype({"drifted": bool}), notes, classifier
+
+
+def classifier_table(results: dict[str, ClassifierDrift]) -> pd.DataFrame:
+    rows = [
+        {"dataset": d, "auc": c.auc, "drifted": c.drifted, "rows_per_side": c.rows,
+         "top_columns": ", ".join(f"{n} ({v:.2f})" for n, v in c.top_features)}
+        for d, c in results.items()
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["dataset", "auc", "drifted", "rows_per_side", "top_columns"])
 
 
 def drift_check(verdict: monitoring.DriftVerdict) -> dg.AssetCheckResult:
@@ -150,10 +150,8 @@ def build_monitoring_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             "customer_features": monitoring.feature_columns(customer_features),
             "product_features": monitoring.feature_columns(product_features),
         }
-        classifier = {} if m.classifier_drift else None
-        table, notes = drift_tables(
-            registry, current, customer_features, s, classifier, m.classifier_auc_threshold
-        )
+        threshold = m.classifier_auc_threshold if m.classifier_drift else None
+        table, notes, classifier = drift_tables(registry, current, customer_features, s, threshold)
         verdict = monitoring.verdict(table, s)
         log = context.log.warning if verdict.level != monitoring.NONE else context.log.info
         log(verdict.reason)
@@ -169,22 +167,8 @@ def build_monitoring_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             "current_window": f"{m.window_days} days up to {as_of}" if as_of is not None else "none",
             "notes": "\n".join(notes) or "none",
             **shares,
-            **{f"classifier_auc_{d}": c.auc for d, c in (classifier or {}).items()},
-            "classifier_drift": md_table(
-                pd.DataFrame(
-                    [
-                        {
-                            "dataset": d,
-                            "auc": c.auc,
-                            "drifted": c.drifted,
-                            "rows_per_side": c.rows,
-                            "top_columns": ", ".join(f"{n} ({v:.2f})" for n, v in c.top_features),
-                        }
-                        for d, c in (classifier or {}).items()
-                    ],
-                    columns=["dataset", "auc", "drifted", "rows_per_side", "top_columns"],
-                ).round(3)
-            ),  # fmt: skip
+            **{f"classifier_auc_{d}": c.auc for d, c in classifier.items()},
+            "classifier_drift": md_table(classifier_table(classifier).round(3)),
             "report": md_table(table.drop(columns=["reference_model"]).round(4), 60),
         }
         if len(table):

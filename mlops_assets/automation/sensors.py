@@ -12,7 +12,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from mlops_assets.assets.monitoring import DEGRADED, DRIFT_LEVEL
 from mlops_assets.assets.partitions import window_of
+from mlops_assets.assets.registry import TRAINING_ASSETS
 from mlops_assets.automation.jobs import (
     RETRAIN_REASON,
     refresh_and_monitor_job,
@@ -20,13 +22,13 @@ from mlops_assets.automation.jobs import (
     train_models_job,
 )
 from mlops_assets.core import ingestion, monitoring
+from mlops_assets.core.schemas import CANONICAL
 from mlops_assets.resources.alerts import AlertWebhook
 from mlops_assets.settings import Settings
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 # the assets whose last materialization is a model's training time
-MODEL_ASSETS = ("sales_forecaster", "customer_segmenter", "sales_anomaly_detector", "clv_validation_report")
-SOURCES = ("transactions", "products", "inventory")
+MODEL_ASSETS = TRAINING_ASSETS
 UNFINISHED = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -44,6 +46,14 @@ def metadata_of(event: dg.EventLogEntry) -> dict:
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
+def retrain_request(reason: str, report: dg.EventLogEntry, tags: dict[str, str]) -> dg.RunRequest:
+    """One retraining per monitoring report: the report's run id is in the run key."""
+    return dg.RunRequest(
+        run_key=f"{reason}:{report.run_id}",
+        tags={RETRAIN_REASON: reason, "mlops/trigger_run": report.run_id, **tags},
+    )
+
+
 @dg.asset_sensor(
     asset_key=dg.AssetKey("feature_drift_report"),
     job=train_models_job,
@@ -54,16 +64,10 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.Ev
     """A feature drift report at level `significant` starts one retraining of every model,
     tagged data_drift; the report's run id is the run key, so one report never starts two."""
     meta = metadata_of(asset_event)
-    if meta.get("drift_level") != monitoring.SIGNIFICANT:
-        return dg.SkipReason(f"drift level {meta.get('drift_level', 'unknown')}: no retraining")
-    return dg.RunRequest(
-        run_key=f"data_drift:{asset_event.run_id}",
-        tags={
-            RETRAIN_REASON: "data_drift",
-            "mlops/trigger_run": asset_event.run_id,
-            "mlops/drifted_columns": meta.get("drifted_column_names", "[]")[:4000],
-        },
-    )
+    if meta.get(DRIFT_LEVEL) != monitoring.SIGNIFICANT:
+        return dg.SkipReason(f"drift level {meta.get(DRIFT_LEVEL, 'unknown')}: no retraining")
+    columns = meta.get("drifted_column_names", "[]")[:4000]
+    return retrain_request("data_drift", asset_event, {"mlops/drifted_columns": columns})
 
 
 @dg.asset_sensor(
@@ -76,21 +80,15 @@ def performance_retrain_sensor(context: dg.SensorEvaluationContext, asset_event:
     """Forecast performance flagged degraded (rolling MASE beyond the tolerance over the
     backtest) starts one forecaster retraining, tagged performance_degradation."""
     meta = metadata_of(asset_event)
-    if not meta.get("degraded"):
+    if not meta.get(DEGRADED):
         return dg.SkipReason(f"forecast accuracy within tolerance: {meta.get('reason', '')}")
     busy = context.instance.get_runs(
         dg.RunsFilter(job_name=train_models_job.name, statuses=UNFINISHED), limit=1
     )
     if busy:  # a full retraining (started by drift, say) retrains the forecaster as well
         return dg.SkipReason(f"degraded, but train_models_job run {busy[0].run_id} is already under way")
-    return dg.RunRequest(
-        run_key=f"performance_degradation:{asset_event.run_id}",
-        tags={
-            RETRAIN_REASON: "performance_degradation",
-            "mlops/trigger_run": asset_event.run_id,
-            "mlops/median_mase_ratio": f"{meta.get('median_mase_ratio', float('nan')):.3f}",
-        },
-    )
+    ratio = f"{meta.get('median_mase_ratio', float('nan')):.3f}"
+    return retrain_request("performance_degradation", asset_event, {"mlops/median_mase_ratio": ratio})
 
 
 def build_stale_model_sensor(settings: Settings) -> dg.SensorDefinition:
@@ -128,7 +126,7 @@ def build_stale_model_sensor(settings: Settings) -> dg.SensorDefinition:
 def fingerprints(settings: Settings) -> dict[str, list]:
     """Every source file sources.yaml matches now (globs re-resolved): source, mtime, size."""
     out = {}
-    for name in SOURCES:
+    for name in CANONICAL:  # transactions, products, inventory
         for path in settings.files(name):
             stat = path.stat()
             out[str(path)] = [name, stat.st_mtime_ns, stat.st_size]

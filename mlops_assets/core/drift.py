@@ -140,7 +140,8 @@ def wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
     return float(total / (n * m))
 
 
-def _row(name, kind, method, statistic, p_value, shift, threshold, drifted) -> dict:
+def report_row(name, kind, method, statistic, p_value, shift, threshold, drifted) -> dict:
+    """One row of a drift report, in COLUMNS order."""
     return dict(
         zip(COLUMNS, (name, kind, method, statistic, p_value, shift, threshold, bool(drifted)), strict=True)
     )
@@ -150,15 +151,17 @@ def _numeric(name: str, ref: NumericReference, current: pd.Series, s: DriftSetti
     v = np.sort(current.dropna().to_numpy(dtype=float))
     shift = psi(ref.shares, bin_shares(v, ref.edges))
     if len(v) == 0 or len(ref.values) == 0:
-        return _row(name, "numeric", "none", np.nan, np.nan, shift, np.nan, False)
+        return report_row(name, "numeric", "none", np.nan, np.nan, shift, np.nan, False)
     if small:
         result = stats.ks_2samp(ref.values, v)
         stat, p = float(result.statistic), float(result.pvalue)
-        return _row(name, "numeric", "ks", stat, p, shift, s.ks_p_value, p < s.ks_p_value)
+        return report_row(name, "numeric", "ks", stat, p, shift, s.ks_p_value, p < s.ks_p_value)
     distance = wasserstein_sorted(ref.values, v)
     normed = distance / ref.std if ref.std > 0 else (0.0 if distance == 0 else np.inf)
     threshold = s.wasserstein_threshold
-    return _row(name, "numeric", "wasserstein_normed", normed, np.nan, shift, threshold, normed >= threshold)
+    return report_row(
+        name, "numeric", "wasserstein_normed", normed, np.nan, shift, threshold, normed >= threshold
+    )
 
 
 def _categorical(
@@ -176,10 +179,12 @@ def _categorical(
         result = stats.chisquare(c, expected)
         p = float(result.pvalue)
         stat = float(result.statistic)
-        return _row(name, "categorical", "chi_square", stat, p, shift, s.chi2_p_value, p < s.chi2_p_value)
+        return report_row(
+            name, "categorical", "chi_square", stat, p, shift, s.chi2_p_value, p < s.chi2_p_value
+        )
     distance = float(jensenshannon(r_share, c_share))
     threshold = s.jensen_shannon_threshold
-    return _row(
+    return report_row(
         name, "categorical", "jensen_shannon", distance, np.nan, shift, threshold, distance >= threshold
     )
 

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core.drift import COLUMNS, DriftSettings, dataset_drift, psi
+from mlops_assets.core.drift import DriftSettings, dataset_drift, is_numeric, psi, report_row
 
 NONE, MODERATE, SIGNIFICANT = "none", "moderate", "significant"
-LEVELS = (NONE, MODERATE, SIGNIFICANT)
 
 
 def transaction_columns(lines: pd.DataFrame, as_of: pd.Timestamp, days: int) -> pd.DataFrame:
@@ -40,22 +39,8 @@ def segment_shift(at_training: pd.Series, now: pd.Series, settings: DriftSetting
     r = at_training.reindex(ids, fill_value=0).to_numpy(dtype=float)
     c = now.reindex(ids, fill_value=0).to_numpy(dtype=float)
     shift = psi(r / max(r.sum(), 1e-12), c / max(c.sum(), 1e-12))
-    return dict(
-        zip(
-            COLUMNS,
-            (
-                "segment_share",
-                "categorical",
-                "psi",
-                shift,
-                np.nan,
-                shift,
-                settings.psi_significant,
-                shift >= settings.psi_significant,
-            ),  # fmt: skip
-            strict=True,
-        )
-    )
+    cut = settings.psi_significant
+    return report_row("segment_share", "categorical", "psi", shift, np.nan, shift, cut, shift >= cut)
 
 
 @dataclass(frozen=True)
@@ -74,12 +59,12 @@ def verdict(report: pd.DataFrame, settings: DriftSettings) -> DriftVerdict:
         return DriftVerdict(NONE, "nothing to compare: no reference snapshot yet", [], [])
     drifted = report[report["drifted"]]
     columns = [f"{d}.{c}" for d, c in zip(drifted["dataset"], drifted["column"], strict=True)]
-    datasets = [name for name, part in report.groupby("dataset") if dataset_drift(part, settings)[0]]
+    shares = {name: dataset_drift(part, settings) for name, part in report.groupby("dataset")}
+    datasets = [name for name, (drifts, _) in shares.items() if drifts]
     significant = report[report["psi"] >= settings.psi_significant]
     moderate = report[report["psi"] >= settings.psi_moderate]
     if datasets or len(significant):
-        parts = [f"dataset {d} drifted ({dataset_drift(report[report['dataset'] == d], settings)[1]:.0%} "
-                 f"of its columns)" for d in datasets]  # fmt: skip
+        parts = [f"dataset {d} drifted ({shares[d][1]:.0%} of its columns)" for d in datasets]
         if len(significant):
             rows = significant[["dataset", "column", "psi"]].to_numpy()
             named = ", ".join(f"{d}.{c} ({p:.2f})" for d, c, p in rows)
@@ -111,10 +96,8 @@ def feature_columns(table: pd.DataFrame, max_categories: int = 100) -> pd.DataFr
     keep = []
     for name in table.columns:
         col = table[name]
-        if str(name).endswith("_id") or pd.api.types.is_datetime64_any_dtype(col):
-            continue
-        if pd.api.types.is_bool_dtype(col):
-            continue
-        if pd.api.types.is_numeric_dtype(col) or col.nunique(dropna=True) <= max_categories:
+        skip = str(name).endswith("_id") or pd.api.types.is_datetime64_any_dtype(col)
+        skip = skip or pd.api.types.is_bool_dtype(col)
+        if not skip and (is_numeric(col) or col.nunique(dropna=True) <= max_categories):
             keep.append(name)
     return table[keep].reset_index(drop=True)
