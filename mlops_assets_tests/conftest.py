@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,18 @@ from mlops_assets.sample_data.__main__ import main as generate_cli
 from mlops_assets.settings import load_settings
 
 SMALL = {"lines": 6000, "start": "2023-01-01", "end": "2023-03-31"}
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist each of the two workers gets one BLAS / OpenMP thread (and so do the
+    processes it starts): two workers with a thread per core each would oversubscribe the cores
+    and spin-wait, several times slower than one worker."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = "1"
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
 
 
 @pytest.fixture(scope="session")

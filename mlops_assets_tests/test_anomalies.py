@@ -7,6 +7,8 @@ import pytest
 
 from mlops_assets.core.anomalies import AnomalySpec, detect, holiday_indicators
 from mlops_assets.sample_data.calendar import demand_multiplier
+from mlops_assets_tests.realdata import daily_revenue_series, inject_anomalies, injection_scores
+from mlops_assets_tests.realdata import series_frame as real_frame
 
 DAYS = pd.date_range("2023-01-01", "2024-12-31", freq="D")
 SPIKES = ["2023-03-15", "2023-08-05", "2024-05-22"]  # a Wednesday, a Saturday, a Wednesday
@@ -107,3 +109,34 @@ def test_weekly_series_have_no_day_of_week_terms():
     frame = pd.DataFrame({"series_id": "total", "level": "total", "period": weeks, "revenue": y})
     _, scored = detect(frame, AnomalySpec(freq="W"))
     assert list(scored.loc[scored["is_anomaly"], "period"]) == [weeks[100]]
+
+
+# --- real daily series --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_daily():
+    """Nine real daily series and the days the detector flags on them as they are."""
+    series = {s.name: s.y for s in daily_revenue_series()}
+    _, scored = detect(real_frame(series), AnomalySpec())
+    flagged = {sid: set(g.loc[g["is_anomaly"], "period"]) for sid, g in scored.groupby("series_id")}
+    return series, flagged
+
+
+def test_real_events_are_found_on_the_clean_series(real_daily):
+    _, flagged = real_daily
+    # Hurricane Sandy shut Washington's bike share on 29-30 October 2012
+    assert {pd.Timestamp("2012-10-29"), pd.Timestamp("2012-10-30")} <= flagged["bike_rentals_daily"]
+    assert not flagged["m4_D10"]  # a smooth random walk: its daily moves are not anomalies
+
+
+@pytest.mark.parametrize("share", [0.005, 0.03])
+def test_recall_on_real_series_does_not_depend_on_how_many_anomalies_there_are(real_daily, share):
+    """x3 spikes and x0.2 drops injected on ordinary days (no holiday window, not flagged as
+    they are) of nine real daily series, as 0.5% or 3% of their days."""
+    series, own = real_daily
+    injected, truth = inject_anomalies(series, own, share)
+    _, scored = detect(real_frame(injected), AnomalySpec())
+    result = injection_scores(scored, truth, own)
+    assert result["injected"] >= 20 and result["recall"] >= 0.8
+    assert result["false_share"] <= 0.005

@@ -88,7 +88,7 @@ def test_seasonal_naive_repeats_the_last_season_with_widening_steps():
     assert fc.index[0] == y.index[-1] + pd.Timedelta(days=1)
 
 
-@pytest.mark.parametrize("name", ["ets", "arima", "prophet"])
+@pytest.mark.parametrize("name", ["ets", "theta", "ces", "seasonal_ar", "mstl", "arima", "prophet"])
 def test_each_candidate_beats_seasonal_naive_on_a_seasonal_series(name):
     y = seasonal_series(400)
     models = bt.candidates([name], "D", "US")
@@ -145,11 +145,20 @@ def test_nothing_better_than_naive_ships_naive():
 
 
 def test_too_short_a_series_falls_back_to_naive_with_the_reason():
-    y = seasonal_series(40)
+    y = seasonal_series(20)
     plan = forecasting.ForecastPlan(horizon=28, candidates=("seasonal_naive", "ets"))
     result = forecasting.forecast_series("short", y, plan)
-    assert result.chosen == BASELINE and "cannot hold 3 folds" in result.reason
+    assert result.chosen == BASELINE and "cannot hold 4 folds" in result.reason
     assert len(result.future.mean) == 28 and (result.future.mean >= 0).all()
+
+
+def test_a_short_history_is_backtested_on_shorter_folds():
+    y = seasonal_series(60)
+    plan = forecasting.ForecastPlan(horizon=28, candidates=("seasonal_naive", "ets"), choice="best")
+    result = forecasting.forecast_series("short", y, plan)
+    assert "folds of 10 periods" in result.reason and not result.metrics.empty
+    assert result.metrics["fold"].nunique() == 4 and np.isfinite(result.relative_mase)
+    assert len(result.future.mean) == 28
 
 
 def test_forecast_all_in_two_processes_matches_one():

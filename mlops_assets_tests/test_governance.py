@@ -82,7 +82,7 @@ def test_all_assets_of_one_run_land_in_one_finished_mlflow_run(small_data_dir):
     assert {
         "customer_segmenter.k",
         "customer_segmenter.features",
-        "sales_anomaly_detector.contamination",
+        "sales_anomaly_detector.min_abs_z",
     } <= set(mlrun.data.params)
     assert mlrun.data.metrics["customer_segmenter.silhouette"] > 0.6
     for asset in ("customer_segmenter", "sales_anomaly_detector"):

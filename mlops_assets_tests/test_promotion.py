@@ -8,8 +8,13 @@ import pandas as pd
 import pytest
 
 from mlops_assets.core.backtest import backtest, candidates
-from mlops_assets.core.forecast_models import ExponentialSmoothing
-from mlops_assets.core.promotion import compare_forecasters, compare_segmenters, diebold_mariano
+from mlops_assets.core.forecast_models import AutoEts
+from mlops_assets.core.promotion import (
+    compare_forecasters,
+    compare_segmenters,
+    diebold_mariano,
+    panel_diebold_mariano,
+)
 
 H, FOLDS = 14, 3
 
@@ -48,7 +53,9 @@ def test_a_forecaster_beating_seasonal_naive_is_promoted_with_its_statistics():
     ets = dict.fromkeys(series, "ets")
     decision = compare_forecasters(naive, ets, series, folds, H, 7, alpha=0.05)
     assert decision.promote and decision.reason.startswith("challenger better: Diebold-Mariano")
-    assert decision.stats["p_value"] < 0.05 and decision.stats["n"] == 3 * FOLDS * H
+    assert (
+        decision.stats["p_value"] < 0.05 and decision.stats["n"] == FOLDS * H
+    )  # periods: 3 series averaged in each
     assert decision.stats["challenger_mean_scaled_loss"] < decision.stats["champion_mean_scaled_loss"]
     backwards = compare_forecasters(ets, naive, series, folds, H, 7, alpha=0.05)
     assert not backwards.promote and "not better at level 0.05" in backwards.reason
@@ -69,7 +76,7 @@ def test_a_challenger_on_newer_data_is_a_refresh_unless_significantly_worse():
         folds[sid] = folds_of(y)
         for key, fc in list(folds[sid].items()):  # a near twin of ets: indistinguishable
             if key[0] == "ets":
-                noise = rng.normal(1, 0.01, len(fc.mean))
+                noise = rng.normal(1, 0.002, len(fc.mean))
                 folds[sid][("ets_twin", key[1])] = replace(fc, mean=fc.mean * noise)
     champion, challenger = dict.fromkeys(series, "ets"), dict.fromkeys(series, "ets_twin")
     same_data = compare_forecasters(champion, challenger, series, folds, H, 7, alpha=0.05)
@@ -89,13 +96,34 @@ def test_a_challenger_trained_on_shuffled_targets_is_rejected():
         for fold in range(FOLDS):
             origin = len(y) - H * (FOLDS - fold)
             shuffled = pd.Series(rng.permutation(y.iloc[:origin].to_numpy()), index=y.index[:origin])
-            folds[sid][("ets_shuffled", fold)] = ExponentialSmoothing("D").fit(shuffled).predict(H)
+            folds[sid][("ets_shuffled", fold)] = AutoEts("D").fit(shuffled).predict(H)
     champion = dict.fromkeys(series, "ets")
     challenger = dict.fromkeys(series, "ets_shuffled")
     decision = compare_forecasters(champion, challenger, series, folds, H, 7, alpha=0.05)
     assert not decision.promote
     assert decision.stats["p_value"] > 0.5 and decision.stats["effect_size"] < -0.2  # much worse
     assert decision.stats["ci_high"] < 0  # the interval says worse, not merely "not better"
+
+
+def test_panel_test_keeps_its_size_when_every_series_shares_one_shock():
+    """Loss differences of 10 series driven by one common shock per period, no true difference:
+    pooling series x periods as independent rejects far too often; averaging per period first
+    rejects at about the test's level."""
+    rng = np.random.default_rng(7)
+    series, periods, alpha = 10, 84, 0.05
+    index = pd.MultiIndex.from_product([range(series), range(periods)]).to_flat_index()
+    pooled, panel = [], []
+    for _ in range(300):
+        common = np.tile(rng.normal(0, 1, periods), series)  # the same shock in every series
+        base = 5 + common + rng.normal(0, 0.2, series * periods)
+        a = pd.Series(base + rng.normal(0, 0.3, series * periods), index=index)
+        b = pd.Series(base + rng.normal(0, 0.3, series * periods), index=index)
+        d_common = rng.normal(0, 1, periods)  # the challenger's edge also moves with the shock
+        b = b + np.tile(d_common, series)
+        pooled.append(diebold_mariano(a.to_numpy(), b.to_numpy(), h=7)["p_value"] < alpha)
+        panel.append(panel_diebold_mariano(a, b, h=7)["p_value"] < alpha)
+    assert np.mean(pooled) > 2 * alpha  # the old pooled test: overconfident
+    assert 0.01 <= np.mean(panel) <= 0.09  # near alpha
 
 
 def test_segmenter_may_trail_by_the_tolerance_only():

@@ -33,7 +33,11 @@ def segmentation(data_dir, table: pd.DataFrame) -> list:
     ]
 
 
+PURE_SILHOUETTE = {"silhouette_tolerance": 0.0, "k_min": 2}  # the three kinds, not a finer split
+
+
 def test_segmenter_passes_gates_and_scores_every_customer(small_data_dir):
+    edit_sources(small_data_dir, lambda s: s.update(segment=PURE_SILHOUETTE))
     table = customers()
     result = materialize(small_data_dir, segmentation(small_data_dir, table))
     assert result.success
@@ -57,13 +61,14 @@ def test_segmenter_passes_gates_and_scores_every_customer(small_data_dir):
 
 
 def test_a_segmenter_failing_its_gates_keeps_the_published_one(small_data_dir):
+    edit_sources(small_data_dir, lambda s: s.update(segment=PURE_SILHOUETTE))
     table = customers()
     assert materialize(small_data_dir, segmentation(small_data_dir, table)).success
     model_file = small_data_dir / "models" / "customer_segmenter" / "model.pkl"
     before = model_file.read_bytes()
     segments_before = read_table(small_data_dir, "segmentation.customer_segments")
 
-    edit_sources(small_data_dir, lambda s: s.update(segment={"min_silhouette": 0.95}))
+    edit_sources(small_data_dir, lambda s: s.update(segment={**PURE_SILHOUETTE, "min_silhouette": 0.95}))
     shifted = customers(seed=9)  # new customers arrive, but the new segmenter is not good enough
     result = materialize(small_data_dir, segmentation(small_data_dir, shifted))
     assert not result.success

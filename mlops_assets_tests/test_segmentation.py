@@ -9,10 +9,13 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
+from sklearn.preprocessing import StandardScaler
 
 from mlops_assets.core.cluster_quality import NOISE, SilhouetteSample, k_distance_eps, knee
+from mlops_assets.core.customer_features import customer_features
 from mlops_assets.core.segment_names import member_scores, mid_rank_pct, name_segments, rule_name
-from mlops_assets.core.segmentation import SegmentSpec, SignedLog, fit_segmenter
+from mlops_assets.core.segmentation import SegmentSpec, SignedLog, _fit_chosen, fit_segmenter
+from mlops_assets_tests.realdata import cdnow_lines
 
 # (count, recency days, purchases a year, order value, tenure days) of three kinds of customer
 KINDS = {"best": (150, 5, 30, 200, 600), "lapsed": (300, 400, 0, 60, 650), "new": (150, 10, 1.5, 80, 20)}
@@ -78,9 +81,12 @@ def test_signed_log_picks_skewed_columns_at_fit_and_keeps_them():
 
 def test_kmeans_finds_the_three_kinds_stably_and_names_them():
     table = customers()
-    segmenter = fit_segmenter(table, SegmentSpec(k_max=6, resamples=5))
+    # silhouette alone (no tolerance towards more segments) finds the three kinds
+    segmenter = fit_segmenter(table, SegmentSpec(k_min=2, k_max=6, resamples=5, silhouette_tolerance=0.0))
     assert segmenter.algorithm == "kmeans" and segmenter.params["k"] == 3
-    assert "k-means k=3 has the best silhouette" in segmenter.reason
+    assert (
+        "k-means k=3: the largest k with silhouette" in segmenter.reason and "best (k=3" in segmenter.reason
+    )
     m = segmenter.metrics
     assert m["silhouette"] > 0.6 and m["stability_ari"] > 0.95 and m["davies_bouldin"] < 1
     assert set(segmenter.sweep["k"][segmenter.sweep["algorithm"] == "kmeans"]) == set(range(2, 7))
@@ -122,7 +128,7 @@ def test_dbscan_wins_when_dense_groups_sit_in_scattered_noise():
         }
     )
     table = pd.concat([table, scattered], ignore_index=True)
-    segmenter = fit_segmenter(table, SegmentSpec(k_max=5, resamples=3, dbscan_min_samples=8))
+    segmenter = fit_segmenter(table, SegmentSpec(k_min=2, k_max=5, resamples=3, dbscan_min_samples=8))
     dbscan = segmenter.sweep[segmenter.sweep["algorithm"] == "dbscan"].iloc[0]
     best_kmeans = segmenter.sweep[segmenter.sweep["algorithm"] == "kmeans"]["silhouette"].max()
     assert dbscan["silhouette"] > best_kmeans
@@ -135,7 +141,7 @@ def test_dbscan_wins_when_dense_groups_sit_in_scattered_noise():
 
 
 def test_dbscan_with_too_much_noise_loses_with_its_reason():
-    segmenter = fit_segmenter(customers(), SegmentSpec(k_max=4, resamples=3, max_noise_share=0.0))
+    segmenter = fit_segmenter(customers(), SegmentSpec(k_max=8, resamples=3, max_noise_share=0.0))
     assert segmenter.algorithm == "kmeans"
     assert "customers as noise (> 0%)" in segmenter.reason
 
@@ -171,3 +177,62 @@ def test_naming_rule_is_deterministic_and_ranked():
 def test_missing_feature_is_named():
     with pytest.raises(ValueError, match="clv_12m"):
         fit_segmenter(customers(), replace(SegmentSpec(), features=("recency_days", "clv_12m")))
+
+
+# --- a real customer base -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cdnow_features() -> pd.DataFrame:
+    """CDNOW's 23,570 customers as the feature store computes them, a day after the last order."""
+    lines = cdnow_lines()
+    return customer_features(lines, as_of=lines["order_ts"].max() + pd.Timedelta(days=1))
+
+
+def test_real_customer_base_gets_actionable_segments(cdnow_features):
+    segmenter = fit_segmenter(cdnow_features, SegmentSpec())
+    m, profile = segmenter.metrics, segmenter.profile
+    assert 3 <= m["segments"] <= 8 and profile["share"].min() >= 0.02
+    assert m["stability_ari"] >= 0.8
+    # silhouette in a standardized log-RFM space (sklearn's), not only in the pipeline's own
+    rfm = np.log1p(cdnow_features[["recency_days", "frequency", "monetary"]].to_numpy(dtype=float))
+    z = StandardScaler().fit_transform(rfm)
+    ids = segmenter.segment_ids(cdnow_features)
+    assert silhouette_score(z, ids, sample_size=5000, random_state=0) >= 0.35
+    # names follow the RFM scores that the profile shows, and differ between segments
+    for row in profile.itertuples():
+        assert row.segment_name.split(" (")[0] == rule_name(row.R_score, row.F_score, row.T_score)
+    assert profile["segment_name"].nunique() == len(profile)
+    assert profile["R_score"].iloc[0] > profile["R_score"].iloc[-1]  # ranked by value
+
+
+def test_silhouette_alone_would_take_two_segments_and_k_can_still_be_forced(cdnow_features):
+    segmenter = fit_segmenter(cdnow_features, SegmentSpec(k_min=2))
+    sweep = segmenter.sweep[segmenter.sweep["algorithm"] == "kmeans"].set_index("k")
+    assert sweep["silhouette"].idxmax() == 2  # the coarse active / lapsed split scores best...
+    assert segmenter.params["k"] > 2  # ...and the rule takes more segments within the tolerance
+    forced = fit_segmenter(cdnow_features, SegmentSpec(k_min=4, k_max=4, algorithms=("kmeans",)))
+    assert forced.params["k"] == 4 and forced.metrics["segments"] == 4
+
+
+def test_a_k_whose_full_refit_leaves_a_tiny_segment_gives_way_to_the_next():
+    """The sweep runs on a sample; refitted on everyone, a k can leave a segment under
+    min_segment_share. That k then leaves the choice and the next one is fitted."""
+    rng = np.random.default_rng(0)
+    centres = [(0, 0), (10, 0), (0, 10), (5, 5)]
+    sizes = [400, 400, 400, 12]  # the middle blob is 1% of the points
+    z = np.vstack([rng.normal(c, 0.5, (n, 2)) for c, n in zip(centres, sizes, strict=True)])
+    table = pd.DataFrame(
+        {
+            "algorithm": "kmeans",
+            "k": [3, 4],
+            "eps": np.nan,
+            "silhouette": [0.80, 0.79],
+            "smallest_share": [0.30, 0.05],  # as a sample without the far blob's points saw it
+        }
+    )
+    spec = SegmentSpec(k_min=3, k_max=4, min_segment_share=0.02, algorithms=("kmeans",))
+    row, reason, model, labels = _fit_chosen(table, spec, z, z)
+    assert row["k"] == 3 and np.bincount(labels).min() / len(z) >= 0.02
+    assert table.loc[table["k"] == 4, "smallest_share"].iloc[0] < 0.02  # measured on everyone
+    assert "k=[4] left out" in reason

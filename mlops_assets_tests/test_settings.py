@@ -71,6 +71,6 @@ def test_segment_and_anomaly_settings_are_validated(small_data_dir):
     edit_sources(small_data_dir, lambda s: s.update(segment={"algorithms": ["kmeans", "hdbscan"]}))
     with pytest.raises(SettingsError, match=r"segment\.algorithms\.1"):
         load_settings(small_data_dir)
-    edit_sources(small_data_dir, lambda s: s.update(segment={}, anomaly={"contamination": 0.9}))
-    with pytest.raises(SettingsError, match=r"anomaly\.contamination"):
+    edit_sources(small_data_dir, lambda s: s.update(segment={}, anomaly={"min_abs_z": 0}))
+    with pytest.raises(SettingsError, match=r"anomaly\.min_abs_z"):
         load_settings(small_data_dir)

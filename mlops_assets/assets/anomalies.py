@@ -1,5 +1,5 @@
-"""Anomalies: days whose sales the weekly and yearly profile, trend and holidays do not
-explain, isolated by an isolation forest per level."""
+"""Anomalies: days whose sales deviate from what the weekly and yearly profile, holidays and
+the current level explain by more than the series' ordinary noise (core/anomalies.py)."""
 
 import dagster as dg
 import pandas as pd
@@ -24,8 +24,10 @@ def spec(settings: Settings) -> AnomalySpec:
         freq=settings.forecast.freq,
         country=settings.forecast.country,
         holiday_window=tuple(a.holiday_window),
-        contamination=a.contamination,
         min_abs_z=a.min_abs_z,
+        min_log_deviation=a.min_log_deviation,
+        level_window=a.level_window,
+        noise_window=a.noise_window,
         seed=a.seed,
     )
 

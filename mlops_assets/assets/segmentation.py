@@ -47,6 +47,8 @@ def spec(s: SegmentSettings) -> SegmentSpec:
         features=tuple(s.features),
         k_min=s.k_min,
         k_max=s.k_max,
+        silhouette_tolerance=s.silhouette_tolerance,
+        min_segment_share=s.min_segment_share,
         algorithms=tuple(s.algorithms),
         n_init=s.n_init,
         sample_size=s.sample_size,

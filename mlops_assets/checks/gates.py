@@ -27,12 +27,19 @@ class Gate:
     def spec(self) -> dg.AssetCheckSpec:
         return dg.AssetCheckSpec(self.name, asset=self.asset, blocking=True, description=self.description)
 
-    def result(self, passed: bool, description: str, metadata: dict | None = None) -> dg.AssetCheckResult:
+    def result(
+        self,
+        passed: bool,
+        description: str,
+        metadata: dict | None = None,
+        severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    ) -> dg.AssetCheckResult:
+        """A failed result blocks at ERROR severity; at WARN it is shown red but blocks nothing."""
         return dg.AssetCheckResult(
             passed=bool(passed),  # numpy comparisons give np.bool_, which Dagster refuses
             asset_key=self.asset,
             check_name=self.name,
-            severity=dg.AssetCheckSeverity.ERROR,
+            severity=severity,
             description=description,
             metadata=metadata or {},
         )
@@ -62,6 +69,11 @@ class Gate:
         return self.result(
             True, f"{self.name} passed on {where} ({len(frame):,} rows)", {"rows_checked": len(frame)}
         )
+
+
+def blocks(result: dg.AssetCheckResult) -> bool:
+    """Whether a check result stops publication: failed at ERROR severity."""
+    return not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
 
 
 def describe_failures(cases: pd.DataFrame, frame: pd.DataFrame, where: str, file_columns: dict) -> list[str]:

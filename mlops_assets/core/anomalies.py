@@ -1,14 +1,19 @@
-"""Sales anomalies: an isolation forest over what is left of each sales series once its
-weekly and yearly profile, trend and holidays are explained.
+"""Sales anomalies: days that deviate from what each sales series' weekly and yearly profile,
+holidays and current level explain by more than its ordinary noise.
 
 Per series, a robust (Huber) regression of log1p(revenue) on a linear trend, day of week,
-yearly Fourier terms and one indicator per public holiday and day around it gives the
-expected value; the residual, scaled by its median absolute deviation, is what a seasonal
-weekend or a Christmas closure does not move. One isolation forest per level (total, store,
-category: levels differ in how many series they hold, which would otherwise make the rarer
-level easier to isolate) scores [residual z, day of week]; a day is an anomaly when the forest
-isolates it and its |z| is at least `min_abs_z` (a forest always finds something to isolate,
-even in clean data).
+yearly Fourier terms and one indicator per public holiday and day around it explains the
+calendar; a centred rolling median of what is left follows the level where a straight trend
+cannot (a decaying customer cohort, a random-walk demand). The remainder, divided by a rolling
+median absolute deviation (noise differs between quiet and busy months), is the robust z of
+each day. A day is an anomaly when |z| >= `min_abs_z` and revenue is at least
+`min_log_deviation` off its expected value in log terms: the flag rests on the size of the
+deviation, so ten anomalies are found as surely as one (an isolation forest's contamination
+share capped how many could be flagged, and recall fell as anomalies grew in number). Medians
+ignore up to half their window, so many anomalies do not hide each other.
+
+One isolation forest per level (total, store, category) scores [z, day of week] for a ranking
+of how unusual each day is (`anomaly_score`); it does not decide the flag.
 """
 
 from __future__ import annotations
@@ -34,8 +39,12 @@ class AnomalySpec:
     holiday_window: tuple[int, int] = (-1, 4)  # days around each holiday with their own effect
     yearly_terms: int = 10  # Fourier pairs of the yearly profile (sharp Christmas ramps need ~10)
     n_estimators: int = 200
-    contamination: float | str = 0.01  # share of periods per level the forest may isolate
     min_abs_z: float = 3.5
+    # ...and revenue at least this far from expected in log terms (0.3: 35% above or 26% below):
+    # on a smooth series a 2% move can be many of its MADs and still mean nothing to anyone
+    min_log_deviation: float = 0.3
+    level_window: int = 15  # periods of the rolling median that follows the level (odd)
+    noise_window: int = 91  # periods of the rolling MAD that measures the noise (odd)
     seed: int = 0
 
 
@@ -72,19 +81,28 @@ def design(index: pd.DatetimeIndex, spec: AnomalySpec) -> np.ndarray:
     return x[:, np.abs(x).sum(axis=0) > 0]
 
 
+def _rolling_median(values: np.ndarray, window: int) -> np.ndarray:
+    return pd.Series(values).rolling(window, center=True, min_periods=1).median().to_numpy()
+
+
 def residuals(y: pd.Series, spec: AnomalySpec) -> pd.DataFrame:
     """Expected revenue and the robust z of the log residual, per period."""
     logy = np.log1p(y.clip(lower=0).to_numpy(dtype=float))
     x = design(pd.DatetimeIndex(y.index), spec)
     fit = sm.RLM(logy, x, M=sm.robust.norms.HuberT()).fit()
-    resid = logy - fit.fittedvalues
-    scale = MAD_TO_SD * np.median(np.abs(resid - np.median(resid)))
-    z = resid / scale if scale > 0 else np.zeros_like(resid)
+    calendar = logy - fit.fittedvalues
+    level = _rolling_median(calendar, min(spec.level_window, len(logy)))
+    resid = calendar - level
+    spread = MAD_TO_SD * _rolling_median(np.abs(resid), min(spec.noise_window, len(logy)))
+    overall = MAD_TO_SD * np.median(np.abs(resid))
+    # a locally flat stretch (MAD 0) falls back to the series' own noise, never below it by 2x
+    scale = np.maximum(spread, overall / 2)
+    z = np.divide(resid, scale, out=np.zeros_like(resid), where=scale > 0)
     return pd.DataFrame(
         {
             "period": y.index,
             "revenue": y.to_numpy(),
-            "expected": np.expm1(fit.fittedvalues),
+            "expected": np.expm1(fit.fittedvalues + level),
             "residual": resid,
             "z": z,
         }
@@ -104,16 +122,15 @@ class AnomalyDetector:
         return np.column_stack([frame["z"].to_numpy(), dow])
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Adds anomaly_score (higher = more anomalous) and is_anomaly to residual rows."""
+        """Adds anomaly_score (the forest's, higher = more unusual) and is_anomaly (|z| at least
+        min_abs_z and |log deviation| at least min_log_deviation) to residual rows."""
         out = frame.copy()
         out["anomaly_score"] = np.nan
-        out["is_anomaly"] = False
+        out["is_anomaly"] = (np.abs(out["z"].to_numpy()) >= self.spec.min_abs_z) & (
+            np.abs(out["residual"].to_numpy()) >= self.spec.min_log_deviation
+        )
         for level, rows in out.groupby("level"):
-            forest = self.forests[level]
-            x = self.features(rows)
-            flagged = (forest.predict(x) == -1) & (np.abs(rows["z"].to_numpy()) >= self.spec.min_abs_z)
-            out.loc[rows.index, "anomaly_score"] = -forest.score_samples(x)
-            out.loc[rows.index, "is_anomaly"] = flagged
+            out.loc[rows.index, "anomaly_score"] = -self.forests[level].score_samples(self.features(rows))
         return out
 
 
@@ -129,9 +146,9 @@ def residual_table(series: pd.DataFrame, spec: AnomalySpec) -> pd.DataFrame:
 
 def fit_detector(table: pd.DataFrame, spec: AnomalySpec) -> AnomalyDetector:
     forests = {
-        level: IsolationForest(
-            n_estimators=spec.n_estimators, contamination=spec.contamination, random_state=spec.seed
-        ).fit(AnomalyDetector.features(rows))
+        level: IsolationForest(n_estimators=spec.n_estimators, random_state=spec.seed).fit(
+            AnomalyDetector.features(rows)
+        )
         for level, rows in table.groupby("level")
     }
     return AnomalyDetector(spec, forests)

@@ -1,5 +1,7 @@
 """Forecasting candidates behind one small interface: fit on a series, forecast h periods with
-80% and 95% intervals. Seasonal naive is the baseline; exponential smoothing and ARIMA come
+80% and 95% intervals and the model's own predictive scale per step (which conformal
+calibration rescales, core/conformal.py). Seasonal naive is the baseline; automatic ETS, Theta,
+complex exponential smoothing and MSTL come from statsforecast, regression with ARIMA errors
 from statsmodels, Prophet from prophet."""
 
 from __future__ import annotations
@@ -26,11 +28,20 @@ class Forecast:
     upper80: np.ndarray
     lower95: np.ndarray
     upper95: np.ndarray
+    # the model's predictive standard deviation per step, kept unclipped: what conformal
+    # calibration scales (None: a forecast stored before it existed)
+    scale: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.scale is None:  # a Gaussian-equivalent scale from the model's own 80% band
+            self.scale = (np.asarray(self.upper80, dtype=float) - np.asarray(self.lower80, dtype=float)) / (
+                2 * Z[80]
+            )
 
     def non_negative(self) -> Forecast:
         """Revenue cannot go below zero: clip the point and every bound at 0."""
         clip = {k: np.maximum(np.asarray(getattr(self, k), dtype=float), 0.0) for k in self.bands()}
-        return Forecast(self.index, **clip)
+        return Forecast(self.index, **clip, scale=self.scale)
 
     @staticmethod
     def bands() -> tuple[str, ...]:
@@ -42,7 +53,7 @@ class Forecast:
         ensemble's intervals)."""
         return cls(
             forecasts[0].index,
-            **{k: np.mean([getattr(f, k) for f in forecasts], axis=0) for k in cls.bands()},
+            **{k: np.mean([getattr(f, k) for f in forecasts], axis=0) for k in (*cls.bands(), "scale")},
         )
 
     def frame(self) -> pd.DataFrame:
@@ -62,6 +73,7 @@ def _gaussian(index, mean, sd) -> Forecast:
         mean + Z[80] * sd,
         mean - Z[95] * sd,
         mean + Z[95] * sd,
+        scale=np.asarray(sd, dtype=float),
     )
 
 
@@ -111,44 +123,112 @@ class SeasonalNaive(Model):
         return _gaussian(future_index(self.last, h, self.freq), mean, sd)
 
 
-class ExponentialSmoothing(Model):
-    """statsmodels ETS: additive errors, damped additive trend, additive season when the
-    history holds two full seasons."""
+class StatsForecastModel(Model):
+    """A statsforecast model (fit on the values, predict with levels 80 and 95). The period
+    index is kept here; statsforecast sees only the array."""
 
-    name = "ets"
+    def estimator(self, n: int):
+        raise NotImplementedError
 
-    def fit(self, y: pd.Series) -> ExponentialSmoothing:
-        from statsmodels.tsa.exponential_smoothing.ets import ETSModel
-
-        seasonal = "add" if len(y) >= 2 * self.m + 2 else None
-        model = ETSModel(
-            pd.Series(y.to_numpy(dtype=float), index=pd.RangeIndex(len(y))),
-            error="add",
-            trend="add",
-            damped_trend=True,
-            seasonal=seasonal,
-            seasonal_periods=self.m if seasonal else None,
-        )
+    def fit(self, y: pd.Series) -> StatsForecastModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.result = model.fit(disp=False)
-        self.n, self.last, self.seasonal = len(y), y.index[-1], seasonal
+            self.model = self.estimator(len(y)).fit(y.to_numpy(dtype=float))
+        self.last = y.index[-1]
         return self
 
     def predict(self, h: int) -> Forecast:
-        pred = self.result.get_prediction(start=self.n, end=self.n + h - 1)
-        f80, f95 = pred.summary_frame(alpha=0.2), pred.summary_frame(alpha=0.05)
+        out = self.model.predict(h=h, level=[80, 95])
         return Forecast(
             future_index(self.last, h, self.freq),
-            f80["mean"].to_numpy(),
-            f80["pi_lower"].to_numpy(),
-            f80["pi_upper"].to_numpy(),
-            f95["pi_lower"].to_numpy(),
-            f95["pi_upper"].to_numpy(),
+            np.asarray(out["mean"], dtype=float),
+            np.asarray(out["lo-80"], dtype=float),
+            np.asarray(out["hi-80"], dtype=float),
+            np.asarray(out["lo-95"], dtype=float),
+            np.asarray(out["hi-95"], dtype=float),
         )
 
+    def seasonal(self, n: int) -> int:
+        """The season length when the history holds two full seasons, else 1 (no season)."""
+        return self.m if n >= 2 * self.m + 2 else 1
+
+
+class AutoEts(StatsForecastModel):
+    """Exponential smoothing with additive errors, trend (damped or not) and season chosen by
+    AICc (statsforecast AutoETS; seasons longer than 24 periods are left to Theta and the
+    seasonal AR). Additive errors only: a third of the time of the full search, for the same
+    out-of-sample accuracy on the real-data benchmark (0.804 against 0.802)."""
+
+    name = "ets"
+    spec = "AZZ"  # error, trend, season: Z = chosen by AICc
+
+    def estimator(self, n: int):
+        from statsforecast.models import AutoETS
+
+        return AutoETS(season_length=self.seasonal(n), model=self.spec)
+
     def describe(self) -> str:
-        return f"ets(A,Ad,{'A' if self.seasonal else 'N'})"
+        return str(self.model.model_["method"]) if hasattr(self, "model") else self.name
+
+
+class AutoThetaModel(StatsForecastModel):
+    """Theta (standard, optimised or dynamic, chosen by in-sample MSE) on the seasonally adjusted
+    series (statsforecast AutoTheta, the M3 winner's family)."""
+
+    name = "theta"
+
+    def estimator(self, n: int):
+        from statsforecast.models import AutoTheta
+
+        return AutoTheta(season_length=self.seasonal(n))
+
+
+class AutoCesModel(StatsForecastModel):
+    """Complex exponential smoothing, model chosen by AICc (statsforecast AutoCES). Its own
+    intervals are simulated (5,000 paths, 40% of a whole series' backtest); the bands are
+    conformal anyway, so its scale is the one-step standard deviation, flat over the horizon."""
+
+    name = "ces"
+
+    def estimator(self, n: int):
+        from statsforecast.models import AutoCES
+
+        return AutoCES(season_length=self.seasonal(n))
+
+    def predict(self, h: int) -> Forecast:
+        mean = np.asarray(self.model.predict(h=h)["mean"], dtype=float)
+        sd = np.full(h, float(np.sqrt(self.model.model_["sigma2"])))
+        return _gaussian(future_index(self.last, h, self.freq), mean, sd)
+
+
+class SeasonalAr(StatsForecastModel):
+    """The seasonal naive forecast corrected by what the year-on-year (week-on-week for daily
+    data) differences are doing now: ARIMA(1,0,0)(0,1,0)m with drift (statsforecast ARIMA).
+    Needs one season of history plus a few periods, where seasonal ETS needs two."""
+
+    name = "seasonal_ar"
+
+    def estimator(self, n: int):
+        from statsforecast.models import ARIMA
+
+        if n < self.m + 10:
+            raise ValueError(f"{n} periods: one season of {self.m} and 10 more are needed")
+        return ARIMA(order=(1, 0, 0), seasonal_order=(0, 1, 0), season_length=self.m, include_constant=True)
+
+
+class MstlModel(StatsForecastModel):
+    """Multiple seasonal-trend decomposition by Loess: weekly and yearly seasons of daily data
+    (each one the history holds twice), the trend forecast by automatic non-seasonal ETS."""
+
+    name = "mstl"
+
+    def estimator(self, n: int):
+        from statsforecast.models import MSTL, AutoETS
+
+        seasons = [s for s in ((7, 365) if self.freq == "D" else (52,)) if n >= 2 * s + 2]
+        if not seasons:
+            raise ValueError(f"{n} periods hold no season twice: nothing for MSTL to decompose")
+        return MSTL(season_length=seasons, trend_forecaster=AutoETS(model="ZZN"))
 
 
 class Arima(Model):
@@ -281,7 +361,11 @@ class ProphetModel(Model):
 
 CANDIDATES: dict[str, type[Model]] = {
     SeasonalNaive.name: SeasonalNaive,
-    ExponentialSmoothing.name: ExponentialSmoothing,
+    AutoEts.name: AutoEts,
+    AutoThetaModel.name: AutoThetaModel,
+    AutoCesModel.name: AutoCesModel,
+    SeasonalAr.name: SeasonalAr,
+    MstlModel.name: MstlModel,
     Arima.name: Arima,
     ProphetModel.name: ProphetModel,
 }

@@ -19,9 +19,10 @@ from mlops_assets.core.forecast_models import BASELINE, ENSEMBLE, Forecast, Mode
 class ForecastPlan:
     freq: str = "D"
     horizon: int = 28
-    folds: int = 3
-    candidates: tuple[str, ...] = ("seasonal_naive", "ets", "arima", "prophet")
-    ensemble_size: int = 2
+    folds: int = 4  # the last is the holdout; the others choose the model and calibrate its bands
+    candidates: tuple[str, ...] = ("seasonal_naive", "ets", "theta", "ces", "seasonal_ar")
+    ensemble_size: int = 4
+    choice: str = "combination"  # or "best": the lowest selection-fold MASE per series
     country: str = "US"
 
 
@@ -30,13 +31,17 @@ class SeriesForecast:
     series_id: str
     chosen: str
     reason: str
-    relative_mase: float  # chosen / seasonal naive, mean backtest MASE
+    relative_mase: float  # chosen / seasonal naive MASE on the holdout fold, which the choice never saw
     metrics: pd.DataFrame
     fold_forecasts: dict[tuple[str, int], Forecast]
     future: Forecast
     models: dict[str, Model]  # the fitted model(s) behind the shipped forecast
     descriptions: dict[str, str] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    # the chosen model on the holdout fold (bands calibrated on the selection folds), and the
+    # selection folds' relative MASE, an in-sample figure of the choice
+    holdout: dict[str, float] = field(default_factory=dict)
+    selection_relative_mase: float = float("nan")
 
 
 @dataclass
@@ -56,10 +61,12 @@ class ForecasterBundle:
         cls, results: list[SeriesForecast], forecasts: pd.DataFrame, report: pd.DataFrame | None = None
     ) -> ForecasterBundle:
         expected = {}
-        if report is not None and len(report):
-            chosen = report[report["chosen"].fillna(False).astype(bool)]
-            metrics = ["mase", "mape", "coverage80", "coverage95"]
-            expected = chosen.set_index("series_id")[metrics].to_dict("index")
+        if report is not None and len(report):  # the out-of-sample (holdout) figures
+            chosen = report[report["chosen"].fillna(False).astype(bool)].set_index("series_id")
+            expected = {
+                sid: {k: row[f"holdout_{k}"] for k in ("mase", "mape", "coverage80", "coverage95")}
+                for sid, row in chosen.iterrows()
+            }
         return cls(
             {r.series_id: r.chosen for r in results},
             {r.series_id: r.models for r in results},
@@ -73,9 +80,10 @@ class ForecasterBundle:
 
 
 def forecast_series(series_id: str, y: pd.Series, spec: ForecastPlan) -> SeriesForecast:
-    """Backtest every candidate, choose by mean MASE (seasonal naive unless beaten), refit the
-    choice on the whole history and forecast the horizon. A series too short to backtest
-    ships seasonal naive with the reason."""
+    """Backtest every candidate, choose by mean MASE on the selection folds (seasonal naive
+    unless beaten), score the choice on the holdout fold, refit it on the whole history and
+    forecast the horizon with conformal bands from every fold. A series too short to backtest
+    ships seasonal naive (its own intervals) with the reason."""
     models = bt.candidates(list(spec.candidates), spec.freq, spec.country)
     try:
         result = bt.backtest(y, models, spec.horizon, spec.folds, spec.ensemble_size)
@@ -85,7 +93,10 @@ def forecast_series(series_id: str, y: pd.Series, spec: ForecastPlan) -> SeriesF
             series_id, BASELINE, f"fallback to seasonal naive: {exc}", 1.0, pd.DataFrame(), {},
             base.predict(spec.horizon).non_negative(), {BASELINE: base}, {BASELINE: BASELINE},
         )  # fmt: skip
-    chosen, reason, relative = bt.choose(result.metrics)
+    chosen, reason, in_sample = bt.choose(result.metrics, spec.choice)
+    if result.fold_length < spec.horizon:
+        reason += f" (folds of {result.fold_length} periods: the history is too short for {spec.horizon})"
+    held, _ = bt.holdout(y, result, chosen, models[BASELINE].m)
     names = result.ensemble_members if chosen == ENSEMBLE else [chosen]
     fitted = {}
     for name in names:
@@ -95,11 +106,13 @@ def forecast_series(series_id: str, y: pd.Series, spec: ForecastPlan) -> SeriesF
         except Exception as exc:  # passed the backtest, failed on the full history
             reason = f"{chosen} failed to refit ({exc}); fallback to seasonal naive"
             chosen, fitted = BASELINE, {BASELINE: models[BASELINE].fresh().fit(y)}
+            held, _ = bt.holdout(y, result, chosen, models[BASELINE].m)
             break
     future = Forecast.average([m.predict(spec.horizon).non_negative() for m in fitted.values()])
+    future = bt.calibrated(y, result, chosen, future)
     return SeriesForecast(
-        series_id, chosen, reason, relative, result.metrics, result.forecasts, future, fitted,
-        result.descriptions, result.failures,
+        series_id, chosen, reason, held["relative_mase"], result.metrics, result.forecasts, future, fitted,
+        result.descriptions, result.failures, held, in_sample,
     )  # fmt: skip
 
 
@@ -135,15 +148,29 @@ def forecast_all(series: dict[str, pd.Series], spec: ForecastPlan, workers: int 
         return list(pool.map(_run, jobs, chunksize=1))
 
 
+HOLDOUT = ("mase", "relative_mase", "mape", "coverage80", "coverage95", "periods")
+
+
 def backtest_table(results: list[SeriesForecast]) -> pd.DataFrame:
-    """Series x model: mean of each metric over the folds, and whether it was chosen."""
+    """Series x model: mean of each metric over the selection folds (the model's own intervals),
+    the holdout fold's figures (the chosen model's with conformal bands), and the choice."""
     rows = []
     for r in results:
         if r.metrics.empty:
             continue
-        mean = r.metrics.groupby("model")[list(bt.METRICS)].mean()
+        picked = bt.selection(r.metrics)
+        mean = picked.groupby("model")[list(bt.METRICS)].mean()
         base = mean.loc[BASELINE, "mase"] if BASELINE in mean.index else np.nan
+        last = r.metrics[r.metrics["fold"] == r.metrics["fold"].max()].set_index("model")
         for model, values in mean.iterrows():
+            held = dict(r.holdout) if model == r.chosen else {
+                "mase": last.loc[model, "mase"],
+                "relative_mase": bt.relative(last.loc[model, "mae"], last.loc[BASELINE, "mae"]),
+                "mape": last.loc[model, "mape"],
+                "coverage80": last.loc[model, "coverage80"],
+                "coverage95": last.loc[model, "coverage95"],
+                "periods": r.holdout.get("periods", np.nan),
+            }  # fmt: skip
             rows.append(
                 {
                     "series_id": r.series_id,
@@ -151,13 +178,14 @@ def backtest_table(results: list[SeriesForecast]) -> pd.DataFrame:
                     "spec": r.descriptions.get(model, model),
                     **values.to_dict(),
                     "relative_mase": values["mase"] / base if base and np.isfinite(base) else np.nan,
+                    **{f"holdout_{k}": float(held.get(k, np.nan)) for k in HOLDOUT},
                     "chosen": model == r.chosen,
                 }
             )
         for model, why in r.failures.items():
             rows.append({"series_id": r.series_id, "model": model, "spec": f"failed: {why}", "chosen": False})
-    columns = ["series_id", "model", "spec", *bt.METRICS, "relative_mase", "chosen"]
-    return pd.DataFrame(rows, columns=columns)
+    columns = ["series_id", "model", "spec", *bt.METRICS, "relative_mase", *(f"holdout_{k}" for k in HOLDOUT)]
+    return pd.DataFrame(rows, columns=[*columns, "chosen"])
 
 
 def choice_table(results: list[SeriesForecast]) -> pd.DataFrame:
@@ -168,6 +196,9 @@ def choice_table(results: list[SeriesForecast]) -> pd.DataFrame:
                 "chosen_model": r.chosen,
                 "spec": r.descriptions.get(r.chosen, r.chosen),
                 "relative_mase": r.relative_mase,
+                "selection_relative_mase": r.selection_relative_mase,
+                "holdout_coverage80": r.holdout.get("coverage80", np.nan),
+                "holdout_coverage95": r.holdout.get("coverage95", np.nan),
                 "reason": r.reason,
             }
             for r in results

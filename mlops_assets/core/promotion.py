@@ -2,11 +2,15 @@
 
 Forecasters: both are forecasting procedures (a model choice per series, refitted at each
 origin), so both are scored on the challenger's rolling-origin folds; the backtest already
-forecast every candidate on those folds. Per period, the loss is the absolute error scaled
-by the series' seasonal-naive MAE (so series of any size pool), and a one-sided Diebold-
-Mariano test (HAC variance over h - 1 lags, Harvey-Leybourne-Newbold small-sample
-correction, Student t) asks whether the challenger's losses are lower. Effect size: the mean
-loss difference relative to the champion's mean loss, with a 95% confidence interval.
+forecast every candidate on those folds. Per series and period, the loss is the absolute error
+scaled by the series' seasonal-naive MAE (so series of any size pool). Series are not
+independent: stores and categories sum to the total, and one holiday or promotion moves them
+all. The loss differences are therefore averaged over series within each period first, and a
+one-sided Diebold-Mariano test (HAC variance over h - 1 lags, Harvey-Leybourne-Newbold
+small-sample correction, Student t) runs on that one series of period means (the Driscoll-Kraay
+idea: any dependence across series stays inside a period's mean, so n counts periods, not
+series x periods). Effect size: the mean loss difference relative to the champion's mean loss,
+with a 95% confidence interval.
 
 Segmenters: the challenger may not be worse than the champion by more than a tolerance on
 silhouette (both measured on the current customers) and bootstrap stability.
@@ -58,6 +62,15 @@ def diebold_mariano(champion_loss: np.ndarray, challenger_loss: np.ndarray, h: i
     }
 
 
+def panel_diebold_mariano(champion: pd.Series, challenger: pd.Series, h: int) -> dict[str, float]:
+    """Diebold-Mariano on the per-period means over series of two loss panels indexed by
+    (series, period): a shock common to every series counts once, not once per series."""
+    periods = [key[1] for key in champion.index]
+    by_period = pd.DataFrame({"a": champion.to_numpy(), "b": challenger.to_numpy(), "p": periods})
+    means = by_period.groupby("p", sort=True)[["a", "b"]].mean()
+    return diebold_mariano(means["a"].to_numpy(), means["b"].to_numpy(), h)
+
+
 def scaled_losses(
     series: dict[str, pd.Series],
     choice: dict[str, str],
@@ -107,14 +120,15 @@ def compare_forecasters(
     common = champ.index.intersection(chall.index)
     if len(common) < 3:
         return Decision(False, "no common evaluation periods with the champion: kept the champion", {})
-    result = diebold_mariano(champ[common].to_numpy(), chall[common].to_numpy(), h)
+    result = panel_diebold_mariano(champ[common], chall[common], h)
     result |= {
         "champion_mean_scaled_loss": float(champ[common].mean()),
         "challenger_mean_scaled_loss": float(chall[common].mean()),
     }
     p, effect = result["p_value"], result.get("effect_size", np.nan)
     text = (
-        f"Diebold-Mariano over {len(common)} periods: statistic {result['dm_statistic']:.2f}, "
+        f"Diebold-Mariano over {result['n']} periods (losses of {len(common)} series-periods averaged "
+        f"per period): statistic {result['dm_statistic']:.2f}, "
         f"one-sided p {p:.3g}, loss {effect:+.1%} vs the champion "
         f"(95% CI of the mean scaled-loss difference {result.get('ci_low', np.nan):.3f} to "
         f"{result.get('ci_high', np.nan):.3f})"

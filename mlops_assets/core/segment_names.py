@@ -3,8 +3,11 @@
 The rule (deterministic, documented in the README):
 
 1. Every customer scores 1 to 5 on recency, frequency, monetary and tenure (quintiles among
-   all customers; recency reversed, so 5 = most recent). A segment's R, F, M, T are its
-   members' mean scores.
+   all customers; recency reversed, so 5 = most recent). Where some customers have none of a
+   feature (no repeat order, no spend in the last year; 65% of a real base), those score 1
+   and the rest score 2 to 5 by quartiles among themselves: quintiles over a mass of tied
+   zeros would give every active customer 4 or 5. A segment's R, F, M, T are its members'
+   mean scores.
 2. Segment ids rank value: the highest R + F + M score sum is segment 0 (ties: higher median
    monetary first). DBSCAN's noise keeps id -1 and is called "outliers".
 3. The first rule that matches names the segment:
@@ -37,11 +40,16 @@ def mid_rank_pct(values: np.ndarray) -> np.ndarray:
 
 
 def member_scores(features: pd.DataFrame) -> pd.DataFrame:
-    """Each customer's 1-5 quintile score on R, F, M and T (mid-ranks, so ties share a score;
-    recency reversed; a missing value scores 1)."""
+    """Each customer's 1-5 score on R, F, M and T (mid-ranks, so ties share a score; recency
+    reversed; a missing value scores 1; zero-inflated F and M as the module says)."""
     out = {}
     for key, column in PROFILE.items():
         values = features[column].to_numpy(dtype=float)
+        if key in ("F", "M") and (values <= 0).any() and (values > 0).any():
+            positive = np.where(values > 0, values, np.nan)
+            score = np.clip(2 + np.floor(4 * mid_rank_pct(positive)), 2, 5)
+            out[key] = np.where(values > 0, score, 1.0)
+            continue
         pct = mid_rank_pct(-values if key == "R" else values)
         out[key] = np.nan_to_num(np.clip(1 + np.floor(5 * pct), 1, 5), nan=1.0)
     return pd.DataFrame(out, index=features.index)

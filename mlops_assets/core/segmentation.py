@@ -1,6 +1,12 @@
 """Customer segmentation: one scikit-learn Pipeline (impute -> log of skewed features -> robust
-scaling -> clusterer) chosen among k-means over a k range and DBSCAN by silhouette, with
-bootstrap stability, segment ids ranked by value and names from the RFM profile.
+scaling -> clusterer) chosen among k-means over a k range and DBSCAN, with bootstrap
+stability, segment ids ranked by value and names from the RFM profile.
+
+The choice of k: silhouette alone rewards the coarsest split of skewed RFM data (active vs
+lapsed, k = 2, on every real customer base tried), which a marketer cannot act on. So k-means
+takes the largest k whose silhouette is within `silhouette_tolerance` of the best k's and whose
+smallest segment holds at least `min_segment_share` of the customers: more segments while they
+cost almost nothing in separation, never a segment too small for a campaign.
 
     segmenter = fit_segmenter(customer_features, SegmentSpec())
     segmenter.assign(new_customer_features)  # customer_id, segment_id, segment_name
@@ -34,10 +40,12 @@ ENTITY = "customer_id"
 @dataclass(frozen=True)
 class SegmentSpec:
     features: tuple[str, ...] = ("recency_days", "frequency", "monetary")
-    k_min: int = 2
-    k_max: int = 10
+    k_min: int = 3  # two segments (active / lapsed) are not actionable
+    k_max: int = 8
+    silhouette_tolerance: float = 0.05  # a larger k is preferred while this close to the best
+    min_segment_share: float = 0.02  # a k whose smallest segment is smaller is not eligible
     algorithms: tuple[str, ...] = ("kmeans", "dbscan")
-    n_init: int = 4  # k-means restarts of the chosen k (the sweep ranks k with one start each)
+    n_init: int = 4  # k-means restarts of the chosen k (the sweep ranks k with two starts each)
     sample_size: int = 10_000  # customers the sweep, DBSCAN and the bootstrap run on
     silhouette_sample: int = 2_000  # points the silhouette is computed over
     resamples: int = 10  # bootstrap refits for stability
@@ -154,7 +162,9 @@ def _quality(z: np.ndarray, labels: np.ndarray, sil: SilhouetteSample, n_sil: in
     keep = labels != NOISE
     clusters = len(np.unique(labels[keep]))
     ok = clusters >= 2 and clusters < keep.sum()
+    sizes = np.unique(labels[keep], return_counts=True)[1]
     return {
+        "smallest_share": float(sizes.min() / len(labels)) if len(sizes) else np.nan,
         "silhouette": sil.score(labels[:n_sil]),
         "davies_bouldin": float(davies_bouldin_score(z[keep], labels[keep])) if ok else np.nan,
         "calinski_harabasz": float(calinski_harabasz_score(z[keep], labels[keep])) if ok else np.nan,
@@ -164,12 +174,12 @@ def _quality(z: np.ndarray, labels: np.ndarray, sil: SilhouetteSample, n_sil: in
 
 
 def sweep(z: np.ndarray, spec: SegmentSpec, sil: SilhouetteSample, n_sil: int) -> pd.DataFrame:
-    """Every candidate setting on the sample, with its quality. Each k gets one k-means++ start
+    """Every candidate setting on the sample, with its quality. Each k gets two k-means++ starts
     (enough to rank k; the chosen k is refitted with n_init restarts)."""
     rows = []
     if "kmeans" in spec.algorithms:
         for k in range(spec.k_min, min(spec.k_max, len(z) - 1) + 1):
-            model = kmeans(k, spec, n_init=1).fit(z)
+            model = kmeans(k, spec, n_init=2).fit(z)
             q = _quality(z, model.labels_, sil, n_sil)
             rows.append({"algorithm": "kmeans", "k": k, "eps": np.nan, "inertia": model.inertia_, **q})
     if "dbscan" in spec.algorithms and len(z) > 2 * z.shape[1]:
@@ -183,20 +193,40 @@ def sweep(z: np.ndarray, spec: SegmentSpec, sil: SilhouetteSample, n_sil: int) -
 
 
 def choose(table: pd.DataFrame, spec: SegmentSpec) -> tuple[pd.Series, str]:
-    """The best k-means by silhouette against DBSCAN by silhouette on its non-noise points;
-    DBSCAN counts only with two or more clusters and at most max_noise_share noise."""
+    """k-means: the largest k whose silhouette is within silhouette_tolerance of the best k's,
+    among those whose smallest segment holds min_segment_share (the module's rule). DBSCAN
+    replaces it only with a cluster count in the k range, at most max_noise_share noise and a
+    better silhouette on its non-noise points, and no cluster under min_segment_share."""
     km = table[table["algorithm"] == "kmeans"].dropna(subset=["silhouette"])
+    sized = km[km["smallest_share"] >= spec.min_segment_share]
+    pool = sized if len(sized) else km  # every k has a tiny segment: the gate will say so
+    best_km, text = None, ""
+    if len(pool):
+        top = pool.loc[pool["silhouette"].idxmax()]
+        near = pool[pool["silhouette"] >= top["silhouette"] - spec.silhouette_tolerance]
+        best_km = near.loc[near["k"].idxmax()]
+        text = (
+            f"k-means k={int(best_km['k'])}: the largest k with silhouette {best_km['silhouette']:.3f} "
+            f"within {spec.silhouette_tolerance:g} of the best (k={int(top['k'])}, {top['silhouette']:.3f})"
+        )
+        if len(sized) < len(km):
+            small = sorted(int(k) for k in set(km["k"]) - set(sized["k"]))
+            text += f"; k={small} left out: a segment under {spec.min_segment_share:.0%} of customers"
     db = table[table["algorithm"] == "dbscan"]
-    best_km = km.loc[km["silhouette"].idxmax()] if len(km) else None
     reason = ""
     if len(db):
         d = db.iloc[0]
-        if d["clusters"] < 2:
-            reason = f"DBSCAN (eps {d['eps']:.3g}) found {int(d['clusters'])} cluster(s): not a segmentation"
+        if not spec.k_min <= d["clusters"] <= spec.k_max:
+            reason = f"DBSCAN (eps {d['eps']:.3g}) found {int(d['clusters'])} cluster(s), outside the k range"
         elif d["noise_share"] > spec.max_noise_share:
             reason = (
                 f"DBSCAN (eps {d['eps']:.3g}) leaves {d['noise_share']:.0%} of customers as noise "
                 f"(> {spec.max_noise_share:.0%})"
+            )
+        elif d["smallest_share"] < spec.min_segment_share:
+            reason = (
+                f"DBSCAN (eps {d['eps']:.3g}) has a cluster of {d['smallest_share']:.1%} of customers "
+                f"(< {spec.min_segment_share:.0%})"
             )
         elif best_km is None or d["silhouette"] > best_km["silhouette"]:
             vs = "" if best_km is None else f" > k-means k={int(best_km['k'])} {best_km['silhouette']:.3f}"
@@ -205,7 +235,6 @@ def choose(table: pd.DataFrame, spec: SegmentSpec) -> tuple[pd.Series, str]:
             reason = f"DBSCAN silhouette {d['silhouette']:.3f} on non-noise points is lower"
     if best_km is None:
         raise ValueError("no candidate segmentation: too few customers for the configured k range")
-    text = f"k-means k={int(best_km['k'])} has the best silhouette {best_km['silhouette']:.3f}"
     return best_km, text + (f"; {reason}" if reason else "")
 
 
@@ -227,6 +256,27 @@ def stability(z: np.ndarray, labels: np.ndarray, row: pd.Series, spec: SegmentSp
     return np.array(scores)
 
 
+def _fit_chosen(table: pd.DataFrame, spec: SegmentSpec, z: np.ndarray, zs: np.ndarray):
+    """The chosen setting fitted: k-means refitted on every customer, where a segment can come
+    out smaller than on the sample; then that k leaves the choice (its measured smallest share
+    written into the sweep) and the next choice is fitted, until one holds min_segment_share or
+    none is left (the last is kept, and the no_tiny_segments gate stops it)."""
+    while True:
+        row, reason = choose(table, spec)
+        if row["algorithm"] != "kmeans":  # DBSCAN does not scale to everyone: fitted on the sample
+            model = _estimator(row, spec).fit(zs)
+            return row, reason, model, model.predict(z)
+        model = _estimator(row, spec).fit(z)
+        smallest = np.bincount(model.labels_).min() / len(z)
+        mine = (table["algorithm"] == "kmeans") & (table["k"] == row["k"])
+        others = table[
+            (table["algorithm"] == "kmeans") & ~mine & (table["smallest_share"] >= spec.min_segment_share)
+        ]
+        if smallest >= spec.min_segment_share or others.empty:
+            return row, reason, model, model.labels_
+        table.loc[mine, "smallest_share"] = smallest
+
+
 def fit_segmenter(features: pd.DataFrame, spec: SegmentSpec) -> Segmenter:
     """Fit preprocessing on the training customers, sweep, choose, refit, measure stability,
     name the segments."""
@@ -242,13 +292,7 @@ def fit_segmenter(features: pd.DataFrame, spec: SegmentSpec) -> Segmenter:
     n_sil = min(len(zs), spec.silhouette_sample)
     sil = SilhouetteSample(zs[:n_sil])
     table = sweep(zs, spec, sil, n_sil)
-    row, reason = choose(table, spec)
-    if row["algorithm"] == "kmeans":
-        model = _estimator(row, spec).fit(z)  # refit on every customer
-        labels = model.labels_
-    else:  # DBSCAN does not scale to everyone: fitted on the sample, scores the rest
-        model = _estimator(row, spec).fit(zs)
-        labels = model.predict(z)
+    row, reason, model, labels = _fit_chosen(table, spec, z, zs)
     aris = stability(zs, labels[sample], row, spec)
     members = member_scores(features)
     relabel, names = name_segments(features, labels, members)
