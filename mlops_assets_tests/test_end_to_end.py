@@ -47,7 +47,7 @@ def test_whole_sample_end_to_end(tmp_path):
     choices = read_table(data, "forecasting.sales_forecaster")
     # holdout fold (28 days the choice never saw): better than seasonal naive overall
     assert len(choices) == 14 and choices["relative_mase"].median() <= 1.0
-    assert np.exp(np.log(choices["relative_mase"]).mean()) <= 0.6  # measured 0.49
+    assert np.exp(np.log(choices["relative_mase"]).mean()) <= 0.6  # measured 0.48-0.49
     forecasts = read_table(data, "forecasting.sales_forecasts")
     assert forecasts["period"].min() == pd.Timestamp("2025-01-01") and forecasts["step"].max() == 28
     # every customer scored with the published segmenter; the report accounts for all of them
