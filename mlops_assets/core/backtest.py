@@ -179,7 +179,7 @@ def calibration_windows(result: Backtest, folds: list[int]) -> list[Forecast]:
     return [fc for (name, fold), fc in result.forecasts.items() if fold in folds and name != ENSEMBLE]
 
 
-def holdout(y: pd.Series, result: Backtest, name: str, m: int) -> tuple[dict[str, float], Forecast]:
+def holdout(y: pd.Series, result: Backtest, name: str, m: int) -> dict[str, float]:
     """The model's forecast of the last fold, its bands calibrated on the earlier folds only,
     scored against that fold; MASE relative to seasonal naive's on the same fold."""
     folds = fold_windows(result, name)
@@ -192,7 +192,7 @@ def holdout(y: pd.Series, result: Backtest, name: str, m: int) -> tuple[dict[str
     )
     out["relative_mase"] = relative(out["mae"], naive["mae"])
     out["periods"] = float(len(fc.index))
-    return out, fc
+    return out
 
 
 def relative(mae: float, naive_mae: float) -> float:

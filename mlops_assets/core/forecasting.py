@@ -96,7 +96,7 @@ def forecast_series(series_id: str, y: pd.Series, spec: ForecastPlan) -> SeriesF
     chosen, reason, in_sample = bt.choose(result.metrics, spec.choice)
     if result.fold_length < spec.horizon:
         reason += f" (folds of {result.fold_length} periods: the history is too short for {spec.horizon})"
-    held, _ = bt.holdout(y, result, chosen, models[BASELINE].m)
+    held = bt.holdout(y, result, chosen, models[BASELINE].m)
     names = result.ensemble_members if chosen == ENSEMBLE else [chosen]
     fitted = {}
     for name in names:
@@ -106,7 +106,7 @@ def forecast_series(series_id: str, y: pd.Series, spec: ForecastPlan) -> SeriesF
         except Exception as exc:  # passed the backtest, failed on the full history
             reason = f"{chosen} failed to refit ({exc}); fallback to seasonal naive"
             chosen, fitted = BASELINE, {BASELINE: models[BASELINE].fresh().fit(y)}
-            held, _ = bt.holdout(y, result, chosen, models[BASELINE].m)
+            held = bt.holdout(y, result, chosen, models[BASELINE].m)
             break
     future = Forecast.average([m.predict(spec.horizon).non_negative() for m in fitted.values()])
     future = bt.calibrated(y, result, chosen, future)
