@@ -16,7 +16,7 @@ from mlops_assets.automation.jobs import (
     rollback_model_job,
     train_models_job,
 )
-from mlops_assets.automation.schedules import SCHEDULES
+from mlops_assets.automation.schedules import build_schedules
 from mlops_assets.automation.sensors import build_sensors
 from mlops_assets.resources import ModelIOManager, WarehouseIOManager
 from mlops_assets.resources.alerts import WEBHOOK_ENV, AlertWebhook
@@ -59,9 +59,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             rescore_job,
             rollback_model_job,
         ],
-        schedules=SCHEDULES,
+        schedules=build_schedules(settings),
         sensors=[rescore_after_rollback, *build_sensors(settings, check_keys)],
         resources=resources(settings),
+        executor=dg.in_process_executor,
     )
 
 

@@ -85,6 +85,8 @@ class QualitySettings(_Strict):
 class FeatureSettings(_Strict):
     # the offline store keeps one snapshot per period (a pandas frequency; W-MON = Mondays)
     snapshot_freq: str = "W-MON"
+    # processes that compute snapshots (only the instants whose inputs changed are computed)
+    workers: int = Field(2, ge=1)
     # customer lifetime value looks this many days ahead, and is validated on as long a holdout
     clv_horizon_days: int = 365
     # null-share ceilings per feature name, overriding the registry's expected share

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from mlops_assets.assets.partitions import partition_key
 from mlops_assets.definitions import build_definitions
 from mlops_assets.sample_data.__main__ import main as generate_cli
 from mlops_assets.settings import load_settings
@@ -88,10 +89,14 @@ def edit_sources(data_dir: Path, change) -> None:
 def run_graph(
     data_dir: Path, start: str, end: str, instance=None, selection=None
 ) -> dg.ExecuteInProcessResult:
-    """Materialize the graph (or a selection) over a partition range, in process."""
+    """Materialize the graph (or a selection) over the partitions that hold the days start..end
+    (ISO dates), in process."""
     defs = build_definitions(load_settings(data_dir))
     job = defs.resolve_implicit_global_asset_job_def()
-    tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+    tags = {
+        "dagster/asset_partition_range_start": partition_key(start),
+        "dagster/asset_partition_range_end": partition_key(end),
+    }
     return job.execute_in_process(
         instance=instance or dg.DagsterInstance.ephemeral(),
         tags=tags,

@@ -53,8 +53,10 @@ def test_definitions_have_groups_partitions_and_blocking_checks(small_data_dir):
     policies = {k.to_user_string(): graph.get(k).backfill_policy for k in graph.get_all_asset_keys()}
     assert {k for k, p in policies.items() if p != dg.BackfillPolicy.single_run()} == set()
     silver = graph.get(dg.AssetKey("silver_transactions"))
-    assert silver.partitions_def.get_first_partition_key() == START
-    assert silver.partitions_def.get_last_partition_key() == END
+    # monthly partitions over the window: the months that hold its first and last days
+    assert silver.partitions_def.get_partition_keys() == ["2023-01", "2023-02", "2023-03"]
+    march = silver.partitions_def.time_window_for_partition_key("2023-03")
+    assert (march.start.date().isoformat(), march.end.date().isoformat()) == ("2023-03-01", "2023-04-01")
     checks = {k.name: graph.get(k).blocking for k in graph.asset_check_keys}
     assert checks["matches_source_schema"] and checks["quarantine_share_within_limit"]
     assert checks["silhouette_above_minimum"] and checks["segments_stable_under_resampling"]

@@ -239,9 +239,8 @@ def test_new_data_sensor_requests_the_days_of_a_new_file(small_data_dir, instanc
     late.to_csv(small_data_dir / "raw" / "transactions_late.csv.gz", index=False)
     found = tick(defs, "new_data_sensor", instance, baseline.cursor)
     (request,) = found.run_requests
-    assert (
-        request.tags[sensors.RANGE_START] == "2023-03-30" and request.tags[sensors.RANGE_END] == "2023-03-31"
-    )
+    # the month that holds those days, not the window
+    assert (request.tags[sensors.RANGE_START], request.tags[sensors.RANGE_END]) == ("2023-03", "2023-03")
     assert request.tags["mlops/new_files"].endswith("transactions_late.csv.gz")
     assert not tick(defs, "new_data_sensor", instance, found.cursor).run_requests
 
@@ -264,10 +263,7 @@ def test_pressure_3_corrupt_data_is_blocked_and_alerted(small_data_dir, instance
     with gzip.open(path, "wt") as fh:
         raw.to_csv(fh, index=False)
     (request,) = tick(defs, "new_data_sensor", instance, baseline.cursor).run_requests
-    assert span(request) == (
-        "2023-01-01",
-        "2023-03-31",
-    )
+    assert span(request) == ("2023-01", "2023-03")
     job = defs.resolve_job_def("refresh_and_monitor_job")
     result = job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
     assert not result.success
@@ -322,8 +318,23 @@ def test_schedules_weekly_retraining_sunday_2am_and_daily_monitoring(small_data_
     daily = defs.resolve_schedule_def("daily_monitoring_schedule")
     assert daily.job_name == "refresh_and_monitor_job"
     at = dt.datetime(2023, 2, 10, 1, tzinfo=dt.UTC)
-    (run,) = daily.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=at)).run_requests
-    assert run.partition_key == "2023-02-09"
+    repo = defs.get_repository_def()
+    (run,) = daily.evaluate_tick(
+        dg.build_schedule_context(scheduled_execution_time=at, repository_def=repo)
+    ).run_requests
+    assert (
+        run.partition_key == "2023-02" and run.run_key == "day:2023-02-09"
+    )  # the month of the day that ended
+    first = dt.datetime(2023, 3, 1, 1, tzinfo=dt.UTC)  # 1 March: February just ended
+    (run,) = daily.evaluate_tick(
+        dg.build_schedule_context(scheduled_execution_time=first, repository_def=repo)
+    ).run_requests
+    assert run.partition_key == "2023-02"
+    after = dt.datetime(2023, 4, 2, 1, tzinfo=dt.UTC)  # the window ends 2023-03-31
+    skipped = daily.evaluate_tick(
+        dg.build_schedule_context(scheduled_execution_time=after, repository_def=repo)
+    )
+    assert not skipped.run_requests and "after the window's end_date" in skipped.skip_message
     # retries on the flaky steps of the scheduled jobs
     for name in ("train_models_job", "refresh_and_monitor_job", "retrain_forecaster_job"):
         policy = defs.resolve_job_def(name).op_retry_policy
@@ -348,9 +359,7 @@ def test_manual_runs_are_tagged_manual_and_models_and_sources_have_freshness(sma
 def test_new_data_sensor_first_tick_picks_up_files_written_after_the_last_ingestion(small_data_dir, instance):
     edit_sources(small_data_dir, lambda s: s["transactions"].update(path="raw/transactions*.csv.gz"))
     defs = build_definitions(load_settings(small_data_dir))
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization("bronze_transactions", partition="2023-03-31")
-    )
+    instance.report_runless_asset_event(dg.AssetMaterialization("bronze_transactions", partition="2023-03"))
     time.sleep(0.05)
     raw = pd.read_csv(small_data_dir / "raw" / "transactions.csv.gz")
     late = raw[raw["invoice_ts"].str[:10] == "2023-03-15"].assign(
@@ -358,7 +367,4 @@ def test_new_data_sensor_first_tick_picks_up_files_written_after_the_last_ingest
     )
     late.to_csv(small_data_dir / "raw" / "transactions_late.csv.gz", index=False)
     (request,) = tick(defs, "new_data_sensor", instance).run_requests  # the sensor was just turned on
-    assert span(request) == (
-        "2023-03-15",
-        "2023-03-15",
-    )
+    assert span(request) == ("2023-03", "2023-03")

@@ -1,6 +1,7 @@
 """The feature assets materialized over the small sample: gates, warehouse tables, and the
 retrieval API reading them back."""
 
+import dagster as dg
 import pandas as pd
 
 from mlops_assets.core import feature_store as fs
@@ -25,7 +26,7 @@ def test_features_land_in_the_warehouse_and_serve_identically(small_data_dir):
     assert snapshots[AS_OF].max() == LATEST and (snapshots[VERSION] == group_version("customer")).all()
     assert snapshots[AS_OF].nunique() == 14  # 13 Mondays of the quarter and April 1st
     # the snapshot asset and the feature asset compute the latest values independently
-    latest = snapshots[snapshots[AS_OF] == LATEST].drop(columns=[AS_OF, VERSION])
+    latest = snapshots[snapshots[AS_OF] == LATEST].drop(columns=[AS_OF, VERSION, fs.DIGEST])
     pd.testing.assert_frame_equal(
         latest.sort_values("customer_id").reset_index(drop=True),
         customers.sort_values("customer_id").reset_index(drop=True),
@@ -80,3 +81,36 @@ def test_a_failing_feature_gate_keeps_the_previous_table(small_data_dir):
     mats = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "customer_features" not in mats and "product_features" in mats
     pd.testing.assert_frame_equal(read_table(small_data_dir, "features.customer_features"), before)
+
+
+def test_a_rerun_computes_only_the_snapshots_whose_inputs_changed(small_data_dir):
+    keys = [k for k in feature_keys(small_data_dir) if not k.path[0].endswith("_features")]
+    keys += [dg.AssetKey("customer_feature_snapshots")]
+    first = run_graph(small_data_dir, START, END, selection=keys)
+    assert first.success and snapshot_counts(first) == (14, 0)
+    stored = read_table(small_data_dir, "features.customer_feature_snapshots")
+    assert snapshot_counts(run_graph(small_data_dir, START, END, selection=keys)) == (0, 14)
+    pd.testing.assert_frame_equal(read_table(small_data_dir, "features.customer_feature_snapshots"), stored)
+
+    # a late file adds lines on 2023-03-21: the two instants after it (Monday 03-27 and the
+    # latest, 04-01) are recomputed, the twelve before it reused
+    raw = pd.read_csv(small_data_dir / "raw" / "transactions.csv.gz")
+    late = raw[raw["invoice_ts"].str[:10] == "2023-03-21"].assign(
+        invoice_id=lambda d: "LATE" + d["invoice_id"]
+    )
+    late.to_csv(small_data_dir / "raw" / "transactions_late.csv.gz", index=False)
+    edit_sources(small_data_dir, lambda s: s["transactions"].update(path="raw/transactions*.csv.gz"))
+    third = run_graph(small_data_dir, START, END, selection=keys)
+    assert snapshot_counts(third) == (2, 12)
+    after = read_table(small_data_dir, "features.customer_feature_snapshots")
+    changed = after[after[AS_OF] > pd.Timestamp("2023-03-21")]
+    assert changed[AS_OF].nunique() == 2 and changed[fs.DIGEST].isin(stored[fs.DIGEST]).sum() == 0
+
+
+def snapshot_counts(result) -> tuple[int, int]:
+    (meta,) = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "customer_feature_snapshots"
+    ]
+    return meta["snapshots_computed"].value, meta["snapshots_reused"].value

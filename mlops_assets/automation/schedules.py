@@ -2,8 +2,11 @@
 retraining of every model on Sunday at 02:00 (UTC)."""
 
 import dagster as dg
+import pandas as pd
 
+from mlops_assets.assets.partitions import partition_key, window_of
 from mlops_assets.automation.jobs import RETRAIN_REASON, refresh_and_monitor_job, train_models_job
+from mlops_assets.settings import Settings
 
 weekly_retrain_schedule = dg.ScheduleDefinition(
     name="weekly_retrain_schedule",
@@ -15,12 +18,33 @@ weekly_retrain_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
-# the partition of the day that just ended, at 01:00 (after the day's files have landed)
-daily_monitoring_schedule = dg.build_schedule_from_partitioned_job(
-    refresh_and_monitor_job,
-    name="daily_monitoring_schedule",
-    hour_of_day=1,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
 
-SCHEDULES = [weekly_retrain_schedule, daily_monitoring_schedule]
+def build_daily_monitoring_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    window = window_of(settings)
+
+    @dg.schedule(
+        job=refresh_and_monitor_job,
+        cron_schedule="0 1 * * *",  # 01:00, after the day's files have landed
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    def daily_monitoring_schedule(context: dg.ScheduleEvaluationContext):
+        """Every day at 01:00, ingestion and monitoring for the day that just ended: a run of the
+        monthly partition that holds it (the month so far is re-split; a month of lines takes
+        milliseconds). After a closed window's last day there is nothing new to ingest."""
+        day = pd.Timestamp(context.scheduled_execution_time).tz_convert(None).floor("D") - pd.Timedelta(
+            days=1
+        )
+        if window.end is not None and day.date() > window.end:
+            return dg.SkipReason(
+                f"{day.date()} is after the window's end_date {window.end}: nothing to ingest"
+            )
+        if day.date() < window.start:
+            return dg.SkipReason(f"{day.date()} is before the window's start_date {window.start}")
+        return dg.RunRequest(run_key=f"day:{day.date()}", partition_key=partition_key(day))
+
+    return daily_monitoring_schedule
+
+
+def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
+    return [weekly_retrain_schedule, build_daily_monitoring_schedule(settings)]

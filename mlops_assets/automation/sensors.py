@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets.monitoring import DEGRADED, DRIFT_LEVEL
-from mlops_assets.assets.partitions import window_of
+from mlops_assets.assets.partitions import KEY_FORMAT, window_of
 from mlops_assets.assets.registry import TRAINING_ASSETS
 from mlops_assets.automation.jobs import (
     RETRAIN_REASON,
@@ -134,7 +134,7 @@ def fingerprints(settings: Settings) -> dict[str, list]:
 
 
 def touched_partitions(settings: Settings, files: list[str]) -> list[str]:
-    """Daily partition keys (inside the window) of the order timestamps in `files`."""
+    """Partition keys (months inside the window) of the order timestamps in `files`."""
     spec = settings.transactions
     raw = ingestion.read_source(
         "transactions",
@@ -144,9 +144,9 @@ def touched_partitions(settings: Settings, files: list[str]) -> list[str]:
         settings.data_dir,
     )
     ts = ingestion.parse_column(raw.frame["order_ts"], "datetime", spec.read.get("date_format"))
-    days = set(ts.dropna().dt.strftime("%Y-%m-%d"))
+    months = set(ts.dropna().dt.strftime(KEY_FORMAT))
     keys = window_of(settings).partitions.get_partition_keys()
-    return [k for k in keys if k in days]
+    return [k for k in keys if k in months]
 
 
 def build_new_data_sensor(settings: Settings) -> dg.SensorDefinition:
@@ -156,7 +156,7 @@ def build_new_data_sensor(settings: Settings) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def new_data_sensor(context: dg.SensorEvaluationContext):
-        """New or changed source files start one ingestion-and-monitoring run over the daily
+        """New or changed source files start one ingestion-and-monitoring run over the monthly
         partitions their orders fall on (catalog or inventory changes: the last partition).
         The first tick takes the files present as the baseline, except those written after
         the last ingestion (they arrived while the sensor was off)."""
