@@ -46,6 +46,10 @@ def resources(settings: Settings) -> dict:
     }
 
 
+# sources.yaml `executor`: see settings.py
+EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     assets = build_assets(settings)
     check_keys = sorted({k for a in assets for k in a.check_keys}, key=lambda k: k.to_user_string())
@@ -62,7 +66,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=build_schedules(settings),
         sensors=[rescore_after_rollback, *build_sensors(settings, check_keys)],
         resources=resources(settings),
-        executor=dg.in_process_executor,
+        executor=EXECUTORS[settings.executor],
     )
 
 

@@ -17,6 +17,7 @@ from mlops_assets_tests.conftest import (
 )
 
 START, END = "2023-01-01", "2023-03-31"
+SILVER = "silver_transactions"
 
 
 def test_definitions_have_groups_partitions_and_blocking_checks(small_data_dir):
@@ -84,13 +85,23 @@ def test_range_run_builds_every_table_and_reconciles(small_data_dir):
     assert "duplicate_line" in meta["counts_per_rule"].value
 
 
-def test_one_day_run_rewrites_only_its_partition(small_data_dir):
+def test_one_month_run_rewrites_only_its_partition(small_data_dir):
     ingestion = group_keys(small_data_dir, *INGESTION)
-    assert run_graph(small_data_dir, START, END, selection=ingestion).success
+    whole = run_graph(small_data_dir, START, END, selection=ingestion)
+    assert whole.success
     before = read_table(small_data_dir, "silver.silver_transactions")
-    assert run_graph(small_data_dir, "2023-02-10", "2023-02-10", selection=ingestion).success
+    # a range run labels its row count as the range's, not as each partition's
+    (silver_event, *_) = [e for e in whole.get_asset_materialization_events() if e.asset_key.path == [SILVER]]
+    meta = silver_event.materialization.metadata
+    assert meta["rows_in_run"].value == len(before) and "dagster/partition_row_count" not in meta
+    february = run_graph(small_data_dir, "2023-02-10", "2023-02-10", selection=ingestion)
+    assert february.success
     after = read_table(small_data_dir, "silver.silver_transactions")
-    assert len(after) == len(before)  # the day was replaced, not appended
+    assert len(after) == len(before)  # the month was replaced, not appended
+    (event,) = [e for e in february.get_asset_materialization_events() if e.asset_key.path == [SILVER]]
+    in_month = (after["partition_date"] >= "2023-02-01") & (after["partition_date"] < "2023-03-01")
+    assert event.partition == "2023-02"
+    assert event.materialization.metadata["dagster/partition_row_count"].value == in_month.sum() > 0
 
 
 def _corrupt(data_dir, transform) -> None:
@@ -167,3 +178,11 @@ def test_missing_optional_sources_degrade_gracefully(small_data_dir):
     assert "favourite_category" not in customers and customers["recency_days"].notna().mean() > 0.95
     assert not {"category", "rating", "inventory_ratio"} & set(products.columns)
     assert products["sales_velocity_28d"].notna().all()
+
+
+def test_steps_run_in_process_unless_sources_yaml_asks_for_processes(small_data_dir):
+    job = build_definitions(load_settings(small_data_dir)).resolve_implicit_global_asset_job_def()
+    assert job.executor_def.name == "in_process"
+    edit_sources(small_data_dir, lambda s: s.update(executor="multiprocess"))
+    job = build_definitions(load_settings(small_data_dir)).resolve_implicit_global_asset_job_def()
+    assert job.executor_def.name == "multiprocess"

@@ -5,6 +5,7 @@ champion. Returns the metadata the asset shows: the MLflow link, version and dec
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def govern(
 ) -> dict:
     """`reference`: snapshots of the training data, stored with the version so that drift is
     later measured against what the champion was trained on."""
+    started = time.perf_counter()
     registry: ModelRegistry = context.resources.registry
     run = TrainingRun.of(context)
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +88,8 @@ def govern(
     decision = registry.promote(name, version, decide, context.run.run_id)
     level = "info" if decision.promote else "warning"
     getattr(context.log, level)(
-        f"{name} v{version}: {'promoted' if decision.promote else 'rejected'}: {decision.reason}"
+        f"{name} v{version}: {'promoted' if decision.promote else 'rejected'}: {decision.reason} "
+        f"(logged, registered and decided in {time.perf_counter() - started:.1f} s)"
     )
     floats = {f"promotion_{k}": float(v) for k, v in decision.stats.items() if np.isfinite(v)}
     return {

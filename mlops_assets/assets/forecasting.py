@@ -5,6 +5,7 @@ forecasts the horizon."""
 import json
 import pickle
 import re
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -215,7 +216,15 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     ):
         built = series_core.SeriesSet(sales_series)
         series = built.all_values()
-        results = forecasting.forecast_all(series, plan(settings), workers=f.workers)
+        started = time.perf_counter()
+
+        def progress(done: int, total: int, result: forecasting.SeriesForecast) -> None:
+            context.log.info(
+                f"forecast_sales: series {done}/{total} ({result.series_id}: {result.chosen}) "
+                f"{time.perf_counter() - started:.0f} s"
+            )
+
+        results = forecasting.forecast_all(series, plan(settings), workers=f.workers, progress=progress)
         choices = forecasting.choice_table(results)
         report = forecasting.backtest_table(results)
         forecasts = forecasting.forecast_table(results)

@@ -5,6 +5,7 @@ statsmodels' linear algebra and Prophet's Stan do not oversubscribe the cores.""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -136,16 +137,31 @@ def _run(args: tuple[str, pd.Series, ForecastPlan]) -> SeriesForecast:
         return SeriesForecast(series_id, BASELINE, why, 1.0, pd.DataFrame(), {}, future, {BASELINE: base})
 
 
-def forecast_all(series: dict[str, pd.Series], spec: ForecastPlan, workers: int = 1) -> list[SeriesForecast]:
-    """Series are independent: with workers > 1 they spread over a process pool."""
+def forecast_all(
+    series: dict[str, pd.Series],
+    spec: ForecastPlan,
+    workers: int = 1,
+    progress: Callable[[int, int, SeriesForecast], None] | None = None,
+) -> list[SeriesForecast]:
+    """Series are independent: with workers > 1 they spread over a process pool. `progress`
+    hears of each series as it is done (done, total, result), in order."""
     jobs = [(sid, y, spec) for sid, y in series.items()]
+    out: list[SeriesForecast] = []
+
+    def collect(results) -> list[SeriesForecast]:
+        for result in results:
+            out.append(result)
+            if progress is not None:
+                progress(len(out), len(jobs), result)
+        return out
+
     if workers <= 1 or len(jobs) <= 1:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1):  # as in a worker, without changing this process for good
-            return [_run(job) for job in jobs]
+            return collect(_run(job) for job in jobs)
     with ProcessPoolExecutor(max_workers=workers, initializer=single_threaded) as pool:
-        return list(pool.map(_run, jobs, chunksize=1))
+        return collect(pool.map(_run, jobs, chunksize=1))
 
 
 HOLDOUT = ("mase", "relative_mase", "mape", "coverage80", "coverage95", "periods")

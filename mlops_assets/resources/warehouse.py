@@ -29,8 +29,7 @@ class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
             connection.execute(f"create table if not exists {table} as select * from obj")
             if not connection.fetchall():  # the table existed: the IO manager cleared the slice
                 connection.execute(f"insert into {table} select * from obj")
-        rows = "dagster/partition_row_count" if context.has_partition_key else "dagster/row_count"
-        context.add_output_metadata({rows: len(obj), "dagster/storage_kind": "duckdb"})
+        context.add_output_metadata({**_row_counts(context, len(obj)), "dagster/storage_kind": "duckdb"})
 
     def load_input(self, context, table_slice: TableSlice, connection) -> pd.DataFrame:
         """Text comes back arrow-backed, as bronze wrote it (fetchdf would make Python objects)."""
@@ -38,6 +37,18 @@ class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
             return pd.DataFrame()
         table = connection.sql(DuckDbClient.get_select_statement(table_slice)).to_arrow_table()
         return table.to_pandas(types_mapper={pa.string(): TEXT, pa.large_string(): TEXT}.get)
+
+
+def _row_counts(context, rows: int) -> dict:
+    """Dagster copies one output's metadata onto the event of every partition the run wrote: a
+    run over one partition gets its `dagster/partition_row_count`; a range run reports its rows
+    as the range's (`rows_in_run`), never as each partition's."""
+    if not context.has_asset_partitions:
+        return {"dagster/row_count": rows}
+    keys = context.asset_partition_keys
+    if len(keys) == 1:
+        return {"dagster/partition_row_count": rows}
+    return {"rows_in_run": rows, "partitions_in_run": len(keys), "run_range": f"{keys[0]}...{keys[-1]}"}
 
 
 # Row order in a table carries no meaning here (readers sort or filter by partition), and

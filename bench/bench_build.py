@@ -1,0 +1,178 @@
+"""What a build costs against what it reads (issue 14), each figure measured in this run:
+
+floor      a fresh process that imports the stack (the code location: dagster, mlflow,
+           pandas, scikit-learn, statsforecast, statsmodels) and reads the sample once
+build      README command 1 on a copy of the shipped sample, in a fresh DAGSTER_HOME: the
+           whole graph over the window's 24 monthly partitions, as a ratio to the floor
+small      the same command on a small generated feed (--small-lines over three years):
+           cost should follow lines, not days; the events the run wrote against the days
+new day    one day's file arriving after the build: the new_data_sensor's request run as
+           `dagster job execute` (refresh_and_monitor_job over the month that holds the day)
+
+  python bench/bench_build.py [--skip-small] [--skip-new-day] [--small-lines 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FLOOR = """
+import pandas as pd
+import mlops_assets.definitions  # the code location: dagster, mlflow, sklearn, statsforecast, ...
+pd.read_csv({path!r})
+"""
+
+
+def timed(cmd: list[str], env: dict, cwd: Path, label: str) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.splitlines()[-15:])
+        print(f"{label}: exit code {done.returncode} after {seconds:.1f} s\n{tail}")
+    return seconds
+
+
+def environment(data: Path, home: Path) -> dict:
+    home.mkdir(parents=True, exist_ok=True)
+    return {**os.environ, "MLOPS_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
+
+
+def materialize(data: Path, home: Path, first: str, last: str, label: str) -> float:
+    cmd = ["dagster", "asset", "materialize", "-m", "mlops_assets.definitions", "--select", "*",
+           "--partition-range", f"{first}...{last}"]  # fmt: skip
+    return timed(cmd, environment(data, home), ROOT, label)
+
+
+def events(home: Path) -> tuple[int, Counter]:
+    """Events the runs of this DAGSTER_HOME wrote (all kinds), and the count per kind."""
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"] = str(home)
+    with dg.DagsterInstance.get() as instance:
+        kinds: Counter = Counter()
+        for run in instance.get_runs():
+            for entry in instance.all_logs(run.run_id):
+                if entry.dagster_event is not None:
+                    kinds[entry.dagster_event.event_type_value] += 1
+    return sum(kinds.values()), kinds
+
+
+def copy_sample(target: Path) -> Path:
+    (target / "raw").mkdir(parents=True)
+    for name in ("sources.yaml", "raw/transactions.csv.gz", "raw/products.csv", "raw/inventory.csv"):
+        shutil.copy(ROOT / "data" / name, target / name)
+    return target
+
+
+def window(data: Path) -> tuple[pd.Timestamp, pd.Timestamp]:
+    spec = yaml.safe_load((data / "sources.yaml").read_text())["window"]
+    return pd.Timestamp(spec["start_date"]), pd.Timestamp(spec["end_date"])
+
+
+def build(tmp: Path, floor: float) -> None:
+    data = copy_sample(tmp / "sample")
+    start, end = window(data)
+    seconds = materialize(data, tmp / "home", start.strftime("%Y-%m"), end.strftime("%Y-%m"), "build")
+    total, kinds = events(tmp / "home")
+    days = (end - start).days + 1
+    print(
+        f"build: whole graph on the shipped sample (README command 1, fresh instance) {seconds:.1f} s "
+        f"= {seconds / floor:.1f}x the floor; {total:,} events for {days} days in the window "
+        f"({kinds['ASSET_MATERIALIZATION_PLANNED']} planned, {kinds['ASSET_MATERIALIZATION']} "
+        f"materializations, {kinds['ASSET_CHECK_EVALUATION']} check evaluations)"
+    )
+
+
+def small(tmp: Path, floor: float, lines: int) -> None:
+    from mlops_assets.sample_data.__main__ import main as generate_cli
+
+    data = tmp / "small"
+    generate_cli(["--lines", str(lines), "--seed", "5", "--out", str(data), "--start", "2022-01-01",
+                  "--end", "2024-12-31"])  # fmt: skip
+    spec = yaml.safe_load((data / "sources.yaml").read_text())
+    spec["forecast"] = {"freq": "W", "horizon": 8, "levels": ["total"]}  # a few orders a week
+    (data / "sources.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    seconds = materialize(data, tmp / "home_small", "2022-01", "2024-12", "small feed")
+    total, kinds = events(tmp / "home_small")
+    print(
+        f"small feed: {lines} lines over 1,096 days (2022-2024): {seconds:.1f} s = {seconds / floor:.1f}x "
+        f"the floor; {total:,} events ({kinds['ASSET_MATERIALIZATION_PLANNED']} planned, "
+        f"{kinds['ASSET_MATERIALIZATION']} materializations) for 1,096 days"
+    )
+
+
+def new_day(tmp: Path, floor: float) -> None:
+    """The sample without its last day is built; then that day's file lands."""
+    import dagster as dg
+
+    data = copy_sample(tmp / "daily")
+    spec = yaml.safe_load((data / "sources.yaml").read_text())
+    spec["transactions"]["path"] = "raw/transactions*.csv.gz"
+    (data / "sources.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    raw = pd.read_csv(data / "raw/transactions.csv.gz", dtype=str)
+    start, end = window(data)
+    last = raw["invoice_ts"].str[:10] == end.date().isoformat()
+    raw[~last].to_csv(data / "raw/transactions.csv.gz", index=False)
+    home = tmp / "home_daily"
+    materialize(data, home, start.strftime("%Y-%m"), end.strftime("%Y-%m"), "build before the new day")
+    time.sleep(1)
+    raw[last].to_csv(data / f"raw/transactions_{end.date()}.csv.gz", index=False)
+
+    os.environ["MLOPS_DATA_DIR"], os.environ["DAGSTER_HOME"] = str(data), str(home)
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.settings import load_settings
+
+    defs = build_definitions(load_settings(data))
+    with dg.DagsterInstance.get() as instance:
+        sensor = defs.resolve_sensor_def("new_data_sensor")
+        result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    (request,) = result.run_requests
+    tags = {k: v for k, v in request.tags.items() if k.startswith("dagster/")}
+    cmd = ["dagster", "job", "execute", "-m", "mlops_assets.definitions", "-j", "refresh_and_monitor_job",
+           "--tags", json.dumps(tags)]  # fmt: skip
+    seconds = timed(cmd, environment(data, home), ROOT, "new day")
+    print(
+        f"new day: {int(last.sum())} lines of {end.date()} in a new file -> new_data_sensor -> "
+        f"refresh_and_monitor_job over {tags['dagster/asset_partition_range_start']}: {seconds:.1f} s "
+        f"= {seconds / floor:.1f}x the floor"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--small-lines", type=int, default=400)
+    parser.add_argument("--skip-small", action="store_true")
+    parser.add_argument("--skip-new-day", action="store_true")
+    args = parser.parse_args()
+    code = FLOOR.format(path=str(ROOT / "data/raw/transactions.csv.gz"))
+    floor = timed([sys.executable, "-c", code], dict(os.environ), ROOT, "floor")
+    print(f"floor: a fresh process imports the stack and reads the sample once: {floor:.1f} s")
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        build(tmp, floor)
+        if not args.skip_small:
+            small(tmp, floor, args.small_lines)
+        if not args.skip_new_day:
+            new_day(tmp, floor)
+
+
+if __name__ == "__main__":
+    main()
