@@ -4,6 +4,7 @@ and the fitted model predicts a holdout year better than "next year = last year"
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import optimize
 
 from mlops_assets.core import clv
 
@@ -91,3 +92,43 @@ def test_log_likelihood_matches_the_closed_form_for_one_customer():
     r, alpha, a, b, T = 0.5, 3.0, 1.2, 2.0, 10.0
     ll = clv.bgnbd_log_likelihood((r, alpha, a, b), np.array([0.0]), np.array([0.0]), np.array([T]))
     assert ll[0] == pytest.approx(r * np.log(alpha / (alpha + T)))
+
+
+def test_analytic_gradients_match_finite_differences(simulated):
+    summary = clv.rfm_summary(simulated, START + pd.Timedelta(weeks=104))
+    x, t_x, T, m = (summary[c].to_numpy() for c in ("x", "t_x", "T", "m"))
+    for params in ([0.25, 4.0, 0.8, 2.5], [1.3, 0.7, 2.0, 0.4]):
+        approx = optimize.approx_fprime(
+            np.asarray(params), lambda p: clv.bgnbd_log_likelihood(p, x, t_x, T).sum(), 1e-7
+        )
+        exact = clv.bgnbd_gradient(np.asarray(params), x, t_x, T).sum(axis=1)
+        np.testing.assert_allclose(exact, approx, rtol=1e-4, atol=1e-3)
+    repeat = (x > 0) & (m > 0)
+    for params in ([6.0, 4.0, 15.0], [0.9, 2.5, 3.0]):
+        approx = optimize.approx_fprime(
+            np.asarray(params), lambda p: clv.gamma_gamma_log_likelihood(p, x[repeat], m[repeat]).sum(), 1e-7
+        )
+        exact = clv.gamma_gamma_gradient(np.asarray(params), x[repeat], m[repeat]).sum(axis=1)
+        np.testing.assert_allclose(exact, approx, rtol=1e-4, atol=1e-3)
+
+
+def test_the_gradient_fit_finds_the_finite_difference_optimum(simulated, monkeypatch):
+    summary = clv.rfm_summary(simulated, START + pd.Timedelta(weeks=104))
+    exact = clv.fit_clv(summary).params()
+    numeric = clv._fit
+    monkeypatch.setattr(clv, "_fit", lambda neg_ll, start, gradient=None: numeric(neg_ll, start))
+    finite = clv.fit_clv(summary).params()
+    assert exact == pytest.approx(finite, rel=1e-3)
+
+
+def test_purchase_days_give_the_grouped_summary_at_every_midnight(simulated):
+    days = clv.PurchaseDays(simulated)
+    for weeks in (1, 30, 104, 160):
+        as_of = START + pd.Timedelta(weeks=weeks)
+        grouped = clv.rfm_summary(simulated, as_of).sort_index()
+        fast = clv.rfm_summary(simulated, as_of, days).sort_index()
+        assert len(fast) > 0 and list(fast.index) == list(grouped.index)
+        np.testing.assert_allclose(fast.to_numpy(), grouped.to_numpy(), rtol=1e-12, equal_nan=True)
+    # not at midnight: the lines are grouped (a purchase day can be cut in two)
+    noon = START + pd.Timedelta(weeks=30, hours=12)
+    pd.testing.assert_frame_equal(clv.rfm_summary(simulated, noon, days), clv.rfm_summary(simulated, noon))

@@ -23,8 +23,10 @@ def customer_features(
     clv_model: clv.CLVModel | None = None,
     with_clv: bool = True,
     horizon_days: float = 365.0,
+    days: clv.PurchaseDays | None = None,
 ) -> pd.DataFrame:
     """One row per customer seen before `as_of` (guest lines have no customer and are left out).
+    `days`: the lines' purchase days prepared once (clv.PurchaseDays), for many instants.
 
     `clv_model` reuses a fitted model; otherwise, with `with_clv`, one is fitted on the same
     history (still strictly before as_of). Category features need `products` with a category.
@@ -87,7 +89,9 @@ def customer_features(
         fav, share = _favourite_category(product, product_ids, cust, n, buy, amount, products)
         out["favourite_category"], out["favourite_category_share"] = fav, share
     if clv_model is not None or with_clv:
-        out["clv_12m"] = customer_clv(transactions, as_of, out[ENTITY["customer"]], clv_model, horizon_days)
+        out["clv_12m"] = customer_clv(
+            transactions, as_of, out[ENTITY["customer"]], clv_model, horizon_days, days
+        )
     else:
         out["clv_12m"] = np.nan
     return conform(out, "customer", sources)
@@ -133,10 +137,11 @@ def customer_clv(
     customers: pd.Series,
     model: clv.CLVModel | None = None,
     horizon_days: float = 365.0,
+    days: clv.PurchaseDays | None = None,
 ) -> np.ndarray:
     """Predicted gross revenue over the horizon for each customer (0 when never purchased;
     NaN for everyone while the history is too short to fit the models)."""
-    summary = clv.rfm_summary(transactions, as_of)
+    summary = clv.rfm_summary(transactions, as_of, days)
     if model is None and not clv.can_fit(summary):
         return np.full(len(customers), np.nan)
     model = model or clv.fit_clv(summary)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlops_assets.core.clv import PurchaseDays
 from mlops_assets.core.customer_features import customer_features
 from mlops_assets.core.feature_registry import AS_OF, ENTITY, VERSION, features_of, group_version
 from mlops_assets.core.product_features import product_features
@@ -53,10 +54,17 @@ class Sources:
     transactions: pd.DataFrame
     products: pd.DataFrame | None = None
     inventory: pd.DataFrame | None = None
+    _days: PurchaseDays | None = field(default=None, repr=False)
+
+    def purchase_days(self) -> PurchaseDays:
+        """The lines' purchase days, grouped once for every instant (the CLV inputs)."""
+        if self._days is None:
+            self._days = PurchaseDays(self.transactions)
+        return self._days
 
     def features(self, group: str, as_of: pd.Timestamp) -> pd.DataFrame:
         if group == "customer":
-            return customer_features(self.transactions, as_of, self.products)
+            return customer_features(self.transactions, as_of, self.products, days=self.purchase_days())
         return product_features(self.transactions, self.products, self.inventory, as_of)
 
     def snapshot(self, group: str, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -143,6 +151,8 @@ def refresh_snapshots(
             if when in digests and (part[DIGEST] == digests[when]).all():
                 kept[when] = part
     todo = [d for d in dates if d not in kept]
+    if group == "customer" and todo:
+        sources.purchase_days()  # once, before the workers copy the sources
     if workers > 1 and len(todo) >= 2 * workers:
         from concurrent.futures import ProcessPoolExecutor
 
