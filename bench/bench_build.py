@@ -33,15 +33,22 @@ sys.path.insert(0, str(ROOT))
 
 FLOOR = """
 import pandas as pd
-import mlops_assets.definitions  # the code location: dagster, mlflow, sklearn, statsforecast, ...
+import mlflow.sklearn, sklearn.ensemble, statsforecast.models, statsmodels.api  # what the build uses
+import mlops_assets.definitions  # the code location (dagster, dagster-mlflow, scipy, ...)
 pd.read_csv({path!r})
 """
+
+
+LOGS: Path | None = None  # --logs: where each command's output is kept
 
 
 def timed(cmd: list[str], env: dict, cwd: Path, label: str) -> float:
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    if LOGS is not None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        (LOGS / f"{label.replace(' ', '_')}.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.splitlines()[-15:])
         print(f"{label}: exit code {done.returncode} after {seconds:.1f} s\n{tail}")
@@ -161,7 +168,10 @@ def main() -> None:
     parser.add_argument("--small-lines", type=int, default=400)
     parser.add_argument("--skip-small", action="store_true")
     parser.add_argument("--skip-new-day", action="store_true")
+    parser.add_argument("--logs", type=Path, help="keep each command's output (its step timings) here")
     args = parser.parse_args()
+    global LOGS
+    LOGS = args.logs
     code = FLOOR.format(path=str(ROOT / "data/raw/transactions.csv.gz"))
     floor = timed([sys.executable, "-c", code], dict(os.environ), ROOT, "floor")
     print(f"floor: a fresh process imports the stack and reads the sample once: {floor:.1f} s")

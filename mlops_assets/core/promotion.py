@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy import stats
 
 from mlops_assets.core.backtest import mase_scale
@@ -43,6 +42,8 @@ def diebold_mariano(champion_loss: np.ndarray, challenger_loss: np.ndarray, h: i
     n = len(d)
     if n < 3 or np.allclose(d, d[0]):
         return {"n": n, "dm_statistic": np.nan, "p_value": np.nan, "mean_loss_difference": float(d.mean())}
+    import statsmodels.api as sm  # imported when used: 2 s that a refresh run never needs
+
     fit = sm.OLS(d, np.ones(n)).fit(
         cov_type="HAC", cov_kwds={"maxlags": max(h - 1, 0), "use_correction": False}
     )
