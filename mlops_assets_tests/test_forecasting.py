@@ -239,3 +239,18 @@ def test_an_unexpected_error_in_one_series_ships_naive_for_it_alone(monkeypatch)
     by_id = {r.series_id: r for r in results}
     assert by_id["bad"].chosen == BASELINE and "RuntimeError: boom" in by_id["bad"].reason
     assert "fallback" not in by_id["good"].reason and not by_id["good"].metrics.empty
+
+
+def test_ets_form_is_chosen_once_and_every_fit_estimates_it():
+    from mlops_assets.core.forecast_models import AutoEts, ets_form
+
+    assert ets_form("ETS(A,Ad,N)") == ("AAN", True) and ets_form("ETS(A,N,A)") == ("ANA", False)
+    rng = np.random.default_rng(1)
+    days = pd.date_range("2023-01-02", periods=364, freq="D")
+    weekly = np.tile([1.0, 1.1, 1.2, 1.3, 1.5, 2.0, 0.6], 52) * 100
+    y = pd.Series(weekly + rng.normal(0, 5, len(days)), index=days)
+    model = AutoEts("D")
+    model.prepare(y.iloc[:200])
+    assert model.form is not None and model.form[0][2] == "A"  # a weekly season is found
+    fitted = model.fresh().fit(y)
+    assert fitted.describe().endswith(",A)")  # the chosen form, estimated on the whole history

@@ -103,6 +103,7 @@ def forecast_series(series_id: str, y: pd.Series, spec: ForecastPlan) -> SeriesF
     for name in names:
         model = models[name].fresh()
         try:
+            model.prepare(y)  # the form (ETS) or order (ARIMA) chosen again on the whole history
             fitted[name] = model.fit(y)
         except Exception as exc:  # passed the backtest, failed on the full history
             reason = f"{chosen} failed to refit ({exc}); fallback to seasonal naive"
