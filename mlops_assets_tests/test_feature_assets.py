@@ -6,6 +6,7 @@ import pandas as pd
 
 from mlops_assets.core import feature_store as fs
 from mlops_assets.core.feature_registry import AS_OF, VERSION, group_version
+from mlops_assets.core.snapshots import DIGEST
 from mlops_assets_tests.conftest import check_results, edit_sources, feature_keys, read_table, run_graph
 
 START, END = "2023-01-01", "2023-03-31"
@@ -26,7 +27,7 @@ def test_features_land_in_the_warehouse_and_serve_identically(small_data_dir):
     assert snapshots[AS_OF].max() == LATEST and (snapshots[VERSION] == group_version("customer")).all()
     assert snapshots[AS_OF].nunique() == 14  # 13 Mondays of the quarter and April 1st
     # the snapshot asset and the feature asset compute the latest values independently
-    latest = snapshots[snapshots[AS_OF] == LATEST].drop(columns=[AS_OF, VERSION, fs.DIGEST])
+    latest = snapshots[snapshots[AS_OF] == LATEST].drop(columns=[AS_OF, VERSION, DIGEST])
     pd.testing.assert_frame_equal(
         latest.sort_values("customer_id").reset_index(drop=True),
         customers.sort_values("customer_id").reset_index(drop=True),
@@ -104,7 +105,7 @@ def test_a_rerun_computes_only_the_snapshots_whose_inputs_changed(small_data_dir
     assert snapshot_counts(third) == (2, 12)
     after = read_table(small_data_dir, "features.customer_feature_snapshots")
     changed = after[after[AS_OF] > pd.Timestamp("2023-03-21")]
-    assert changed[AS_OF].nunique() == 2 and changed[fs.DIGEST].isin(stored[fs.DIGEST]).sum() == 0
+    assert changed[AS_OF].nunique() == 2 and changed[DIGEST].isin(stored[DIGEST]).sum() == 0
 
 
 def snapshot_counts(result) -> tuple[int, int]:

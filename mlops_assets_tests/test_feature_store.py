@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 from mlops_assets.core import feature_store as fs
+from mlops_assets.core import snapshots
 from mlops_assets.core.feature_registry import AS_OF, VERSION
+from mlops_assets.core.snapshots import DIGEST
 
 AS_OF_LATEST = pd.Timestamp("2023-04-01")
 
@@ -116,7 +118,7 @@ def test_historical_needs_entity_and_timestamp(store):
 def test_refresh_recomputes_only_instants_after_a_changed_day(small_lines, group):
     tx, catalog, inventory = small_lines
     dates = fs.snapshot_dates(pd.Timestamp("2023-01-01"), AS_OF_LATEST)
-    first = fs.refresh_snapshots(fs.Sources(tx, catalog, inventory), group, dates)
+    first = snapshots.refresh_snapshots(fs.Sources(tx, catalog, inventory), group, dates)
     assert first.computed == dates and not first.reused
 
     # one line of 2023-03-08 changes: snapshots up to that day are reused, later ones recomputed
@@ -125,21 +127,21 @@ def test_refresh_recomputes_only_instants_after_a_changed_day(small_lines, group
     changed.loc[row, "quantity"] = changed.loc[row, "quantity"] + 1
     changed.loc[row, "amount"] = changed.loc[row, "quantity"] * changed.loc[row, "unit_price"]
     sources = fs.Sources(changed, catalog, inventory)
-    again = fs.refresh_snapshots(sources, group, dates, previous=first.table)
+    again = snapshots.refresh_snapshots(sources, group, dates, previous=first.table)
     cut = pd.Timestamp("2023-03-08")
     assert again.reused == [d for d in dates if d <= cut] and again.computed == [d for d in dates if d > cut]
     # the reused and recomputed table is the one a full recomputation gives
-    full = fs.refresh_snapshots(sources, group, dates)
+    full = snapshots.refresh_snapshots(sources, group, dates)
     pd.testing.assert_frame_equal(again.table, full.table)
     # nothing changed: nothing computed
-    assert not fs.refresh_snapshots(sources, group, dates, previous=full.table).computed
+    assert not snapshots.refresh_snapshots(sources, group, dates, previous=full.table).computed
 
 
 def test_refresh_spread_over_processes_equals_one_process(small_lines):
     tx, catalog, inventory = small_lines
     sources = fs.Sources(tx, catalog, inventory)
     dates = fs.snapshot_dates(pd.Timestamp("2023-01-01"), AS_OF_LATEST)
-    one = fs.refresh_snapshots(sources, "customer", dates, workers=1).table
-    two = fs.refresh_snapshots(sources, "customer", dates, workers=2).table
+    one = snapshots.refresh_snapshots(sources, "customer", dates, workers=1).table
+    two = snapshots.refresh_snapshots(sources, "customer", dates, workers=2).table
     pd.testing.assert_frame_equal(one, two)
-    assert one[fs.DIGEST].nunique() == len(dates)  # every instant saw different inputs
+    assert one[DIGEST].nunique() == len(dates)  # every instant saw different inputs

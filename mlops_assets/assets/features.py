@@ -11,7 +11,7 @@ from mlops_assets.assets.partitions import SINGLE_RUN, window_of
 from mlops_assets.automation.freshness import model_freshness
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.checks.gates import Gate
-from mlops_assets.core import clv, feature_store, schemas
+from mlops_assets.core import clv, feature_store, schemas, snapshots
 from mlops_assets.core.feature_registry import AS_OF, ENTITY, features_of, group_version, registry_table
 from mlops_assets.core.promotion import Decision
 from mlops_assets.core.schemas import PARTITION_COLUMN
@@ -156,10 +156,10 @@ def _snapshot_asset(settings: Settings, group: str) -> dg.AssetsDefinition:
         dates = feature_store.snapshot_dates(
             settings.window.start_date, as_of, settings.features.snapshot_freq
         )
-        previous, why = feature_store.stored_snapshots(settings.warehouse_path, group)
+        previous, why = snapshots.stored_snapshots(settings.warehouse_path, group)
         if why:
             context.log.info(f"{name}: {why}; computing every instant")
-        done = feature_store.refresh_snapshots(
+        done = snapshots.refresh_snapshots(
             _sources(group, silver_transactions, refs), group, dates, previous, settings.features.workers
         )
         table = done.table

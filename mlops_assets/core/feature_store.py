@@ -77,97 +77,6 @@ class Sources:
     def snapshots(self, group: str, dates: Iterable[pd.Timestamp]) -> pd.DataFrame:
         return pd.concat([self.snapshot(group, d) for d in dates], ignore_index=True)
 
-    def digests(self, group: str, dates: list[pd.Timestamp]) -> list[str]:
-        """Per instant, a digest of everything the group's features as of it read: the lines
-        strictly before it (their count and the order-free sum of their row hashes), the
-        catalog, the inventory snapshots before it (products), and the feature version. Equal
-        digests mean equal features, so a stored snapshot with the same digest is reused."""
-        parts = [_cumulative(self.transactions, "order_ts", dates)]
-        if self.products is not None:
-            parts.append([_table_hash(self.products)] * len(dates))
-        if group == "product" and self.inventory is not None:
-            parts.append(_cumulative(self.inventory, "snapshot_date", dates))
-        version = group_version(group)
-        return [":".join([version, *p]) for p in zip(*parts, strict=True)]
-
-
-DIGEST = "inputs_digest"  # snapshot column: the digest of the inputs it was computed from
-
-
-def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
-
-
-def _table_hash(frame: pd.DataFrame) -> str:
-    return f"{len(frame)}-{int(_row_hashes(frame).sum(dtype=np.uint64)):x}"
-
-
-def _cumulative(frame: pd.DataFrame, ts: str, dates: list[pd.Timestamp]) -> list[str]:
-    """For each instant, count and hash-sum of the rows with `ts` strictly before it."""
-    order = np.argsort(frame[ts].to_numpy(), kind="stable")
-    stamps = frame[ts].to_numpy()[order]
-    sums = np.concatenate([[0], np.cumsum(_row_hashes(frame)[order], dtype=np.uint64)]).astype(np.uint64)
-    ends = np.searchsorted(stamps, np.asarray(dates, dtype=stamps.dtype), side="left")
-    return [f"{int(k)}-{int(sums[k]):x}" for k in ends]
-
-
-_WORKER_SOURCES: Sources | None = None
-
-
-def _init_worker(sources: Sources) -> None:
-    global _WORKER_SOURCES
-    from mlops_assets.core.forecasting import single_threaded
-
-    single_threaded()
-    _WORKER_SOURCES = sources
-
-
-def _snapshot_in_worker(args: tuple[str, pd.Timestamp]) -> pd.DataFrame:
-    return _WORKER_SOURCES.snapshot(*args)
-
-
-@dataclass
-class Refresh:
-    table: pd.DataFrame
-    reused: list[pd.Timestamp]
-    computed: list[pd.Timestamp]
-
-
-def refresh_snapshots(
-    sources: Sources,
-    group: str,
-    dates: list[pd.Timestamp],
-    previous: pd.DataFrame | None = None,
-    workers: int = 1,
-) -> Refresh:
-    """The snapshots as of `dates`, each stamped with the digest of its inputs. An instant whose
-    digest matches a stored snapshot (`previous`) is reused as stored; only the others are
-    computed, spread over `workers` processes when there are several."""
-    digests = dict(zip(dates, sources.digests(group, dates), strict=True))
-    kept: dict[pd.Timestamp, pd.DataFrame] = {}
-    if previous is not None and DIGEST in previous.columns and len(previous):
-        for when, part in previous.groupby(AS_OF, sort=False):
-            when = pd.Timestamp(when)
-            if when in digests and (part[DIGEST] == digests[when]).all():
-                kept[when] = part
-    todo = [d for d in dates if d not in kept]
-    if group == "customer" and todo:
-        sources.purchase_days()  # once, before the workers copy the sources
-    if workers > 1 and len(todo) >= 2 * workers:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(sources,)) as pool:
-            fresh = list(pool.map(_snapshot_in_worker, [(group, d) for d in todo], chunksize=4))
-    else:
-        fresh = [sources.snapshot(group, d) for d in todo]
-    for when, table in zip(todo, fresh, strict=True):
-        kept[when] = table.assign(**{DIGEST: pd.Series(digests[when], index=table.index, dtype=TEXT)})
-    frames = [kept[d] for d in dates]
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if len(table) and todo:  # stored snapshots come back with the warehouse's dtypes: match fresh ones
-        table = table.astype(kept[todo[0]].dtypes.to_dict())
-    return Refresh(table, [d for d in dates if d not in todo], todo)
-
 
 @dataclass
 class FeatureStore:
@@ -179,7 +88,7 @@ class FeatureStore:
 
     @classmethod
     def from_warehouse(cls, database: str | Path) -> FeatureStore:
-        tables = {g: _read(database, snap) for g, (_, snap) in TABLES.items()}
+        tables = {g: read_table(database, snap) for g, (_, snap) in TABLES.items()}
         return cls({g: t for g, t in tables.items() if t is not None}, lambda: _read_sources(database))
 
     def _sources(self) -> Sources:
@@ -250,7 +159,7 @@ class OnlineFeatureStore:
 
     @classmethod
     def from_warehouse(cls, database: str | Path) -> OnlineFeatureStore:
-        tables = {g: _read(database, latest) for g, (latest, _) in TABLES.items()}
+        tables = {g: read_table(database, latest) for g, (latest, _) in TABLES.items()}
         return cls({g: t for g, t in tables.items() if t is not None})
 
     def get_online_features(self, ids: Iterable[str], group: str) -> dict[str, list]:
@@ -274,7 +183,7 @@ class OnlineFeatureStore:
         )
 
 
-def _read(database: str | Path, table: str) -> pd.DataFrame | None:
+def read_table(database: str | Path, table: str) -> pd.DataFrame | None:
     import duckdb
 
     schema, name = table.split(".")
@@ -291,21 +200,8 @@ def _read(database: str | Path, table: str) -> pd.DataFrame | None:
     return arrow.to_pandas(types_mapper={pa.string(): TEXT, pa.large_string(): TEXT}.get)
 
 
-def stored_snapshots(database: str | Path, group: str) -> tuple[pd.DataFrame | None, str]:
-    """The group's snapshot table as the warehouse holds it, and why it could not be read when
-    it could not (no warehouse yet, no table, the file locked by another writer): then every
-    instant is computed, which is always correct, only slower."""
-    if not Path(database).exists():
-        return None, "no warehouse yet"
-    try:
-        table = _read(database, TABLES[group][1])
-    except Exception as exc:  # a lock held by another process: compute instead of waiting
-        return None, f"stored snapshots unreadable ({type(exc).__name__}: {exc})"[:300]
-    return table, "" if table is not None else "no stored snapshots yet"
-
-
 def _read_sources(database: str | Path) -> Sources:
-    frames = {name: _read(database, table) for name, table in SOURCES.items()}
+    frames = {name: read_table(database, table) for name, table in SOURCES.items()}
     if frames["transactions"] is None:
         raise ValueError(f"{database} has no {SOURCES['transactions']}: materialize silver first")
     return Sources(**frames)

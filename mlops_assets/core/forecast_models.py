@@ -261,7 +261,8 @@ class Arima(Model):
     """Regression on a linear trend, Fourier seasonality (weekly for daily data, yearly) and
     holiday counts, with ARIMA errors (dynamic harmonic regression, estimated in two steps:
     least squares, then ARIMA on the residuals, which keeps the AIC grid fast). The order is
-    searched once per series by AIC over p 0-2, d 0-1, q 0-2; each fold refits that order."""
+    searched by AIC over p 0-2, d 0-1, q 0-2 on the first fold's history, where each fold refits
+    that order, and again on the whole history for the shipped forecast."""
 
     name = "arima"
     order: tuple[int, int, int] | None = None
