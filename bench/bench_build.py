@@ -9,7 +9,11 @@ small      the same command on a small generated feed (--small-lines over three 
 new day    one day's file arriving after the build: the new_data_sensor's request run as
            `dagster job execute` (refresh_and_monitor_job over the month that holds the day)
 
-  python bench/bench_build.py [--skip-small] [--skip-new-day] [--small-lines 400]
+growth     (--growth) the build over generated feeds, one factor at a time in 10x steps:
+           lines, window length, forecast series; seconds and events per feed
+
+  python bench/bench_build.py [--skip-build] [--skip-small] [--skip-new-day] [--growth]
+                              [--small-lines 400] [--logs DIR]
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +47,9 @@ pd.read_csv({path!r})
 LOGS: Path | None = None  # --logs: where each command's output is kept
 
 
+OUTCOME: dict[str, str] = {}  # label -> "built" or what stopped it
+
+
 def timed(cmd: list[str], env: dict, cwd: Path, label: str) -> float:
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
@@ -49,6 +57,9 @@ def timed(cmd: list[str], env: dict, cwd: Path, label: str) -> float:
     if LOGS is not None:
         LOGS.mkdir(parents=True, exist_ok=True)
         (LOGS / f"{label.replace(' ', '_')}.log").write_text(done.stdout + done.stderr)
+    failed = sorted(set(re.findall(r"^(\w+): (\w+)$", done.stdout + done.stderr, re.M)))
+    stopped = "blocked: " + ", ".join(f"{asset}.{check}" for asset, check in failed)
+    OUTCOME[label] = "built" if done.returncode == 0 else stopped
     if done.returncode != 0:
         tail = "\n".join(done.stderr.splitlines()[-15:])
         print(f"{label}: exit code {done.returncode} after {seconds:.1f} s\n{tail}")
@@ -106,15 +117,28 @@ def build(tmp: Path, floor: float) -> None:
     )
 
 
-def small(tmp: Path, floor: float, lines: int) -> None:
+# a sparse feed's catalog: most of its 200 products sell nothing in a quarter, so their stock
+# cover and return rate are undefined (null); its owner says so in sources.yaml
+SPARSE = {"max_null_share": {"return_rate": 0.95, "inventory_ratio": 0.95, "days_of_cover": 0.95}}
+
+
+def generate(data: Path, lines: int, start: str, end: str, forecast: dict | None = None) -> Path:
+    """A generated feed (the sample generator) with the sparse-catalog null shares."""
     from mlops_assets.sample_data.__main__ import main as generate_cli
 
-    data = tmp / "small"
-    generate_cli(["--lines", str(lines), "--seed", "5", "--out", str(data), "--start", "2022-01-01",
-                  "--end", "2024-12-31"])  # fmt: skip
+    generate_cli(["--lines", str(lines), "--seed", "5", "--out", str(data), "--start", start,
+                  "--end", end])  # fmt: skip
     spec = yaml.safe_load((data / "sources.yaml").read_text())
-    spec["forecast"] = {"freq": "W", "horizon": 8, "levels": ["total"]}  # a few orders a week
+    spec["features"] = {**spec.get("features", {}), **SPARSE}
+    if forecast is not None:
+        spec["forecast"] = forecast
     (data / "sources.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return data
+
+
+def small(tmp: Path, floor: float, lines: int) -> None:
+    weekly_total = {"freq": "W", "horizon": 8, "levels": ["total"]}  # a few orders a week
+    data = generate(tmp / "small", lines, "2022-01-01", "2024-12-31", weekly_total)
     seconds = materialize(data, tmp / "home_small", "2022-01", "2024-12", "small feed")
     total, kinds = events(tmp / "home_small")
     print(
@@ -122,6 +146,45 @@ def small(tmp: Path, floor: float, lines: int) -> None:
         f"the floor; {total:,} events ({kinds['ASSET_MATERIALIZATION_PLANNED']} planned, "
         f"{kinds['ASSET_MATERIALIZATION']} materializations) for 1,096 days"
     )
+
+
+def counts(data: Path) -> dict:
+    """Lines, customers and forecast series of a built data directory (from its warehouse)."""
+    import duckdb
+
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        one = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
+        return {
+            "lines": one("select count(*) from bronze.bronze_transactions"),
+            "customers": one("select count(distinct customer_id) from silver.silver_transactions"),
+            "series": one("select count(distinct series_id) from forecasting.sales_series"),
+        }
+
+
+def growth(tmp: Path, floor: float) -> None:
+    """The whole build over generated feeds, one factor at a time in 10x steps: lines over the
+    sample's two years, then the window's length at 20,000 lines, then the forecast series."""
+    variants = [  # label, lines, first day, last day, forecast levels (None: the sample's)
+        ("lines 2k", 2_000, "2023-01-01", "2024-12-31", None),
+        ("lines 20k", 20_000, "2023-01-01", "2024-12-31", None),
+        ("lines 200k", 200_000, "2023-01-01", "2024-12-31", None),
+        ("window 1 year", 20_000, "2024-01-01", "2024-12-31", None),
+        ("window 10 years", 20_000, "2015-01-01", "2024-12-31", None),
+        ("series 1 (total only)", 20_000, "2023-01-01", "2024-12-31", ["total"]),
+    ]
+    rows = []
+    for i, (label, lines, first, last, levels) in enumerate(variants):
+        forecast = None if levels is None else {"levels": levels}
+        data = generate(tmp / f"growth{i}", lines, first, last, forecast)
+        home = tmp / f"home_growth{i}"
+        seconds = materialize(data, home, first[:7], last[:7], f"growth {label}")
+        total, _ = events(home)
+        days = (pd.Timestamp(last) - pd.Timestamp(first)).days + 1
+        rows.append({"feed": label, **counts(data), "days": days, "events": total,
+                     "seconds": round(seconds, 1), "x floor": round(seconds / floor, 1),
+                     "outcome": OUTCOME[f"growth {label}"]})  # fmt: skip
+    print("growth (each row one fresh build of a generated feed):")
+    print(pd.DataFrame(rows).to_string(index=False))
 
 
 def new_day(tmp: Path, floor: float) -> None:
@@ -168,6 +231,8 @@ def main() -> None:
     parser.add_argument("--small-lines", type=int, default=400)
     parser.add_argument("--skip-small", action="store_true")
     parser.add_argument("--skip-new-day", action="store_true")
+    parser.add_argument("--skip-build", action="store_true")
+    parser.add_argument("--growth", action="store_true", help="also the growth table (6 builds)")
     parser.add_argument("--logs", type=Path, help="keep each command's output (its step timings) here")
     args = parser.parse_args()
     global LOGS
@@ -177,11 +242,14 @@ def main() -> None:
     print(f"floor: a fresh process imports the stack and reads the sample once: {floor:.1f} s")
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        build(tmp, floor)
+        if not args.skip_build:
+            build(tmp, floor)
         if not args.skip_small:
             small(tmp, floor, args.small_lines)
         if not args.skip_new_day:
             new_day(tmp, floor)
+        if args.growth:
+            growth(tmp, floor)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import pickle
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlops_assets_tests.conftest import check_results, edit_sources, forecasting_keys, read_table, run_graph
 
@@ -81,3 +82,20 @@ def test_a_strict_naive_gate_keeps_the_previous_forecasts(small_data_dir):
     mats = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "sales_forecasts" not in mats
     pd.testing.assert_frame_equal(read_table(small_data_dir, "forecasting.sales_forecasts"), before)
+
+
+def test_models_fit_on_the_configured_recent_history():
+    import pydantic
+
+    from mlops_assets.assets.forecasting import recent
+    from mlops_assets.settings import ForecastSpec
+
+    days = pd.date_range("2015-01-01", "2024-12-31", freq="D")
+    long = pd.Series(np.arange(len(days), dtype=float), index=days)
+    kept = recent({"total": long, "empty": long.iloc[:0]}, 1096)
+    assert kept["total"].index[0] == pd.Timestamp("2022-01-01") and len(kept["total"]) == 1096
+    assert kept["total"].index[-1] == days[-1] and kept["empty"].empty
+    assert recent({"total": long}, None)["total"] is long
+    assert ForecastSpec().history_days == 1096 and ForecastSpec(history_days=None).history_days is None
+    with pytest.raises(pydantic.ValidationError):
+        ForecastSpec(history_days=30)  # less than a yearly cycle

@@ -151,6 +151,14 @@ def _out(description: str, kinds: set[str] | None = None, freshness=None) -> dg.
     )
 
 
+def recent(series: dict[str, pd.Series], days: int | None) -> dict[str, pd.Series]:
+    """Each series' last `days` days (all of it when None)."""
+    if days is None:
+        return series
+    cut = pd.Timedelta(days=days)
+    return {sid: y[y.index > y.index[-1] - cut] if len(y) else y for sid, y in series.items()}
+
+
 def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     f = settings.forecast
 
@@ -215,7 +223,7 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         product_features: pd.DataFrame,
     ):
         built = series_core.SeriesSet(sales_series)
-        series = built.all_values()
+        series = recent(built.all_values(), f.history_days)
         started = time.perf_counter()
 
         def progress(done: int, total: int, result: forecasting.SeriesForecast) -> None:
@@ -261,7 +269,7 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 MODEL,
                 bundle,
                 first_or(compare),
-                params={**plan(settings).__dict__, "series": len(series)},
+                params={**plan(settings).__dict__, "series": len(series), "history_days": f.history_days},
                 metrics=floats,
                 data=sales_series,
                 artifacts={

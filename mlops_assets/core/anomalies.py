@@ -85,10 +85,11 @@ def _rolling_median(values: np.ndarray, window: int) -> np.ndarray:
     return pd.Series(values).rolling(window, center=True, min_periods=1).median().to_numpy()
 
 
-def residuals(y: pd.Series, spec: AnomalySpec) -> pd.DataFrame:
-    """Expected revenue and the robust z of the log residual, per period."""
+def residuals(y: pd.Series, spec: AnomalySpec, x: np.ndarray | None = None) -> pd.DataFrame:
+    """Expected revenue and the robust z of the log residual, per period (`x`: the design of
+    y's index when already built)."""
     logy = np.log1p(y.clip(lower=0).to_numpy(dtype=float))
-    x = design(pd.DatetimeIndex(y.index), spec)
+    x = design(pd.DatetimeIndex(y.index), spec) if x is None else x
     import statsmodels.api as sm  # imported when used: 2 s that a refresh run never needs
 
     fit = sm.RLM(logy, x, M=sm.robust.norms.HuberT()).fit()
@@ -139,12 +140,17 @@ class AnomalyDetector:
 def residual_table(series: pd.DataFrame, spec: AnomalySpec) -> pd.DataFrame:
     """Residuals of every series of a sales_series frame (series_id, level, period, revenue)."""
     parts = []
+    designs: dict[tuple, tuple[pd.DatetimeIndex, np.ndarray]] = {}  # series sharing a calendar
     # one BLAS thread: the robust fits solve small systems, where threads only contend (twice
     # as slow with two on the sample's 14 series)
     with threadpool_limits(1):
         for (sid, level), rows in series.groupby(["series_id", "level"], sort=True):
             y = rows.set_index("period")["revenue"].sort_index()
-            parts.append(residuals(y, spec).assign(series_id=sid, level=level))
+            index = pd.DatetimeIndex(y.index)
+            key = (index[0], index[-1], len(index)) if len(index) else ()
+            if key not in designs or not designs[key][0].equals(index):
+                designs[key] = (index, design(index, spec))
+            parts.append(residuals(y, spec, designs[key][1]).assign(series_id=sid, level=level))
     cols = ["series_id", "level", "period", "revenue", "expected", "residual", "z"]
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 

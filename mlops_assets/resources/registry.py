@@ -27,6 +27,7 @@ from pydantic import Field
 
 from mlops_assets.core import model_flavors
 from mlops_assets.core.promotion import Decision
+from mlops_assets.resources.mlflow_store import seed_sqlite_store
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 REFERENCE = "reference"  # artifact folder of the training-data snapshots drift is measured against
@@ -44,6 +45,7 @@ class ModelRegistry(dg.ConfigurableResource):
 
     @property
     def client(self) -> MlflowClient:
+        seed_sqlite_store(self.tracking_uri)
         return MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
 
     @contextmanager

@@ -33,6 +33,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from mlops_assets.resources.mlflow_store import seed_sqlite_store
 from mlops_assets.settings import REPO_ROOT, Settings
 
 EXPERIMENT = "mlops_assets"
@@ -53,8 +54,7 @@ def artifact_root(settings: Settings) -> str:
 def ensure_experiment(uri: str, artifacts: str) -> str:
     """The experiment, created with its artifact folder beside the store (MLflow would
     otherwise put artifacts in ./mlruns of whatever directory the process started in)."""
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    seed_sqlite_store(uri)
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(EXPERIMENT)
     if found is not None:
