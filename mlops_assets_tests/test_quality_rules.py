@@ -23,6 +23,7 @@ def line(**over) -> dict:
         "unit_price": 10.0,
         "amount": 20.0,
         "unparsed_values": None,
+        "read_fault": None,
         "source_file": "f.csv",
         "source_row": 1,
         "partition_date": pd.Timestamp("2024-01-10"),
@@ -44,6 +45,18 @@ def split(df, catalog=CATALOG):
 
 GOOD = line()
 CASES = {
+    "unreadable_line": line(
+        order_id=None,
+        order_ts=pd.NaT,
+        customer_id=None,
+        product_id=None,
+        store_id=None,
+        quantity=float("nan"),
+        unit_price=float("nan"),
+        amount=float("nan"),
+        unparsed_values="line='TRAILER,200000'",
+        read_fault="has 2 fields where the header has 8",
+    ),  # fmt: skip
     "unparseable_order_ts": line(order_ts=pd.NaT, unparsed_values="order_ts='31/02'"),
     "unparseable_value": line(unit_price=float("nan"), unparsed_values="unit_price='1,50'"),
     "missing_key": line(product_id=None),

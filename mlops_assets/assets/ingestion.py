@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets._metadata import frame_metadata
-from mlops_assets.assets.partitions import SINGLE_RUN, run_window, window_of
+from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.freshness import source_freshness
 from mlops_assets.checks.gates import Gate
 from mlops_assets.core import ingestion, quality, schemas
@@ -19,8 +19,15 @@ from mlops_assets.settings import Settings
 GROUP = "bronze"
 
 
-def _gates(asset: str) -> tuple[Gate, Gate]:
+def _gates(asset: str) -> tuple[Gate, Gate, Gate]:
     return (
+        Gate(
+            "files_readable",
+            asset,
+            "Every source file exists, decompresses, is text in the configured encoding, split by the "
+            "configured delimiter, with a header and data lines; a reference source (products, "
+            "inventory) also has no line that cannot be read, having no quarantine.",
+        ),
         Gate(
             "matches_source_schema",
             asset,
@@ -34,22 +41,49 @@ def _gates(asset: str) -> tuple[Gate, Gate]:
     )
 
 
-def read_and_audit(settings: Settings, name: str, gates: tuple[Gate, Gate]):
-    """Read one source, type it, and run its source-level gates on what was read."""
+def read_and_audit(settings: Settings, name: str, gates: tuple[Gate, Gate, Gate]):
+    """Read one source, type it, and run its source-level gates on what was read; the
+    transactions then get a row per unreadable line (bound for quarantine)."""
     spec = settings.source(name)
     raw = ingestion.read_source(name, settings.files(name), spec.read, spec.columns, settings.data_dir)
     typed = ingestion.typed_frame(name, raw, spec.read.get("date_format"))
-    schema_gate, null_gate = gates
+    files_gate, schema_gate, null_gate = gates
     where = raw.file_label
     parse_schema = schemas.raw_schema(
         name, raw.mapped, raw.frame, typed, settings.quality.max_unparseable_share
     )
     ceilings = {c: settings.quality.null_ceiling(c) for c in raw.mapped if c not in raw.missing}
     results = [
+        files_result(files_gate, raw, quarantined=name == "transactions"),
         schema_gate.validate(parse_schema, raw.frame, where, spec.columns),
         null_gate.validate(schemas.null_rate_schema(ceilings), typed, where),
     ]
+    if raw.faults and len(raw.faults) == len(raw.files):  # nothing read: nothing to judge
+        results[1:] = [
+            g.result(False, f"{g.name} not evaluated: no source file could be read") for g in gates[1:]
+        ]
+    if name == "transactions":
+        typed = ingestion.with_bad_lines(typed, raw)
     return raw, typed, results
+
+
+def files_result(gate: Gate, raw: ingestion.RawSource, quarantined: bool):
+    """Fails naming each unreadable file and its problem in a sentence; for a source without a
+    quarantine, also naming the first lines that could not be read."""
+    problems = [f"{label} {why}" for label, why in raw.faults.items()]
+    bad = raw.bad_lines
+    if not quarantined and len(bad):
+        shown = bad.head(3)
+        problems += [
+            f"{f} line {r} {why}: {text[:80]!r}"
+            for f, r, why, text in zip(shown["source_file"], shown["source_row"], shown["read_fault"],
+                                       shown["raw_line"], strict=True)
+        ] + ([f"{len(bad) - 3} more unreadable lines"] if len(bad) > 3 else [])  # fmt: skip
+    meta = {"files": len(raw.files), "unreadable_files": len(raw.faults), "unreadable_lines": len(bad)}
+    if problems:
+        return gate.result(False, f"{gate.name} failed: " + "; ".join(problems), meta)
+    note = f", {len(bad)} unreadable lines quarantined" if len(bad) else ""
+    return gate.result(True, f"{gate.name} passed on {raw.file_label} ({len(raw.files)} files{note})", meta)
 
 
 def source_metadata(raw: ingestion.RawSource, typed: pd.DataFrame, date_col: str) -> dict:
@@ -57,7 +91,8 @@ def source_metadata(raw: ingestion.RawSource, typed: pd.DataFrame, date_col: str
     return {
         "source_paths": ", ".join(str(p) for p in raw.files),
         "source_content_hash": raw.content_hash,
-        "source_rows": len(raw.frame),
+        "source_rows": len(raw.frame) + len(raw.bad_lines),
+        "unreadable_lines": len(raw.bad_lines),
         "date_min": str(dates.min()) if len(dates) else "none",
         "date_max": str(dates.max()) if len(dates) else "none",
         "notes": "\n".join(raw.notes) or "none",
@@ -74,43 +109,31 @@ def _publish(context, frame: pd.DataFrame, results: list[dg.AssetCheckResult], m
     yield from results
 
 
+def tx_gates() -> tuple[Gate, Gate, Gate]:
+    return _gates("bronze_transactions")
+
+
+def bronze_lines(settings: Settings, window, start: pd.Timestamp, end: pd.Timestamp, gates):
+    """The run's bronze order lines (its partitions' days), their metadata and gate results."""
+    raw, typed, results = read_and_audit(settings, "transactions", gates)
+    typed[PARTITION_COLUMN] = quality.attribute_partitions(typed, window.bounds)
+    in_run = (typed[PARTITION_COLUMN] >= start) & (typed[PARTITION_COLUMN] < end)
+    frame = typed[in_run].reset_index(drop=True)
+    pending = int((typed[PARTITION_COLUMN] >= window.bounds.end).sum())
+    meta = {
+        **source_metadata(raw, frame, "order_ts"),
+        "rows_in_run_partitions": len(frame),
+        "rows_in_other_partitions": len(typed) - len(frame) - pending,
+        "rows_awaiting_partition": pending,  # days not complete yet (open-ended windows)
+        "run_partitions": f"{start.date()} .. {(end - pd.Timedelta(days=1)).date()}",
+        **frame_metadata(frame),
+    }
+    return frame, meta, results
+
+
 def build_bronze_assets(settings: Settings) -> list[dg.AssetsDefinition]:
-    window = window_of(settings)
-    tx_gates = _gates("bronze_transactions")
-
-    @dg.asset(
-        name="bronze_transactions",
-        group_name=GROUP,
-        kinds={"pandas", "duckdb"},
-        partitions_def=window.partitions,
-        backfill_policy=SINGLE_RUN,
-        metadata={"partition_expr": PARTITION_COLUMN, "schema": GROUP},
-        check_specs=[g.spec for g in tx_gates],
-        output_required=False,
-        code_version="1",
-        freshness_policy=source_freshness(settings),
-    )
-    def bronze_transactions(context: dg.AssetExecutionContext):
-        """Order lines from sources.yaml `transactions`, canonical and typed, with lineage
-        (source_file, source_row) and the partition day each line belongs to. Lines outside
-        the window or with bad timestamps stay here (quarantined downstream), never dropped."""
-        raw, typed, results = read_and_audit(settings, "transactions", tx_gates)
-        typed[PARTITION_COLUMN] = quality.attribute_partitions(typed, window.bounds)
-        start, end = run_window(context)
-        in_run = (typed[PARTITION_COLUMN] >= start) & (typed[PARTITION_COLUMN] < end)
-        frame = typed[in_run].reset_index(drop=True)
-        pending = int((typed[PARTITION_COLUMN] >= window.bounds.end).sum())
-        meta = {
-            **source_metadata(raw, frame, "order_ts"),
-            "rows_in_run_partitions": len(frame),
-            "rows_in_other_partitions": len(typed) - len(frame) - pending,
-            "rows_awaiting_partition": pending,  # days not complete yet (open-ended windows)
-            "run_partitions": f"{start.date()} .. {(end - pd.Timedelta(days=1)).date()}",
-        }
-        yield from _publish(context, frame, results, meta)
-
+    """The reference sources; the order lines are published with silver (assets/quality.py)."""
     return [
-        bronze_transactions,
         _reference_asset(settings, "products", "product_id"),
         _reference_asset(settings, "inventory", "snapshot_date"),
     ]

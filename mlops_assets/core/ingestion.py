@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core.schemas import CANONICAL, DEFAULT_DIMENSION, LINEAGE, TEXT, UNPARSED
+from mlops_assets.core import csv_reader
+from mlops_assets.core.schemas import CANONICAL, DEFAULT_DIMENSION, LINEAGE, READ_FAULT, TEXT, UNPARSED
 
 READER_ONLY_KEYS = {"date_format", "dayfirst"}  # ours, applied when typing, not by the reader
-# options the fast multithreaded pyarrow CSV engine understands
 # formats pyarrow's string-to-timestamp cast reads exactly as strptime would
 ISO_FORMATS = {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"}
+# options the line-safe reader (pyarrow, then Python's csv for files pyarrow refuses) understands
 PYARROW_SAFE = {"sep", "delimiter", "encoding", "quotechar", "na_values", "escapechar"}
 
 
@@ -30,6 +31,9 @@ class RawSource:
     mapped: list[str]  # canonical columns sources.yaml maps
     missing: list[str] = field(default_factory=list)  # mapped, but absent from the files
     notes: list[str] = field(default_factory=list)
+    # records that could not become rows: source_file, source_row, raw_line, read_fault
+    bad_lines: pd.DataFrame = field(default_factory=lambda: _no_bad_lines())
+    faults: dict[str, str] = field(default_factory=dict)  # file label -> why it cannot be read
 
     root: Path | None = None
 
@@ -51,24 +55,46 @@ def content_hash(files: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+def _no_bad_lines() -> pd.DataFrame:
+    return csv_reader.bad_frame([], [], []).assign(source_file=pd.Series(dtype=TEXT))
+
+
 def read_source(
-    name: str, files: list[Path], read: dict[str, Any], columns: dict[str, str], root: Path | None = None
+    name: str,
+    files: list[Path],
+    read: dict[str, Any],
+    columns: dict[str, str],
+    root: Path | None = None,
+    max_field_chars: int = csv_reader.MAX_FIELD_CHARS,
 ) -> RawSource:
     """Read every file of one source; rename mapped columns; keep lineage per row
-    (source_file relative to `root`, the data directory, when the file lies inside it)."""
+    (source_file relative to `root`, the data directory, when the file lies inside it).
+    A file that cannot be read at all is a fault (named, nothing of it read); a record that
+    cannot become a row is a bad line (kept with its raw text and why)."""
     wanted = {user: canon for canon, user in columns.items()}
     string_cols = {u for u, c in wanted.items() if CANONICAL[name][c] in ("string", "datetime")}
-    frames = []
+    frames, bad, faults = [], [], {}
     present: set[str] = set()
     for path in files:
-        df = _read_file(path, read, set(wanted), string_cols)
+        label = relative_label(path, root)
+        got = _read_file(path, read, set(wanted), string_cols, max_field_chars)
+        if got.fault:
+            faults[label] = got.fault
+            continue
+        df = got.frame
         present |= set(df.columns)
         df = df.rename(columns=wanted)
-        df["source_file"] = constant_text(relative_label(path, root), df.index)
-        df["source_row"] = np.arange(1, len(df) + 1)
+        df["source_file"] = constant_text(label, df.index)
+        df["source_row"] = got.rows
         frames.append(df)
+        if len(got.bad):
+            bad.append(got.bad.assign(source_file=constant_text(label, got.bad.index)))
+    if not frames:
+        frames = [pd.DataFrame({c: pd.Series(dtype=TEXT) for c in [*columns, "source_file"]})]
+        frames[0]["source_row"] = pd.Series(dtype="int64")
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    missing = [canon for user, canon in wanted.items() if user not in present]
+    readable = len(faults) < len(files)
+    missing = [canon for user, canon in wanted.items() if user not in present] if readable else []
     return RawSource(
         frame=frame,
         files=files,
@@ -76,48 +102,43 @@ def read_source(
         mapped=list(columns),
         missing=missing,
         root=root,
+        bad_lines=pd.concat(bad, ignore_index=True) if bad else _no_bad_lines(),
+        faults=faults,
     )
 
 
-def _read_file(path: Path, read: dict[str, Any], wanted: set[str], string_cols: set[str]) -> pd.DataFrame:
+def _read_file(
+    path: Path, read: dict[str, Any], wanted: set[str], string_cols: set[str], max_field: int
+) -> csv_reader.FileRead:
     opts = {k: v for k, v in read.items() if k not in READER_ONLY_KEYS}
     suffixes = "".join(path.suffixes).lower()
-    if ".parquet" in suffixes or suffixes.endswith(".pq"):
-        import pyarrow.parquet as pq
+    try:
+        if ".parquet" in suffixes or suffixes.endswith(".pq"):
+            return csv_reader.FileRead(*_whole(_read_parquet(path, wanted, string_cols)))
+        if _pyarrow_ok(opts):
+            return csv_reader.read_delimited(path, opts, wanted, string_cols, max_field)
+        header = pd.read_csv(path, nrows=0, **_c_opts(opts)).columns
+        use = [c for c in header if c in wanted]
+        dtype = {c: TEXT for c in use if c in string_cols}
+        return csv_reader.FileRead(*_whole(pd.read_csv(path, usecols=use, dtype=dtype, **_c_opts(opts))))
+    except FileNotFoundError:
+        return csv_reader.faulty("does not exist (it was listed, then removed)")
+    except Exception as exc:  # noqa: BLE001  any reader error is this file's fault, named
+        return csv_reader.faulty(f"cannot be read ({type(exc).__name__}: {str(exc)[:200]})")
 
-        names = set(pq.read_schema(path).names)
-        df = pd.read_parquet(path, columns=sorted(wanted & names))
-        for col in string_cols & set(df.columns):
-            df[col] = _as_string(df[col])
-        return df
-    header = pd.read_csv(path, nrows=0, **_c_opts(opts)).columns
-    use = [c for c in header if c in wanted]
-    if _pyarrow_ok(opts):
-        return _read_csv_arrow(path, opts, use, string_cols)
-    dtype = {c: TEXT for c in use if c in string_cols}
-    return pd.read_csv(path, usecols=use, dtype=dtype, **_c_opts(opts))
+
+def _whole(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    return frame, np.arange(1, len(frame) + 1)
 
 
-def _read_csv_arrow(path: Path, opts: dict[str, Any], use: list[str], string_cols: set[str]) -> pd.DataFrame:
-    """pyarrow's multithreaded CSV reader, with id and date columns read as text (so '00017'
-    keeps its zeros and dates are parsed by our own, configurable rule)."""
-    import pyarrow as pa
-    from pyarrow import csv
+def _read_parquet(path: Path, wanted: set[str], string_cols: set[str]) -> pd.DataFrame:
+    import pyarrow.parquet as pq
 
-    parse = csv.ParseOptions(
-        delimiter=opts.get("sep", opts.get("delimiter", ",")),
-        quote_char=opts.get("quotechar", '"'),
-        escape_char=opts.get("escapechar", False),
-    )
-    convert = csv.ConvertOptions(
-        include_columns=use,
-        column_types={c: "string" for c in use if c in string_cols},
-        strings_can_be_null=True,
-        null_values=["", "NA", "N/A", "NaN", "nan", "null", "NULL", *opts.get("na_values", [])],
-    )
-    read = csv.ReadOptions(encoding=opts.get("encoding", "utf8"))
-    table = csv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
-    return table.to_pandas(types_mapper={pa.string(): TEXT}.get)
+    names = set(pq.read_schema(path).names)
+    df = pd.read_parquet(path, columns=sorted(wanted & names))
+    for col in string_cols & set(df.columns):
+        df[col] = _as_string(df[col])
+    return df
 
 
 def _pyarrow_ok(opts: dict[str, Any]) -> bool:
@@ -172,6 +193,7 @@ def _parse_timestamps(text: pd.Series, date_format: str | None) -> pd.Series:
     import pyarrow.compute as pc
     from pandas.tseries.api import guess_datetime_format
 
+    text = text.str.strip()  # padding around a timestamp is formatting, not a different value
     first = text.dropna().head(1)
     fmt = date_format or (guess_datetime_format(first.iloc[0]) if len(first) else None)
     if fmt in ISO_FORMATS:
@@ -181,7 +203,7 @@ def _parse_timestamps(text: pd.Series, date_format: str | None) -> pd.Series:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
     if fmt and "%z" not in fmt and "%Z" not in fmt:
-        arr = pa.array(text.str.strip(), type=pa.string())
+        arr = pa.array(text, type=pa.string())
         parsed = pd.Series(pc.strptime(arr, format=fmt, unit="ns", error_is_null=True), index=text.index)
         parsed = parsed.astype("datetime64[ns]")
         if date_format or parsed.notna().sum() >= 0.99 * text.notna().sum():
@@ -197,7 +219,7 @@ def typed_frame(name: str, raw: RawSource, date_format: str | None = None) -> pd
     for col, kind in CANONICAL[name].items():
         if col in src.columns:
             out[col] = parse_column(src[col], kind, date_format)
-            failed = src[col].notna() & out[col].isna()
+            failed = present(src[col]) & out[col].isna()
             if failed.any():  # keep the original text of values that did not parse
                 text = col + "=" + src.loc[failed, col].astype(str).map(repr)
                 prev = unparsed[failed]
@@ -215,6 +237,39 @@ def typed_frame(name: str, raw: RawSource, date_format: str | None = None) -> pd
     if name == "transactions":
         typed = _complete_transactions(typed, raw)
     return typed
+
+
+def present(raw: pd.Series) -> pd.Series:
+    """Values that hold something: not null and not only blanks (' ' is an empty field)."""
+    if raw.dtype == TEXT or raw.dtype == object:
+        return raw.notna() & (_as_string(raw).str.strip() != "").fillna(False)
+    return raw.notna()
+
+
+def with_bad_lines(typed: pd.DataFrame, raw: RawSource) -> pd.DataFrame:
+    """The typed lines plus one row per bad line (every value null, the raw text in
+    unparsed_values, why in read_fault), in file order: each ends in quarantine, and lands in
+    the partition of the lines around it."""
+    typed[READ_FAULT] = pd.Series(pd.NA, index=typed.index, dtype=TEXT)
+    bad = raw.bad_lines
+    if bad.empty:
+        return typed
+    rows = pd.DataFrame(
+        {
+            UNPARSED: ("line=" + bad["raw_line"].astype(str).map(repr)).astype(TEXT),
+            READ_FAULT: bad["read_fault"].astype(TEXT),
+            "source_file": bad["source_file"].astype(TEXT),
+            "source_row": bad["source_row"].astype("int64"),
+        }
+    )
+    both = pd.concat([typed, rows], ignore_index=True)
+    for col, dtype in typed.dtypes.items():
+        if both[col].dtype != dtype:
+            both[col] = both[col].astype(dtype)
+    order = [relative_label(p, raw.root) for p in raw.files]
+    file_rank = pd.Categorical(both["source_file"], categories=order).codes
+    both = both.iloc[np.lexsort((both["source_row"].to_numpy(), file_rank))]
+    return both.reset_index(drop=True)
 
 
 def _complete_transactions(df: pd.DataFrame, raw: RawSource) -> pd.DataFrame:

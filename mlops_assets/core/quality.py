@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core.schemas import CANONICAL, LINEAGE, PARTITION_COLUMN, UNPARSED
+from mlops_assets.core.schemas import CANONICAL, LINEAGE, PARTITION_COLUMN, READ_FAULT, UNPARSED
 
 KEY_COLUMNS = ["order_id", "product_id", "store_id", "quantity", "unit_price"]
 RULES: dict[str, str] = {
+    "unreadable_line": "the record could not be read as a line of its file (see read_fault, unparsed_values)",
     "unparseable_order_ts": "order_ts is missing or does not parse as a timestamp",
     "unparseable_value": "a value does not parse as its canonical type (see unparsed_values)",
     "missing_key": "order_id, product_id, store_id, quantity or unit_price is missing",
@@ -64,7 +65,9 @@ def rule_masks(
 ) -> dict[str, pd.Series]:
     ts, qty, price = df["order_ts"], df["quantity"], df["unit_price"]
     canonical = list(CANONICAL["transactions"])
+    unreadable = df[READ_FAULT].notna() if READ_FAULT in df else pd.Series(False, index=df.index)
     masks = {
+        "unreadable_line": unreadable,
         "unparseable_order_ts": ts.isna(),
         "unparseable_value": df[UNPARSED].notna(),
         "missing_key": df[KEY_COLUMNS].isna().any(axis=1),
@@ -157,13 +160,24 @@ def _renumbered(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def lines_in_both(silver: pd.DataFrame, quarantined: pd.DataFrame) -> int:
-    """Source lines (file, row) that appear more than once across silver and quarantine."""
-    both = pd.concat([silver[LINEAGE], quarantined[LINEAGE]], ignore_index=True)
+    """Source lines (file, row, day) that appear more than once across silver and quarantine.
+    The day tells apart a day kept from an earlier version of a file (core/publication.py)
+    from the line that has its record number in the file now."""
+    cols = (
+        [*LINEAGE, PARTITION_COLUMN]
+        if PARTITION_COLUMN in silver and PARTITION_COLUMN in quarantined
+        else LINEAGE
+    )
+    both = pd.concat([silver[cols], quarantined[cols]], ignore_index=True)
     files = pd.factorize(both["source_file"])[0].astype("int64")
     rows = both["source_row"].to_numpy(dtype="int64")
     # one int64 per line hashes far faster than a (text, int) pair
-    key = pd.Series(files * (int(rows.max(initial=0)) + 1) + rows)
-    return int(key.duplicated().sum())
+    key = files * (int(rows.max(initial=0)) + 1) + rows
+    if PARTITION_COLUMN in cols:
+        key = key * 40_000 + (
+            both[PARTITION_COLUMN].to_numpy().astype("datetime64[D]").astype("int64") % 40_000
+        )
+    return int(pd.Series(key).duplicated().sum())
 
 
 def quality_report(bronze: pd.DataFrame, reason: pd.Series) -> pd.DataFrame:

@@ -38,6 +38,7 @@ DEFAULT_DIMENSION = "ALL"
 LINEAGE = ["source_file", "source_row"]
 UNPARSED = "unparsed_values"  # original text of values that did not parse, e.g. "order_ts='31/02'"
 PARTITION_COLUMN = "partition_date"
+READ_FAULT = "read_fault"  # why a source record could not become a row (its raw text in UNPARSED)
 
 TEXT = pd.StringDtype("pyarrow")  # text columns: fast null checks, strip, hashing and DuckDB hand-off
 PANDAS_DTYPE = {"string": TEXT, "datetime": "datetime64[ns]", "float": "float64"}
@@ -59,7 +60,7 @@ def raw_schema(
     columns = {}
     for col in mapped:
         kind = CANONICAL[source][col]
-        bad = raw[col].notna() & parsed[col].isna() if col in raw.columns else None
+        bad = _holds_value(raw[col]) & parsed[col].isna() if col in raw.columns else None
         broken = bad is not None and bad.sum() > max_bad_share * max(1, raw[col].notna().sum())
 
         def parses(values: pd.Series, bad=bad, broken=broken) -> pd.Series | bool:
@@ -70,6 +71,13 @@ def raw_schema(
             checks=pa.Check(parses, name=f"parses_as_{kind}"), nullable=True, required=True
         )
     return pa.DataFrameSchema(columns, strict=False, name=f"{source}_source")
+
+
+def _holds_value(raw: pd.Series) -> pd.Series:
+    """Not null and not only blanks: ' ' for an empty field is formatting, not a bad value."""
+    if raw.dtype == object or isinstance(raw.dtype, pd.StringDtype):
+        return raw.notna() & (raw.astype(TEXT).str.strip() != "").fillna(False).astype(bool)
+    return raw.notna()
 
 
 def null_rate_schema(columns: dict[str, float]) -> pa.DataFrameSchema:

@@ -28,7 +28,8 @@ class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
         if len(obj.columns):
             connection.execute(f"create table if not exists {table} as select * from obj")
             if not connection.fetchall():  # the table existed: the IO manager cleared the slice
-                connection.execute(f"insert into {table} select * from obj")
+                _add_new_columns(connection, table, obj)
+                connection.execute(f"insert into {table} by name select * from obj")
         context.add_output_metadata({**_row_counts(context, len(obj)), "dagster/storage_kind": "duckdb"})
 
     def load_input(self, context, table_slice: TableSlice, connection) -> pd.DataFrame:
@@ -37,6 +38,15 @@ class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
             return pd.DataFrame()
         table = connection.sql(DuckDbClient.get_select_statement(table_slice)).to_arrow_table()
         return table.to_pandas(types_mapper={pa.string(): TEXT, pa.large_string(): TEXT}.get)
+
+
+def _add_new_columns(connection, table: str, obj: pd.DataFrame) -> None:
+    """Columns the frame has and the table lacks are added, null
+    in the rows already published: a release that adds a column keeps the published tables."""
+    have = {row[0] for row in connection.execute(f"describe {table}").fetchall()}
+    for name, kind, *_ in connection.execute("describe select * from obj").fetchall():
+        if name not in have:
+            connection.execute(f'alter table {table} add column "{name}" {kind}')
 
 
 def _row_counts(context, rows: int) -> dict:

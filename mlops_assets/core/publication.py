@@ -1,0 +1,122 @@
+"""Nothing published is lost: the days a re-run's feed no longer covers stay as published.
+
+A run rewrites its partitions (months) of bronze, silver, quarantine and the quality report. A
+day of those months that was published before and has no line in the files read now (a
+re-export that starts later, a file removed from the glob) would be emptied by that rewrite.
+Instead its published rows of all four tables are carried into the run's output unchanged, and
+the `feed_covers_published_days` check names the days. A day the files still cover is replaced
+by what they say now: the files are the authority for the days they carry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from mlops_assets.core.quality import Split, quality_report
+from mlops_assets.core.schemas import CANONICAL, LINEAGE, PARTITION_COLUMN, UNPARSED
+
+TABLES = {
+    "bronze": "bronze.bronze_transactions",
+    "silver": "silver.silver_transactions",
+    "quarantined": "silver.quarantined_transactions",
+    "report": "quality.data_quality_report",
+}
+
+
+@dataclass
+class Kept:
+    days: list[pd.Timestamp] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def lines(self) -> int:
+        return len(self.tables["bronze"]) if self.tables else 0
+
+
+def _read(con, table: str, where: str, params: list) -> pd.DataFrame | None:
+    schema, name = table.split(".")
+    found = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchall()[0][0]
+    if not found:
+        return None
+    return con.execute(f"select * from {table} where {where}", params).df()
+
+
+def uncovered_days(
+    database: str | Path, bronze: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+) -> Kept:
+    """The published days in [start, end) that `bronze` (the run's new lines) has no line of,
+    with their published rows of the four tables."""
+    import duckdb
+
+    if not Path(database).exists():
+        return Kept()
+    covered = set(pd.DatetimeIndex(bronze[PARTITION_COLUMN].unique()))
+    with duckdb.connect(str(database), read_only=True) as con:
+        old = _read(
+            con,
+            TABLES["bronze"],
+            f"{PARTITION_COLUMN} >= ? and {PARTITION_COLUMN} < ?",
+            [start.to_pydatetime(), end.to_pydatetime()],
+        )
+        if old is None or old.empty:
+            return Kept()
+        days = sorted(set(pd.DatetimeIndex(old[PARTITION_COLUMN].unique())) - covered)
+        if not days:
+            return Kept()
+        where = f"{PARTITION_COLUMN} in ({', '.join('?' * len(days))})"
+        params = [d.to_pydatetime() for d in days]
+        tables = {k: _read(con, t, where, params) for k, t in TABLES.items()}
+    return Kept(days, {k: v for k, v in tables.items() if v is not None})
+
+
+def _like(frame: pd.DataFrame, model: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with `model`'s columns and dtypes (columns it lacks are null)."""
+    out = frame.reindex(columns=model.columns)
+    for col, dtype in model.dtypes.items():
+        with contextlib.suppress(TypeError, ValueError):  # keep it as read: still the same values
+            out[col] = out[col].astype(dtype)
+    return out
+
+
+def _row_keys(frame: pd.DataFrame, cols: list[str]) -> pd.Series:
+    return pd.util.hash_pandas_object(frame[cols], index=False)
+
+
+def with_kept(bronze: pd.DataFrame, split: Split, kept: Kept) -> tuple[pd.DataFrame, Split]:
+    """The run's bronze and split plus the kept days' published rows. A kept line that the
+    files still carry (one without a usable timestamp takes the day of the lines around it, so
+    it can move to a covered day) is not kept twice; the kept days' quality report is
+    recomputed from what is kept."""
+    if not kept.days:
+        return bronze, split
+    old = _like(kept.tables["bronze"], bronze)  # the new lines' dtypes: equal values hash equal
+    values = [c for c in (*CANONICAL["transactions"], UNPARSED) if c in bronze]
+    again = _row_keys(old, values).isin(set(_row_keys(bronze, values))).to_numpy()
+    lineage = [*LINEAGE, PARTITION_COLUMN]
+    moved = set(_row_keys(old[again], lineage))
+
+    def joined(new: pd.DataFrame, key: str) -> pd.DataFrame:
+        rows = kept.tables.get(key)
+        if rows is None or rows.empty:
+            return new
+        rows = rows[~_row_keys(rows, lineage).isin(moved).to_numpy()]
+        return pd.concat([new, _like(rows, new)], ignore_index=True)
+
+    old = old[~again]
+    quarantined = kept.tables.get("quarantined")
+    reasons = pd.Series(None, index=old.index, dtype=object)
+    if quarantined is not None and len(quarantined):
+        by_key = dict(zip(_row_keys(quarantined, lineage), quarantined["reason"], strict=True))
+        reasons = _row_keys(old, lineage).map(by_key).astype(object).set_axis(old.index)
+    report = quality_report(old, reasons) if len(old) else split.report.iloc[:0]
+    merged = Split(joined(split.silver, "silver"), joined(split.quarantined, "quarantined"), split.report)
+    both = pd.concat([split.report, _like(report, split.report)], ignore_index=True)
+    merged.report = both.sort_values(PARTITION_COLUMN, ignore_index=True)
+    return joined(bronze, "bronze"), merged

@@ -1,0 +1,112 @@
+"""The corruption corpus (corruptions.py) through the bronze reader, its gates and the split:
+each kind blocked by name, quarantined exactly, or accepted as the clean file's data, and in
+every case each line of the file in exactly one of silver or quarantine."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from mlops_assets.assets.ingestion import _gates, read_and_audit
+from mlops_assets.assets.partitions import window_of
+from mlops_assets.core import quality
+from mlops_assets.core.schemas import CANONICAL, PARTITION_COLUMN, READ_FAULT, UNPARSED
+from mlops_assets.settings import REPO_ROOT, load_settings
+from mlops_assets_tests.corruptions import KINDS, Kind
+
+LINES = 400  # the shipped sample's first lines: January 2023, guests and returns among them
+VALUES = list(CANONICAL["transactions"])
+
+
+@pytest.fixture(scope="module")
+def clean() -> tuple[str, list[str]]:
+    with gzip.open(REPO_ROOT / "data/raw/transactions.csv.gz", "rt") as fh:
+        rows = [next(fh).rstrip("\n") for _ in range(LINES + 1)]
+    return rows[0], rows[1:]
+
+
+def data_dir(base: Path, name: str) -> Path:
+    folder = base / "data"
+    (folder / "raw").mkdir(parents=True)
+    spec = yaml.safe_load((REPO_ROOT / "data/sources.yaml").read_text())
+    spec["transactions"]["path"] = f"raw/{name}"
+    spec["window"] = {"start_date": "2023-01-01", "end_date": "2023-01-31"}
+    for ref in ("products", "inventory"):
+        shutil.copy(REPO_ROOT / "data" / spec[ref]["path"], folder / spec[ref]["path"])
+    (folder / "sources.yaml").write_text(yaml.safe_dump(spec))
+    return folder
+
+
+def ingest(folder: Path):
+    """bronze_transactions' reading and gates, then split_transactions' rules, as the assets run them."""
+    settings = load_settings(folder)
+    raw, bronze, results = read_and_audit(settings, "transactions", _gates("bronze_transactions"))
+    window = window_of(settings).bounds
+    bronze[PARTITION_COLUMN] = quality.attribute_partitions(bronze, window)
+    catalog = read_and_audit(settings, "products", _gates("bronze_products"))[1]
+    split = quality.split_transactions(bronze, window, pd.Timestamp("2023-02-01"), catalog)
+    return raw, bronze, results, split
+
+
+def values(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame[VALUES].astype(str).sort_values(VALUES).reset_index(drop=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def baseline(clean, tmp_path_factory):
+    header, lines = clean
+    folder = data_dir(tmp_path_factory.mktemp("clean"), "orders.csv")
+    (folder / "raw/orders.csv").write_text("\n".join([header, *lines]) + "\n")
+    raw, bronze, results, split = ingest(folder)
+    assert all(r.passed for r in results) and len(bronze) == LINES and len(split.silver) > 300
+    return split
+
+
+def test_the_corpus_has_forty_kinds_of_each_outcome():
+    outcomes = pd.Series([k.outcome for k in KINDS]).value_counts()
+    assert len(KINDS) >= 40 and len({k.name for k in KINDS}) == len(KINDS)
+    assert set(outcomes.index) == {"blocked", "quarantined", "accepted"} and outcomes.min() >= 10
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=[k.name for k in KINDS])
+def test_corruption_kind(kind: Kind, clean, baseline, tmp_path):
+    header, lines = clean
+    name = f"orders{kind.suffix}"
+    folder = data_dir(tmp_path, name)
+    (folder / "raw" / name).write_bytes(kind.make(header, lines))
+    raw, bronze, results, split = ingest(folder)
+    failed = [r for r in results if not r.passed]
+
+    if kind.outcome == "blocked":
+        files = next(r for r in results if r.check_name == "files_readable")
+        assert not files.passed, f"{kind.name}: not blocked"
+        assert f"raw/{name}" in files.description and kind.detail in files.description, files.description
+        assert "Traceback" not in files.description
+        return
+
+    assert not failed, f"{kind.name}: blocked by {[r.description for r in failed]}"
+    # every record of the file is one bronze row, in exactly one of silver or quarantine
+    assert len(split.silver) + len(split.quarantined) == len(bronze)
+    assert quality.lines_in_both(split.silver, split.quarantined) == 0
+    assert sorted(bronze["source_row"]) == list(range(1, len(bronze) + 1))
+
+    if kind.outcome == "accepted":
+        pd.testing.assert_frame_equal(values(split.silver), values(baseline.silver))
+        assert len(split.quarantined) == len(baseline.quarantined)
+        return
+
+    before = baseline.quarantined["reason"].eq(kind.detail).sum()
+    assert split.quarantined["reason"].eq(kind.detail).sum() - before == kind.lines, kind.name
+    # what silver keeps is the clean file's data, less the broken lines
+    kept = values(split.silver).merge(values(baseline.silver), how="left", indicator=True)
+    assert (kept["_merge"] == "both").all() and len(baseline.silver) - len(split.silver) <= kind.lines
+    if kind.detail == "unreadable_line":
+        bad = split.quarantined[split.quarantined["reason"] == "unreadable_line"]
+        assert bad[READ_FAULT].notna().all() and bad[UNPARSED].str.startswith("line=").all()
+        assert bad["source_file"].eq(f"raw/{name}").all()
