@@ -28,11 +28,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mlops_assets.assets.ingestion import _gates, read_and_audit  # noqa: E402
+from mlops_assets.assets import transactions  # noqa: E402
+from mlops_assets.assets.ingestion import _gates, read_and_audit, tx_gates  # noqa: E402
 from mlops_assets.assets.partitions import window_of  # noqa: E402
-from mlops_assets.assets.quality import GATES  # noqa: E402
-from mlops_assets.core import quality, schemas  # noqa: E402
-from mlops_assets.core.schemas import PARTITION_COLUMN  # noqa: E402
 from mlops_assets.resources.warehouse import WRITE_CONFIG  # noqa: E402
 from mlops_assets.sample_data.__main__ import main as generate_cli  # noqa: E402
 from mlops_assets.settings import load_settings  # noqa: E402
@@ -51,24 +49,14 @@ def best_interleaved(fns: dict, repeat: int) -> dict[str, float]:
 
 
 def pipeline(data_dir: Path, write: bool = True) -> None:
+    """What ingest_transactions computes (transactions.ingest: read, type, every gate of bronze
+    and silver, the quarantine rules, the quality report), then the four DuckDB writes."""
     settings = load_settings(data_dir)
-    window = window_of(settings).bounds
-    q = settings.quality
+    window = window_of(settings)
     _, catalog, results = read_and_audit(settings, "products", _gates("bronze_products"))
-    raw, bronze, results = read_and_audit(settings, "transactions", _gates("bronze_transactions"))
-    assert all(r.passed for r in results), [r.description for r in results]
-    bronze[PARTITION_COLUMN] = quality.attribute_partitions(bronze, window)
-    split = quality.split_transactions(
-        bronze, window, pd.Timestamp.now(), catalog, q.max_abs_quantity, q.price_outlier_factor
-    )
-    checks = [
-        GATES["silver_values_in_range"].validate(
-            schemas.silver_schema(window.start, window.end, q.max_abs_quantity), split.silver, "silver"
-        )
-    ]
-    assert len(split.silver) + len(split.quarantined) == len(bronze)
-    assert quality.lines_in_both(split.silver, split.quarantined) == 0  # the rows_conserved check
-    assert all(c.passed for c in checks), [c.description for c in checks]
+    run = transactions.ingest(settings, window, window.bounds.start, window.bounds.end, catalog, tx_gates())
+    assert run.publishes, [r.description for r in run.results if not r.passed]
+    bronze, split = run.bronze, run.split
     if not write:
         return
     db = data_dir / "bench.duckdb"

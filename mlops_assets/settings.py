@@ -81,6 +81,19 @@ class QualitySettings(_Strict):
     max_abs_quantity: float = 1_000
     # unit price more than this factor off the product's reference price is an outlier
     price_outlier_factor: float = 10.0
+    # gate: above this share of negative-quantity lines (returns) in a run the signs look
+    # flipped (sales written negative), not a season of returns: block
+    max_return_share: float = Field(0.3, gt=0, le=1)
+    # gate (warns): a day with fewer lines than this share of the median of the same weekday
+    # over the eight weeks before it looks partly missing (a file cut short, a store not sent)
+    min_day_volume_ratio: float = Field(0.2, ge=0, lt=1)
+    # ...judged only where that weekday usually has at least this many lines (small feeds are
+    # bursty: a real bike wholesaler's 12-line Tuesdays are often 0-line ones)
+    min_day_volume_usual: float = Field(30, ge=0)
+    # rule: a line equal to one of an earlier day but for its timestamp (order id, customer,
+    # product, store, quantity, price; in the run or published before it) is the same line
+    # re-sent under another date (replayed_order); false turns it off
+    detect_replays: bool = True
 
     def null_ceiling(self, column: str) -> float:
         return self.max_null_rate.get(column, self.max_null_rate.get("default", 0.02))

@@ -13,6 +13,8 @@ import gzip
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pandas as pd
+
 Lines = list[str]
 
 
@@ -23,8 +25,9 @@ class Kind:
     outcome: str  # "blocked" | "quarantined" | "accepted"
     # blocked: a phrase of the gate's sentence; quarantined: the rule of the quarantined lines
     detail: str = ""
-    lines: int = 0  # quarantined: how many lines
+    lines: int | Callable[[Lines], int] = 0  # quarantined: how many lines (of the clean lines)
     suffix: str = ".csv"  # the broken file's name ends so (compression)
+    gate: str = "files_readable"  # blocked: the gate that blocks
 
 
 def text(header: str, lines: Lines, end: str = "\n") -> bytes:
@@ -94,6 +97,45 @@ def _extra_columns(header: str, lines: Lines) -> bytes:
     return text(header + ",channel,note", [line + ',web,"a, b"' for line in lines])
 
 
+def _dates(fmt: str, every: int = 1) -> Callable[[str, Lines], bytes]:
+    """The timestamps rewritten in `fmt` (on every `every`-th line; the others stay ISO)."""
+
+    def make(header: str, lines: Lines) -> bytes:
+        out = []
+        for i, line in enumerate(lines):
+            ts = fields(line)[1]
+            out.append(replace_field(line, 1, pd.Timestamp(ts).strftime(fmt)) if i % every == 0 else line)
+        return text(header, out)
+
+    return make
+
+
+def _mixed_orders(header: str, lines: Lines) -> bytes:
+    """Day-first with a day above 12 on one line, month-first with one on another."""
+    rows = [
+        replace_field(line, 1, pd.Timestamp(fields(line)[1]).strftime("%d/%m/%Y %H:%M:%S")) for line in lines
+    ]
+    rows[3] = replace_field(rows[3], 1, "25/01/2023 10:00:00")
+    rows[4] = replace_field(rows[4], 1, "01/25/2023 10:00:00")
+    return text(header, rows)
+
+
+def _signs_flipped(header: str, lines: Lines) -> bytes:
+    flip = lambda q: q[1:] if q.startswith("-") else "-" + q  # noqa: E731
+    return text(header, [replace_field(line, 5, flip(fields(line)[5])) for line in lines])
+
+
+def _day_resent(header: str, lines: Lines) -> bytes:
+    """Ten lines of the first day re-sent dated two days later (same order ids)."""
+    again = [replace_field(x, 1, "2023-01-03" + fields(x)[1][10:]) for x in lines[:10]]
+    return text(header, [*lines, *again])
+
+
+def resent_lines(lines: Lines) -> int:
+    assert all(fields(x)[1].startswith("2023-01-01") for x in lines[:10])
+    return 10
+
+
 def _bytes_in(i: int, junk: bytes) -> Callable[[str, Lines], bytes]:
     def make(header: str, lines: Lines) -> bytes:
         raw = text(header, lines).split(b"\n")
@@ -131,6 +173,7 @@ KINDS: list[Kind] = [
          "quarantined", "unreadable_line", 1),
     Kind("comment_line", lambda h, ls: text(h, inserted(ls, 25, "# exported by POS v2, page 2")),
          "quarantined", "unreadable_line", 1),
+    Kind("day_resent_under_another_date", _day_resent, "quarantined", "replayed_order", resent_lines),
     # --- files that cannot be read at all: blocked, the file and problem named
     Kind("zero_bytes", lambda h, ls: b"", "blocked", "is empty (0 bytes)"),
     Kind("header_only", lambda h, ls: text(h, []), "blocked", "but no data lines"),
@@ -142,6 +185,10 @@ KINDS: list[Kind] = [
     Kind("utf16_file", lambda h, ls: text(h, ls).decode().encode("utf-16"), "blocked", "UTF-16"),
     Kind("semicolon_delimited", _semicolons, "blocked", "looks ';'-delimited"),
     Kind("tab_delimited", _tabs, "blocked", "looks '\\t'-delimited"),
+    Kind("ambiguous_day_first_dates", _dates("%d/%m/%Y %H:%M:%S"), "blocked", "day and month order cannot be told"),
+    Kind("ambiguous_month_first_dates", _dates("%m/%d/%Y %H:%M"), "blocked", "day and month order cannot be told"),
+    Kind("mixed_day_and_month_first", _mixed_orders, "blocked", "mixes day-first"),
+    Kind("every_sign_flipped", _signs_flipped, "blocked", "the signs look flipped", gate="returns_share_plausible"),
     Kind("binary_file", lambda h, ls: bytes(range(256)) * 64, "blocked", "is binary data"),
     # --- the same data written differently: accepted, silver unchanged
     Kind("padded_fields", _padded, "accepted"),

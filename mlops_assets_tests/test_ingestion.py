@@ -139,3 +139,37 @@ def test_content_hash_changes_with_content(tmp_path, suffix):
     before = ingestion.content_hash([path])
     LINES.iloc[:3].to_csv(path, index=False)
     assert ingestion.content_hash([path]) != before
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        (
+            ["05/01/2024 10:00", "13/01/2024 10:00", "02/02/2024 09:00"],
+            ["2024-01-05", "2024-01-13", "2024-02-02"],
+        ),
+        (
+            ["01/05/2024 10:00", "01/13/2024 10:00", "02/02/2024 09:00"],
+            ["2024-01-05", "2024-01-13", "2024-02-02"],
+        ),
+        (["05.01.2024", "13.01.2024", "02.02.2024"], ["2024-01-05", "2024-01-13", "2024-02-02"]),
+    ],
+    ids=["day-first", "month-first", "dotted day-first"],
+)
+def test_day_and_month_order_is_read_from_the_whole_column(tmp_path, written, expected):
+    lines = LINES.iloc[:3].assign(InvoiceDate=written)
+    lines.to_csv(tmp_path / "t.csv", index=False)
+    raw, typed = load(tmp_path / "t.csv")
+    assert not raw.column_faults
+    assert typed["order_ts"].dt.strftime("%Y-%m-%d").tolist() == expected
+
+
+def test_dates_whose_order_cannot_be_told_are_a_fault_naming_the_column(tmp_path):
+    lines = LINES.assign(InvoiceDate=["05/01/2024", "06/01/2024", "07/01/2024", "08/01/2024"])
+    lines.to_csv(tmp_path / "t.csv", index=False)
+    raw, _ = load(tmp_path / "t.csv")
+    (fault,) = raw.column_faults
+    assert "column 'InvoiceDate' (mapped to order_ts)" in fault and "'05/01/2024'" in fault
+    # an explicit format settles it
+    raw, typed = load(tmp_path / "t.csv", read={"date_format": "%d/%m/%Y"})
+    assert not raw.column_faults and typed["order_ts"].dt.month.eq(1).all()

@@ -92,3 +92,16 @@ def test_a_feed_missing_days_keeps_them_as_published(small_data_dir):
     # the next run with the days back in the feed replaces them from the files again
     report = read_table(small_data_dir, "quality.data_quality_report")
     assert report["partition_date"].dt.strftime("%Y-%m-%d").isin(gone).sum() == 3
+
+
+def test_a_day_cut_short_warns_naming_it_and_still_publishes(small_data_dir):
+    def cut(df):
+        day = df["invoice_ts"].str[:10] == "2023-03-15"
+        return df[~day | (df.index % 20 == 0)]  # one line in twenty of that Wednesday is left
+
+    rewrite(small_data_dir, cut)
+    result = run_graph(small_data_dir, START, END, selection=group_keys(small_data_dir, *INGESTION))
+    assert result.success
+    volumes = check_results(result)["day_volumes_plausible"]
+    assert not volumes.passed and volumes.severity.value == "WARN"
+    assert "2023-03-15 has" in volumes.description and "2023-03-14" not in volumes.description

@@ -37,9 +37,10 @@ def frame(*lines: dict) -> pd.DataFrame:
     return df
 
 
-def split(df, catalog=CATALOG):
+def split(df, catalog=CATALOG, earlier=None):
+    earlier = pd.DataFrame({"order_id": [], "key": [], "first_day": []}) if earlier is None else earlier
     return quality.split_transactions(
-        df, WINDOW, NOW, catalog, max_abs_quantity=1000, price_outlier_factor=10
+        df, WINDOW, NOW, catalog, max_abs_quantity=1000, price_outlier_factor=10, earlier_orders=earlier
     )
 
 
@@ -62,6 +63,7 @@ CASES = {
     "missing_key": line(product_id=None),
     "future_timestamp": line(order_ts=pd.Timestamp("2031-01-01")),
     "outside_window": line(order_ts=pd.Timestamp("2023-12-31 23:59")),
+    "replayed_order": line(order_ts=pd.Timestamp("2024-01-12 12:00")),  # GOOD re-sent two days later
     "zero_quantity": line(quantity=0.0),
     "absurd_quantity": line(quantity=80995.0),
     "non_positive_price": line(unit_price=0.0),
@@ -81,6 +83,26 @@ def test_each_rule_quarantines_its_line_with_the_reason(rule):
 
 def test_every_rule_has_a_case():
     assert set(CASES) | {"duplicate_line"} == set(quality.RULES)
+
+
+def test_a_line_published_on_an_earlier_day_is_a_replay_and_the_rule_can_be_off():
+    key = quality.replay_keys(frame(GOOD)).tolist()
+
+    def published(day: str) -> pd.DataFrame:
+        return pd.DataFrame({"order_id": ["O1"], "key": key, "first_day": [pd.Timestamp(day)]})
+
+    out = split(frame(GOOD, line(order_id="O2")), earlier=published("2024-01-05"))
+    assert out.quarantined["reason"].tolist() == ["replayed_order"] and out.silver["order_id"].tolist() == [
+        "O2"
+    ]
+    # published after: this day is the first
+    assert split(frame(GOOD), earlier=published("2024-01-20")).quarantined.empty
+    # the same order id with another product on another day is another line, not a replay
+    assert split(
+        frame(GOOD, line(order_ts=pd.Timestamp("2024-01-12"), product_id="P2", unit_price=4.0))
+    ).quarantined.empty
+    resent = frame(GOOD, CASES["replayed_order"])
+    assert quality.split_transactions(resent, WINDOW, NOW, CATALOG, earlier_orders=None).quarantined.empty
 
 
 def test_exact_duplicate_keeps_the_first():

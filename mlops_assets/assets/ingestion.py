@@ -71,6 +71,7 @@ def files_result(gate: Gate, raw: ingestion.RawSource, quarantined: bool):
     """Fails naming each unreadable file and its problem in a sentence; for a source without a
     quarantine, also naming the first lines that could not be read."""
     problems = [f"{label} {why}" for label, why in raw.faults.items()]
+    problems += [f"{raw.file_label}: {why}" for why in raw.column_faults]
     bad = raw.bad_lines
     if not quarantined and len(bad):
         shown = bad.head(3)
@@ -90,6 +91,7 @@ def source_metadata(raw: ingestion.RawSource, typed: pd.DataFrame, date_col: str
     dates = typed[date_col].dropna()
     return {
         "source_paths": ", ".join(str(p) for p in raw.files),
+        "source_files": raw.file_label,
         "source_content_hash": raw.content_hash,
         "source_rows": len(raw.frame) + len(raw.bad_lines),
         "unreadable_lines": len(raw.bad_lines),

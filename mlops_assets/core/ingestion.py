@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_datetime64_any_dtype as is_datetime
 
-from mlops_assets.core import csv_reader
-from mlops_assets.core.schemas import CANONICAL, DEFAULT_DIMENSION, LINEAGE, READ_FAULT, TEXT, UNPARSED
+from mlops_assets.core import csv_reader, dates, quality
+from mlops_assets.core.schemas import CANONICAL, DEFAULT_DIMENSION, LINEAGE, TEXT, UNPARSED
 
 READER_ONLY_KEYS = {"date_format", "dayfirst"}  # ours, applied when typing, not by the reader
 # formats pyarrow's string-to-timestamp cast reads exactly as strptime would
@@ -34,6 +35,8 @@ class RawSource:
     # records that could not become rows: source_file, source_row, raw_line, read_fault
     bad_lines: pd.DataFrame = field(default_factory=lambda: _no_bad_lines())
     faults: dict[str, str] = field(default_factory=dict)  # file label -> why it cannot be read
+    column_faults: list[str] = field(default_factory=list)  # a column that cannot be read safely
+    renamed: dict[str, str] = field(default_factory=dict)  # file column -> canonical name
 
     root: Path | None = None
 
@@ -104,6 +107,7 @@ def read_source(
         root=root,
         bad_lines=pd.concat(bad, ignore_index=True) if bad else _no_bad_lines(),
         faults=faults,
+        renamed=wanted,
     )
 
 
@@ -169,7 +173,9 @@ def _as_string(s: pd.Series) -> pd.Series:
     return s.astype(str).astype(TEXT).mask(s.isna())
 
 
-def parse_column(raw: pd.Series, kind: str, date_format: str | None = None) -> pd.Series:
+def parse_column(
+    raw: pd.Series, kind: str, date_format: str | None = None, dayfirst: bool = False
+) -> pd.Series:
     """Convert one raw column to its canonical type; unparseable values become null."""
     if kind == "float":
         return pd.to_numeric(raw, errors="coerce").astype("float64")
@@ -177,7 +183,7 @@ def parse_column(raw: pd.Series, kind: str, date_format: str | None = None) -> p
         ts = (
             raw
             if pd.api.types.is_datetime64_any_dtype(raw)
-            else _parse_timestamps(_as_string(raw), date_format)
+            else _parse_timestamps(_as_string(raw), date_format, dayfirst)
         )
         if getattr(ts.dt, "tz", None) is not None:
             ts = ts.dt.tz_convert(None)
@@ -187,28 +193,30 @@ def parse_column(raw: pd.Series, kind: str, date_format: str | None = None) -> p
     return text.mask(blank) if blank.any() else text
 
 
-def _parse_timestamps(text: pd.Series, date_format: str | None) -> pd.Series:
+def _parse_timestamps(text: pd.Series, date_format: str | None, dayfirst: bool = False) -> pd.Series:
     """pyarrow's strptime for one known (or guessed) format, pandas' parser otherwise."""
     import pyarrow as pa
     import pyarrow.compute as pc
     from pandas.tseries.api import guess_datetime_format
 
-    text = text.str.strip()  # padding around a timestamp is formatting, not a different value
     first = text.dropna().head(1)
-    fmt = date_format or (guess_datetime_format(first.iloc[0]) if len(first) else None)
+    if len(first) and first.iloc[0] != first.iloc[0].strip():
+        text = text.str.strip()  # padding around a timestamp is formatting, not a different value
+        first = text.dropna().head(1)
+    fmt = date_format or (guess_datetime_format(first.iloc[0], dayfirst=dayfirst) if len(first) else None)
     if fmt in ISO_FORMATS:
         try:  # pyarrow's ISO-8601 cast is 3x faster than strptime; any odd value falls through
             cast = pa.array(text, type=pa.string()).cast(pa.timestamp("ns"))
             return pd.Series(cast, index=text.index).astype("datetime64[ns]")
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
+            text = text.str.strip()  # perhaps only padded
     if fmt and "%z" not in fmt and "%Z" not in fmt:
         arr = pa.array(text, type=pa.string())
         parsed = pd.Series(pc.strptime(arr, format=fmt, unit="ns", error_is_null=True), index=text.index)
         parsed = parsed.astype("datetime64[ns]")
         if date_format or parsed.notna().sum() >= 0.99 * text.notna().sum():
             return parsed
-    return pd.to_datetime(text, format=date_format, errors="coerce")
+    return pd.to_datetime(text, format=date_format, errors="coerce", dayfirst=dayfirst)
 
 
 def typed_frame(name: str, raw: RawSource, date_format: str | None = None) -> pd.DataFrame:
@@ -216,10 +224,18 @@ def typed_frame(name: str, raw: RawSource, date_format: str | None = None) -> pd
     src = raw.frame
     out = {}
     unparsed = pd.Series(None, index=src.index, dtype=object)
+    users = {canon: user for user, canon in raw.renamed.items()}
     for col, kind in CANONICAL[name].items():
         if col in src.columns:
-            out[col] = parse_column(src[col], kind, date_format)
-            failed = present(src[col]) & out[col].isna()
+            order = None
+            if kind == "datetime" and date_format is None and not is_datetime(src[col]):
+                order, problem = dates.day_first(src[col])
+                if problem:
+                    raw.column_faults.append(f"column '{users.get(col, col)}' (mapped to {col}) {problem}")
+            out[col] = parse_column(src[col], kind, date_format, dayfirst=bool(order))
+            failed = out[col].isna() & src[col].notna()
+            if failed.any():  # only the few that did not parse: were they blanks?
+                failed[failed] = present(src.loc[failed, col]).to_numpy(dtype=bool)
             if failed.any():  # keep the original text of values that did not parse
                 text = col + "=" + src.loc[failed, col].astype(str).map(repr)
                 prev = unparsed[failed]
@@ -247,29 +263,8 @@ def present(raw: pd.Series) -> pd.Series:
 
 
 def with_bad_lines(typed: pd.DataFrame, raw: RawSource) -> pd.DataFrame:
-    """The typed lines plus one row per bad line (every value null, the raw text in
-    unparsed_values, why in read_fault), in file order: each ends in quarantine, and lands in
-    the partition of the lines around it."""
-    typed[READ_FAULT] = pd.Series(pd.NA, index=typed.index, dtype=TEXT)
-    bad = raw.bad_lines
-    if bad.empty:
-        return typed
-    rows = pd.DataFrame(
-        {
-            UNPARSED: ("line=" + bad["raw_line"].astype(str).map(repr)).astype(TEXT),
-            READ_FAULT: bad["read_fault"].astype(TEXT),
-            "source_file": bad["source_file"].astype(TEXT),
-            "source_row": bad["source_row"].astype("int64"),
-        }
-    )
-    both = pd.concat([typed, rows], ignore_index=True)
-    for col, dtype in typed.dtypes.items():
-        if both[col].dtype != dtype:
-            both[col] = both[col].astype(dtype)
-    order = [relative_label(p, raw.root) for p in raw.files]
-    file_rank = pd.Categorical(both["source_file"], categories=order).codes
-    both = both.iloc[np.lexsort((both["source_row"].to_numpy(), file_rank))]
-    return both.reset_index(drop=True)
+    """The typed lines plus one row per bad line, in file order (quality.with_bad_lines)."""
+    return quality.with_bad_lines(typed, raw.bad_lines, [relative_label(p, raw.root) for p in raw.files])
 
 
 def _complete_transactions(df: pd.DataFrame, raw: RawSource) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_assets.core.quality import Split, quality_report
+from mlops_assets.core.quality import REPLAY_KEY, Split, quality_report, replay_keys
 from mlops_assets.core.schemas import CANONICAL, LINEAGE, PARTITION_COLUMN, UNPARSED
 
 TABLES = {
@@ -120,3 +120,54 @@ def with_kept(bronze: pd.DataFrame, split: Split, kept: Kept) -> tuple[pd.DataFr
     both = pd.concat([split.report, _like(report, split.report)], ignore_index=True)
     merged.report = both.sort_values(PARTITION_COLUMN, ignore_index=True)
     return joined(bronze, "bronze"), merged
+
+
+def first_line_days(database: str | Path, order_ids: pd.Series, before: pd.Timestamp) -> pd.DataFrame:
+    """The lines published in silver or quarantine before `before` for the run's order ids:
+    order_id, key (quality.replay_keys), first_day (empty when nothing is published yet)."""
+    import duckdb
+
+    empty = pd.DataFrame({"order_id": [], "key": [], "first_day": pd.Series(dtype="datetime64[ns]")})
+    if not Path(database).exists():
+        return empty
+    ids = pd.DataFrame({"order_id": pd.Series(order_ids.dropna().unique(), dtype=object)})
+    parts = []
+    with duckdb.connect(str(database), read_only=True) as con:
+        con.register("run_ids", ids)
+        for table in (TABLES["silver"], TABLES["quarantined"]):
+            found = _read(
+                con,
+                table,
+                f"{PARTITION_COLUMN} < ? and order_id in (select order_id from run_ids)",
+                [before.to_pydatetime()],
+            )
+            if found is not None and len(found):
+                parts.append(found[[*REPLAY_KEY, PARTITION_COLUMN]])
+    if not parts:
+        return empty
+    both = pd.concat(parts, ignore_index=True)
+    return pd.DataFrame(
+        {
+            "order_id": both["order_id"],
+            "key": replay_keys(both).to_numpy(),
+            "first_day": both[PARTITION_COLUMN],
+        }
+    )
+
+
+def day_counts(database: str | Path, since: pd.Timestamp, before: pd.Timestamp) -> pd.Series:
+    """Day -> bronze lines published in [since, before), from the data quality report."""
+    import duckdb
+
+    if not Path(database).exists():
+        return pd.Series(dtype="int64")
+    with duckdb.connect(str(database), read_only=True) as con:
+        found = _read(
+            con,
+            TABLES["report"],
+            f"{PARTITION_COLUMN} >= ? and {PARTITION_COLUMN} < ?",
+            [since.to_pydatetime(), before.to_pydatetime()],
+        )
+    if found is None or found.empty:
+        return pd.Series(dtype="int64")
+    return found.set_index(pd.DatetimeIndex(found[PARTITION_COLUMN]))["bronze_rows"].astype("int64")

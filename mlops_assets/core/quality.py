@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core.schemas import CANONICAL, LINEAGE, PARTITION_COLUMN, READ_FAULT, UNPARSED
+from mlops_assets.core.schemas import CANONICAL, LINEAGE, PARTITION_COLUMN, READ_FAULT, TEXT, UNPARSED
 
 KEY_COLUMNS = ["order_id", "product_id", "store_id", "quantity", "unit_price"]
 RULES: dict[str, str] = {
@@ -22,6 +22,7 @@ RULES: dict[str, str] = {
     "future_timestamp": "order_ts is later than the time of the run",
     "outside_window": "order_ts falls outside the configured window",
     "duplicate_line": "exact copy of an earlier line (every canonical column equal)",
+    "replayed_order": "the same line (order, customer, product, store, quantity, price) on an earlier day",
     "zero_quantity": "quantity is 0",
     "absurd_quantity": "|quantity| exceeds quality.max_abs_quantity",
     "non_positive_price": "unit_price is 0 or negative",
@@ -62,6 +63,7 @@ def rule_masks(
     catalog: pd.DataFrame | None,
     max_abs_quantity: float,
     price_outlier_factor: float,
+    earlier_orders: pd.DataFrame | None = None,
 ) -> dict[str, pd.Series]:
     ts, qty, price = df["order_ts"], df["quantity"], df["unit_price"]
     canonical = list(CANONICAL["transactions"])
@@ -74,6 +76,7 @@ def rule_masks(
         "future_timestamp": ts > now,
         "outside_window": ts.notna() & ~window.contains(ts) & ~(ts > now),
         "duplicate_line": duplicate_lines(df, canonical),
+        "replayed_order": replayed_orders(df, window, earlier_orders),
         "zero_quantity": qty == 0,
         "absurd_quantity": qty.abs() > max_abs_quantity,
         "non_positive_price": price <= 0,
@@ -84,6 +87,47 @@ def rule_masks(
         known = df["product_id"].isin(catalog["product_id"])
         masks["unknown_product"] = df["product_id"].notna() & ~known
     return masks
+
+
+REPLAY_KEY = ["order_id", "customer_id", "product_id", "store_id", "quantity", "unit_price"]
+
+
+def replay_keys(frame: pd.DataFrame) -> pd.Series:
+    """One hash per line of everything but its timestamp (the same line re-dated hashes equal),
+    the same whichever reader typed the frame (nulls, text and numbers normalised)."""
+    cols = frame[REPLAY_KEY].astype(object)
+    text = cols.where(cols.notna(), None).astype(str)
+    return pd.util.hash_pandas_object(text, index=False)
+
+
+def replayed_orders(df: pd.DataFrame, window: Window, earlier: pd.DataFrame | None) -> pd.Series:
+    """Lines re-sent under a later date: the same order id, customer, product, store, quantity
+    and price as a line of an earlier day, in the run's lines with a timestamp in the window or
+    in `earlier` (columns order_id, key, first_day: lines published before the run; None: the
+    rule is off). Only lines of an order seen on two days are hashed."""
+    out = pd.Series(False, index=df.index)
+    if earlier is None or df.empty:
+        return out
+    ts, ids = df["order_ts"], df["order_id"]
+    day = ts.dt.floor("D").where(window.contains(ts))
+    codes = pd.factorize(ids)[0]
+    valid = (codes >= 0) & day.notna().to_numpy()
+    pairs = pd.DataFrame({"order": codes[valid], "day": day.to_numpy()[valid]}).drop_duplicates()
+    multi = pairs["order"].value_counts()
+    again = np.isin(codes, multi.index[multi > 1].to_numpy())
+    if len(earlier):
+        again |= ids.isin(set(earlier["order_id"])).to_numpy()
+    again &= valid
+    if not again.any():
+        return out
+    rows = df[again]
+    keys = replay_keys(rows).to_numpy()
+    first = day[again].groupby(keys).transform("min")
+    if len(earlier):
+        prior = pd.Series(keys).map(earlier.groupby("key")["first_day"].min()).set_axis(rows.index)
+        first = first.where(~(prior < first), prior)
+    out[again] = (day[again] > first).fillna(False).to_numpy(dtype=bool)
+    return out
 
 
 def duplicate_lines(df: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -143,9 +187,12 @@ def split_transactions(
     catalog: pd.DataFrame | None = None,
     max_abs_quantity: float = 1_000,
     price_outlier_factor: float = 10.0,
+    earlier_orders: pd.DataFrame | None = None,
 ) -> Split:
-    """Every bronze line lands in exactly one of silver or quarantine (with a reason)."""
-    masks = rule_masks(bronze, window, now, catalog, max_abs_quantity, price_outlier_factor)
+    """Every bronze line lands in exactly one of silver or quarantine (with a reason).
+    `earlier_orders`: order id -> first day published before the run, for replayed_order
+    (None: that rule is off)."""
+    masks = rule_masks(bronze, window, now, catalog, max_abs_quantity, price_outlier_factor, earlier_orders)
     reason = assign_reasons(masks, bronze.index)
     bad = reason.notna().to_numpy()
     silver = _renumbered(bronze[~bad])
@@ -215,3 +262,27 @@ def run_summary(report: pd.DataFrame) -> dict[str, float]:
         "quarantine_share": quarantined / bronze if bronze else 0.0,
         "duplicate_rate": float(report["rule_duplicate_line"].sum() / bronze) if bronze else 0.0,
     }
+
+
+def with_bad_lines(typed: pd.DataFrame, bad: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """The typed lines plus one row per bad line (every value null, the raw text in
+    unparsed_values, why in read_fault), in file order: each ends in quarantine, and lands in
+    the partition of the lines around it."""
+    typed[READ_FAULT] = pd.Series(pd.NA, index=typed.index, dtype=TEXT)
+    if bad.empty:
+        return typed
+    rows = pd.DataFrame(
+        {
+            UNPARSED: ("line=" + bad["raw_line"].astype(str).map(repr)).astype(TEXT),
+            READ_FAULT: bad["read_fault"].astype(TEXT),
+            "source_file": bad["source_file"].astype(TEXT),
+            "source_row": bad["source_row"].astype("int64"),
+        }
+    )
+    both = pd.concat([typed, rows], ignore_index=True)
+    for col, dtype in typed.dtypes.items():
+        if both[col].dtype != dtype:
+            both[col] = both[col].astype(dtype)
+    file_rank = pd.Categorical(both["source_file"], categories=order).codes
+    both = both.iloc[np.lexsort((both["source_row"].to_numpy(), file_rank))]
+    return both.reset_index(drop=True)

@@ -60,7 +60,11 @@ def raw_schema(
     columns = {}
     for col in mapped:
         kind = CANONICAL[source][col]
-        bad = _holds_value(raw[col]) & parsed[col].isna() if col in raw.columns else None
+        bad = None
+        if col in raw.columns:
+            bad = raw[col].notna() & parsed[col].isna()
+            if bad.any():  # only the few that did not parse: were they blanks?
+                bad[bad] = _holds_value(raw.loc[bad, col]).to_numpy(dtype=bool)
         broken = bad is not None and bad.sum() > max_bad_share * max(1, raw[col].notna().sum())
 
         def parses(values: pd.Series, bad=bad, broken=broken) -> pd.Series | bool:
