@@ -173,3 +173,21 @@ def test_dates_whose_order_cannot_be_told_are_a_fault_naming_the_column(tmp_path
     # an explicit format settles it
     raw, typed = load(tmp_path / "t.csv", read={"date_format": "%d/%m/%Y"})
     assert not raw.column_faults and typed["order_ts"].dt.month.eq(1).all()
+
+
+def test_a_whitespace_separated_file_with_a_broken_line_quarantines_only_that_line(tmp_path):
+    # one field too many: pandas' reader stops the file on it; the line reader keeps the others
+    lines = [
+        "00001 19970101 1 11.77",
+        "00002 19970112 1 12.00",
+        "00002 19970112 5 1 x",
+        "00003 19970102 2 20.76",
+    ]
+    (tmp_path / "cd.txt").write_text("customer date cds dollars\n" + "\n".join(lines) + "\n")
+    mapping = {"customer_id": "customer", "order_ts": "date", "quantity": "cds", "amount": "dollars"}
+    raw, typed = load(tmp_path / "cd.txt", mapping, {"sep": r"\s+", "date_format": "%Y%m%d"})
+    assert not raw.faults and raw.bad_lines["source_row"].tolist() == [3]
+    assert raw.bad_lines["read_fault"].tolist() == ["has 5 fields where the header has 4"]
+    assert raw.bad_lines["raw_line"].tolist() == ["00002 19970112 5 1 x"]
+    assert raw.frame["source_row"].tolist() == [1, 2, 4]
+    assert typed["amount"].tolist() == [11.77, 12.0, 20.76]

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from mlops_assets.core import quality
+from mlops_assets.core import history_rules, quality
 from mlops_assets.core.quality import Window
 from mlops_assets.core.schemas import CANONICAL
 
@@ -40,8 +40,9 @@ def frame(*lines: dict) -> pd.DataFrame:
 def split(df, catalog=CATALOG, earlier=None):
     earlier = pd.DataFrame({"order_id": [], "key": [], "first_day": []}) if earlier is None else earlier
     return quality.split_transactions(
-        df, WINDOW, NOW, catalog, max_abs_quantity=1000, price_outlier_factor=10, earlier_orders=earlier
-    )
+        df, WINDOW, NOW, catalog, max_abs_quantity=1000, price_outlier_factor=10, earlier_orders=earlier,
+        return_lookback_days=30,
+    )  # fmt: skip
 
 
 GOOD = line()
@@ -64,6 +65,10 @@ CASES = {
     "future_timestamp": line(order_ts=pd.Timestamp("2031-01-01")),
     "outside_window": line(order_ts=pd.Timestamp("2023-12-31 23:59")),
     "replayed_order": line(order_ts=pd.Timestamp("2024-01-12 12:00")),  # GOOD re-sent two days later
+    # C1 never bought P2 (late in the window, where the 30-day lookback is judged)
+    "return_without_sale": line(
+        quantity=-1.0, product_id="P2", unit_price=4.0, order_ts=pd.Timestamp("2024-01-31")
+    ),
     "zero_quantity": line(quantity=0.0),
     "absurd_quantity": line(quantity=80995.0),
     "non_positive_price": line(unit_price=0.0),
@@ -86,7 +91,7 @@ def test_every_rule_has_a_case():
 
 
 def test_a_line_published_on_an_earlier_day_is_a_replay_and_the_rule_can_be_off():
-    key = quality.replay_keys(frame(GOOD)).tolist()
+    key = history_rules.replay_keys(frame(GOOD)).tolist()
 
     def published(day: str) -> pd.DataFrame:
         return pd.DataFrame({"order_id": ["O1"], "key": key, "first_day": [pd.Timestamp(day)]})
@@ -103,6 +108,27 @@ def test_a_line_published_on_an_earlier_day_is_a_replay_and_the_rule_can_be_off(
     ).quarantined.empty
     resent = frame(GOOD, CASES["replayed_order"])
     assert quality.split_transactions(resent, WINDOW, NOW, CATALOG, earlier_orders=None).quarantined.empty
+
+
+def test_a_return_needs_a_sale_of_its_product_to_its_customer_within_the_lookback():
+    def reasons(*lines, earlier=None, days=5):
+        out = quality.split_transactions(
+            frame(*lines), WINDOW, NOW, CATALOG, earlier_sales=earlier, return_lookback_days=days
+        )
+        return sorted(out.quarantined["reason"].tolist())
+
+    back = line(order_id="R1", quantity=-1.0, order_ts=pd.Timestamp("2024-01-12 09:00"))
+    assert reasons(GOOD, back) == []  # bought on the 10th, returned on the 12th
+    assert reasons(GOOD, back.copy() | {"order_ts": pd.Timestamp("2024-01-20")}) == ["return_without_sale"]
+    assert reasons(back) == ["return_without_sale"]
+    assert reasons(back, days=None) == []  # the rule is off unless configured
+    assert reasons(back | {"customer_id": None}) == []  # a guest's return cannot be matched
+    early = back | {"order_ts": pd.Timestamp("2024-01-03")}  # its sale may precede the data
+    assert reasons(early) == []
+    published = pd.DataFrame(
+        {"customer_id": ["C1"], "product_id": ["P1"], "order_ts": [pd.Timestamp("2024-01-09")]}
+    )
+    assert reasons(back, earlier=published) == []
 
 
 def test_exact_duplicate_keeps_the_first():

@@ -96,6 +96,8 @@ def ingest(
         max_abs_quantity=q.max_abs_quantity,
         price_outlier_factor=q.price_outlier_factor,
         earlier_orders=earlier,
+        earlier_sales=_sales_before(settings, bronze, start),
+        return_lookback_days=q.return_lookback_days,
     )
     kept = publication.uncovered_days(settings.warehouse_path, bronze, start, end)
     bronze, split = publication.with_kept(bronze, split, kept)
@@ -134,6 +136,14 @@ def _not_evaluated(stopped: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResu
         g.result(False, f"{g.name} not evaluated: bronze gate {why} blocked the run", severity=WARN)
         for g in GATES.values()
     ]
+
+
+def _sales_before(settings: Settings, bronze: pd.DataFrame, start: pd.Timestamp):
+    days = settings.quality.return_lookback_days
+    if days is None:
+        return None
+    since = start - pd.Timedelta(days=days + 1)
+    return publication.published_sales(settings.warehouse_path, bronze["customer_id"], since, start)
 
 
 def _returns(split: quality.Split, limit: float) -> dg.AssetCheckResult:

@@ -222,14 +222,18 @@ def _by_line(
         records = _records(text, sep, quote, opts.get("escapechar"))
     finally:
         csv.field_size_limit(limit)
+    return _classified(records, use, nulls, max_field, cut=not text.endswith(("\n", "\r")))
+
+
+def _classified(records: list, use: list[str], nulls: set[str], max_field: int, cut: bool) -> FileRead:
+    """Records (fields, raw text; the header first) as good rows of the `use` columns and bad
+    lines; `cut`: the file ends without a line end, so a short last line was cut."""
+    header = records[0][0]
     keep = [header.index(c) for c in use]
-    good: list[list[str | None]] = []
-    rows: list[int] = []
-    bad_rows, bad_raw, bad_why = [], [], []
-    ends_cleanly = text.endswith(("\n", "\r"))
+    good, rows, bad_rows, bad_raw, bad_why = [], [], [], [], []
     for number, (fields, raw) in enumerate(records[1:], start=1):
         why = _fault(fields, raw, header, max_field)
-        if why and number == len(records) - 1 and not ends_cleanly and "fields" in why:
+        if why and cut and number == len(records) - 1 and "fields" in why:
             why += " (the file's last line, without a line end: cut short)"
         if why:
             bad_rows.append(number)
@@ -281,3 +285,23 @@ def _shown(raw: str) -> str:
     """The raw line as text: undecodable bytes as \\xNN escapes, long lines cut."""
     shown = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return shown if len(shown) <= RAW_KEPT else f"{shown[:RAW_KEPT]}... ({len(shown):,} characters)"
+
+
+def read_split_lines(path: Path, sep: str, encoding: str, wanted: set[str], max_field: int) -> FileRead:
+    """A file split by a regular expression (`sep: '\\s+'`), line by line: a line with another
+    number of fields than the header is a bad line, as in `_by_line`."""
+    import re
+
+    data = decompressed(path)
+    if isinstance(data, str):
+        return faulty(data)
+    problem = encoding_fault(data, encoding)
+    if problem:
+        return faulty(problem)
+    text = without_bom(data).decode(encoding, errors="surrogateescape")
+    split = re.compile(sep)
+    records = [(split.split(line.strip()), line) for line in text.splitlines() if line.strip()]
+    if len(records) < 2:
+        return faulty("has a header but no data lines" if records else "has no header line")
+    use = [c for c in records[0][0] if c in wanted]
+    return _classified(records, use, set(NULLS), max_field, cut=False)

@@ -121,6 +121,10 @@ def _read_file(
             return csv_reader.FileRead(*_whole(_read_parquet(path, wanted, string_cols)))
         if _pyarrow_ok(opts):
             return csv_reader.read_delimited(path, opts, wanted, string_cols, max_field)
+        if set(opts) <= {"sep", "encoding"}:  # a regex separator ('\s+'): split line by line
+            # (pandas would pad a short line and silently drop a field too many under usecols)
+            encoding = opts.get("encoding", "utf-8")
+            return csv_reader.read_split_lines(path, opts.get("sep", ","), encoding, wanted, max_field)
         header = pd.read_csv(path, nrows=0, **_c_opts(opts)).columns
         use = [c for c in header if c in wanted]
         dtype = {c: TEXT for c in use if c in string_cols}

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_assets.core.quality import REPLAY_KEY, Split, quality_report, replay_keys
+from mlops_assets.core.history_rules import REPLAY_KEY, replay_keys
+from mlops_assets.core.quality import Split, quality_report
 from mlops_assets.core.schemas import CANONICAL, LINEAGE, PARTITION_COLUMN, UNPARSED
 
 TABLES = {
@@ -153,6 +154,25 @@ def first_line_days(database: str | Path, order_ids: pd.Series, before: pd.Times
             "first_day": both[PARTITION_COLUMN],
         }
     )
+
+
+def published_sales(database: str | Path, customers: pd.Series, since: pd.Timestamp, before: pd.Timestamp):
+    """customer_id, product_id, order_ts of the silver sales (quantity > 0) published in
+    [since, before) for the given customers (None when nothing is published)."""
+    import duckdb
+
+    if not Path(database).exists():
+        return None
+    ids = pd.DataFrame({"customer_id": pd.Series(customers.dropna().unique(), dtype=object)})
+    with duckdb.connect(str(database), read_only=True) as con:
+        con.register("run_customers", ids)
+        return _read(
+            con,
+            TABLES["silver"],
+            f"quantity > 0 and {PARTITION_COLUMN} >= ? and {PARTITION_COLUMN} < ? "
+            "and customer_id in (select customer_id from run_customers)",
+            [since.to_pydatetime(), before.to_pydatetime()],
+        )
 
 
 def day_counts(database: str | Path, since: pd.Timestamp, before: pd.Timestamp) -> pd.Series:

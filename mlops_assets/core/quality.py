@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mlops_assets.core.history_rules import replayed_orders, returns_without_sale
 from mlops_assets.core.schemas import CANONICAL, LINEAGE, PARTITION_COLUMN, READ_FAULT, TEXT, UNPARSED
 
 KEY_COLUMNS = ["order_id", "product_id", "store_id", "quantity", "unit_price"]
@@ -23,6 +24,7 @@ RULES: dict[str, str] = {
     "outside_window": "order_ts falls outside the configured window",
     "duplicate_line": "exact copy of an earlier line (every canonical column equal)",
     "replayed_order": "the same line (order, customer, product, store, quantity, price) on an earlier day",
+    "return_without_sale": "a return with no sale of its product to its customer in return_lookback_days",
     "zero_quantity": "quantity is 0",
     "absurd_quantity": "|quantity| exceeds quality.max_abs_quantity",
     "non_positive_price": "unit_price is 0 or negative",
@@ -64,6 +66,8 @@ def rule_masks(
     max_abs_quantity: float,
     price_outlier_factor: float,
     earlier_orders: pd.DataFrame | None = None,
+    earlier_sales: pd.DataFrame | None = None,
+    return_lookback_days: int | None = None,
 ) -> dict[str, pd.Series]:
     ts, qty, price = df["order_ts"], df["quantity"], df["unit_price"]
     canonical = list(CANONICAL["transactions"])
@@ -77,6 +81,7 @@ def rule_masks(
         "outside_window": ts.notna() & ~window.contains(ts) & ~(ts > now),
         "duplicate_line": duplicate_lines(df, canonical),
         "replayed_order": replayed_orders(df, window, earlier_orders),
+        "return_without_sale": returns_without_sale(df, window, return_lookback_days, earlier_sales),
         "zero_quantity": qty == 0,
         "absurd_quantity": qty.abs() > max_abs_quantity,
         "non_positive_price": price <= 0,
@@ -87,47 +92,6 @@ def rule_masks(
         known = df["product_id"].isin(catalog["product_id"])
         masks["unknown_product"] = df["product_id"].notna() & ~known
     return masks
-
-
-REPLAY_KEY = ["order_id", "customer_id", "product_id", "store_id", "quantity", "unit_price"]
-
-
-def replay_keys(frame: pd.DataFrame) -> pd.Series:
-    """One hash per line of everything but its timestamp (the same line re-dated hashes equal),
-    the same whichever reader typed the frame (nulls, text and numbers normalised)."""
-    cols = frame[REPLAY_KEY].astype(object)
-    text = cols.where(cols.notna(), None).astype(str)
-    return pd.util.hash_pandas_object(text, index=False)
-
-
-def replayed_orders(df: pd.DataFrame, window: Window, earlier: pd.DataFrame | None) -> pd.Series:
-    """Lines re-sent under a later date: the same order id, customer, product, store, quantity
-    and price as a line of an earlier day, in the run's lines with a timestamp in the window or
-    in `earlier` (columns order_id, key, first_day: lines published before the run; None: the
-    rule is off). Only lines of an order seen on two days are hashed."""
-    out = pd.Series(False, index=df.index)
-    if earlier is None or df.empty:
-        return out
-    ts, ids = df["order_ts"], df["order_id"]
-    day = ts.dt.floor("D").where(window.contains(ts))
-    codes = pd.factorize(ids)[0]
-    valid = (codes >= 0) & day.notna().to_numpy()
-    pairs = pd.DataFrame({"order": codes[valid], "day": day.to_numpy()[valid]}).drop_duplicates()
-    multi = pairs["order"].value_counts()
-    again = np.isin(codes, multi.index[multi > 1].to_numpy())
-    if len(earlier):
-        again |= ids.isin(set(earlier["order_id"])).to_numpy()
-    again &= valid
-    if not again.any():
-        return out
-    rows = df[again]
-    keys = replay_keys(rows).to_numpy()
-    first = day[again].groupby(keys).transform("min")
-    if len(earlier):
-        prior = pd.Series(keys).map(earlier.groupby("key")["first_day"].min()).set_axis(rows.index)
-        first = first.where(~(prior < first), prior)
-    out[again] = (day[again] > first).fillna(False).to_numpy(dtype=bool)
-    return out
 
 
 def duplicate_lines(df: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -188,11 +152,16 @@ def split_transactions(
     max_abs_quantity: float = 1_000,
     price_outlier_factor: float = 10.0,
     earlier_orders: pd.DataFrame | None = None,
+    earlier_sales: pd.DataFrame | None = None,
+    return_lookback_days: int | None = None,
 ) -> Split:
     """Every bronze line lands in exactly one of silver or quarantine (with a reason).
     `earlier_orders`: order id -> first day published before the run, for replayed_order
     (None: that rule is off)."""
-    masks = rule_masks(bronze, window, now, catalog, max_abs_quantity, price_outlier_factor, earlier_orders)
+    masks = rule_masks(
+        bronze, window, now, catalog, max_abs_quantity, price_outlier_factor,
+        earlier_orders, earlier_sales, return_lookback_days,
+    )  # fmt: skip
     reason = assign_reasons(masks, bronze.index)
     bad = reason.notna().to_numpy()
     silver = _renumbered(bronze[~bad])
