@@ -94,6 +94,11 @@ def test_one_month_run_rewrites_only_its_partition(small_data_dir):
     (silver_event, *_) = [e for e in whole.get_asset_materialization_events() if e.asset_key.path == [SILVER]]
     meta = silver_event.materialization.metadata
     assert meta["rows_in_run"].value == len(before) and "dagster/partition_row_count" not in meta
+    # ...and its preview as the range's, beside the lines of each month
+    assert "preview" not in meta and meta["run_preview_covers"].value == "2023-01...2023-03"
+    per_month = meta["rows_per_partition"].value
+    months = before["partition_date"].dt.strftime("%Y-%m").value_counts()
+    assert all(f"| {m} | {n} |".replace(" ", "") in per_month.replace(" ", "") for m, n in months.items())
     february = run_graph(small_data_dir, "2023-02-10", "2023-02-10", selection=ingestion)
     assert february.success
     after = read_table(small_data_dir, "silver.silver_transactions")
@@ -102,6 +107,9 @@ def test_one_month_run_rewrites_only_its_partition(small_data_dir):
     in_month = (after["partition_date"] >= "2023-02-01") & (after["partition_date"] < "2023-03-01")
     assert event.partition == "2023-02"
     assert event.materialization.metadata["dagster/partition_row_count"].value == in_month.sum() > 0
+    # a one-month run previews that month
+    preview = event.materialization.metadata["preview"].value
+    assert "2023-02" in preview and "2023-01-" not in preview and "2023-03-" not in preview
 
 
 def _corrupt(data_dir, transform) -> None:

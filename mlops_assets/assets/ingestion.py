@@ -8,7 +8,7 @@ leaves the warehouse as it was.
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.assets._metadata import frame_metadata
+from mlops_assets.assets._metadata import frame_metadata, partitioned_metadata
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.freshness import source_freshness
 from mlops_assets.checks.gates import Gate
@@ -128,7 +128,7 @@ def bronze_lines(settings: Settings, window, start: pd.Timestamp, end: pd.Timest
         "rows_in_other_partitions": len(typed) - len(frame) - pending,
         "rows_awaiting_partition": pending,  # days not complete yet (open-ended windows)
         "run_partitions": f"{start.date()} .. {(end - pd.Timedelta(days=1)).date()}",
-        **frame_metadata(frame),
+        **partitioned_metadata(frame, start, end),
     }
     return frame, meta, results
 

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets import transactions
-from mlops_assets.assets._metadata import frame_metadata, md_table
+from mlops_assets.assets._metadata import md_table, partitioned_metadata
 from mlops_assets.assets.ingestion import tx_gates
 from mlops_assets.assets.partitions import SINGLE_RUN, run_window, window_of
 from mlops_assets.assets.transactions import SILVER
@@ -80,13 +80,13 @@ def build_quality_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 (context.log.error if blocks(r) else context.log.warning)(r.description)
         if run.publishes:  # all four tables, or none
             yield dg.Output(run.bronze, output_name="bronze_transactions", metadata=run.bronze_meta)
-            yield from _outputs(run.split, run.summary)
+            yield from _outputs(run.split, run.summary, run.start, run.end)
         yield from run.results
 
     return [ingest_transactions]
 
 
-def _outputs(split: quality.Split, summary: dict):
+def _outputs(split: quality.Split, summary: dict, start: pd.Timestamp, end: pd.Timestamp):
     rules = split.report[[f"rule_{r}" for r in quality.RULES]].sum()
     rule_table = pd.DataFrame(
         {"rule": list(quality.RULES), "lines": rules.to_numpy(), "meaning": list(quality.RULES.values())}
@@ -105,13 +105,13 @@ def _outputs(split: quality.Split, summary: dict):
     yield dg.Output(
         split.silver,
         output_name=SILVER,
-        metadata={**frame_metadata(split.silver), "silver_rows": summary["silver_rows"]},
+        metadata={**partitioned_metadata(split.silver, start, end), "silver_rows": summary["silver_rows"]},
     )
     yield dg.Output(
         split.quarantined,
         output_name="quarantined_transactions",
         metadata={
-            **frame_metadata(split.quarantined),
+            **partitioned_metadata(split.quarantined, start, end),
             "quarantined_rows": summary["quarantined_rows"],
             "by_reason": md_table(rule_table[rule_table["lines"] > 0]),
         },

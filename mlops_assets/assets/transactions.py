@@ -64,6 +64,8 @@ GATES = {
 
 @dataclass
 class Ingested:
+    start: pd.Timestamp  # the run's partitions: [start, end)
+    end: pd.Timestamp
     bronze: pd.DataFrame
     bronze_meta: dict
     results: list[dg.AssetCheckResult]
@@ -84,7 +86,7 @@ def ingest(
     stopped = [r for r in bronze_results if blocks(r)]
     if stopped:  # silver is not judged on lines bronze refused
         skipped = COVERAGE.result(False, "not evaluated: a bronze gate blocked the run", severity=WARN)
-        return Ingested(bronze, meta, [*bronze_results, skipped, *_not_evaluated(stopped)])
+        return Ingested(start, end, bronze, meta, [*bronze_results, skipped, *_not_evaluated(stopped)])
     earlier = None
     if q.detect_replays:
         earlier = publication.first_line_days(settings.warehouse_path, bronze["order_id"], start)
@@ -115,7 +117,7 @@ def ingest(
             f"{SILVER} {start.date()}..{(end - pd.Timedelta(days=1)).date()}",
         ),
     ]
-    return Ingested(bronze, meta, results, split, summary)
+    return Ingested(start, end, bronze, meta, results, split, summary)
 
 
 def _coverage(kept: publication.Kept, files: str) -> dg.AssetCheckResult:
