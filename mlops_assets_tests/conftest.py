@@ -136,3 +136,13 @@ def read_table(data_dir: Path, table: str) -> pd.DataFrame:
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def rewrite_transactions(data_dir: Path, change) -> None:
+    """Rewrite the data directory's raw/transactions.csv.gz through `change` (a frame of text)."""
+    import gzip
+
+    path = data_dir / "raw/transactions.csv.gz"
+    frame = change(pd.read_csv(path, dtype=str))
+    with gzip.open(path, "wt") as fh:
+        frame.to_csv(fh, index=False)

@@ -1,6 +1,5 @@
 """The ingestion graph materialized in process over small generated data directories."""
 
-import gzip
 
 import dagster as dg
 import pandas as pd
@@ -13,6 +12,7 @@ from mlops_assets_tests.conftest import (
     edit_sources,
     group_keys,
     read_table,
+    rewrite_transactions,
     run_graph,
 )
 
@@ -112,18 +112,11 @@ def test_one_month_run_rewrites_only_its_partition(small_data_dir):
     assert "2023-02" in preview and "2023-01-" not in preview and "2023-03-" not in preview
 
 
-def _corrupt(data_dir, transform) -> None:
-    path = data_dir / "raw/transactions.csv.gz"
-    df = transform(pd.read_csv(path, dtype=str))
-    with gzip.open(path, "wt") as fh:
-        df.to_csv(fh, index=False)
-
-
 def test_renamed_customer_column_stops_the_run_at_the_schema_gate(small_data_dir):
     ingestion = group_keys(small_data_dir, *INGESTION)
     assert run_graph(small_data_dir, START, END, selection=ingestion).success
     silver_before = read_table(small_data_dir, "silver.silver_transactions")
-    _corrupt(small_data_dir, lambda df: df.rename(columns={"customer": "client"}))
+    rewrite_transactions(small_data_dir, lambda df: df.rename(columns={"customer": "client"}))
     result = run_graph(small_data_dir, START, END, selection=ingestion)
     assert not result.success
     checks = check_results(result)
@@ -139,7 +132,7 @@ def test_renamed_customer_column_stops_the_run_at_the_schema_gate(small_data_dir
 
 
 def test_price_strings_stop_the_run_naming_unit_price(small_data_dir):
-    _corrupt(small_data_dir, lambda df: df.assign(unit_price="USD " + df["unit_price"]))
+    rewrite_transactions(small_data_dir, lambda df: df.assign(unit_price="USD " + df["unit_price"]))
     result = run_graph(small_data_dir, START, END)
     gate = check_results(result)["matches_source_schema"]
     assert not result.success and not gate.passed
@@ -154,7 +147,7 @@ def test_corrupt_upstream_blocks_at_quarantine_share(small_data_dir):
         df.loc[rows, "unit_price"] = (df.loc[rows, "unit_price"].astype(float) * 1000).astype(str)
         return df
 
-    _corrupt(small_data_dir, inflate)
+    rewrite_transactions(small_data_dir, inflate)
     result = run_graph(small_data_dir, START, END)
     gate = check_results(result)["quarantine_share_within_limit"]
     assert not result.success and not gate.passed
@@ -165,7 +158,7 @@ def test_corrupt_upstream_blocks_at_quarantine_share(small_data_dir):
 
 
 def test_null_explosion_blocks_at_null_gate(small_data_dir):
-    _corrupt(small_data_dir, lambda df: df.assign(store=None))
+    rewrite_transactions(small_data_dir, lambda df: df.assign(store=None))
     result = run_graph(small_data_dir, START, END)
     gate = check_results(result)["null_rates_within_limits"]
     assert not result.success and not gate.passed

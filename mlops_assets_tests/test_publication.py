@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
-
 import pandas as pd
 
-from mlops_assets_tests.conftest import INGESTION, check_results, group_keys, read_table, run_graph
+from mlops_assets_tests.conftest import (
+    INGESTION,
+    check_results,
+    group_keys,
+    read_table,
+    rewrite_transactions,
+    run_graph,
+)
 
 START, END = "2023-01-01", "2023-03-31"
 TABLES = ["bronze.bronze_transactions", "silver.silver_transactions", "silver.quarantined_transactions"]
@@ -24,13 +29,6 @@ def reconciles(published: dict[str, pd.DataFrame]) -> bool:
     return key(bronze) == key(silver) | key(quarantined) and not key(silver) & key(quarantined)
 
 
-def rewrite(data_dir, change) -> None:
-    path = data_dir / "raw/transactions.csv.gz"
-    frame = change(pd.read_csv(path, dtype=str))
-    with gzip.open(path, "wt") as fh:
-        frame.to_csv(fh, index=False)
-
-
 def test_a_silver_gate_block_leaves_every_layer_as_published(small_data_dir):
     selection = group_keys(small_data_dir, *INGESTION)
     assert run_graph(small_data_dir, START, END, selection=selection).success
@@ -43,7 +41,7 @@ def test_a_silver_gate_block_leaves_every_layer_as_published(small_data_dir):
         df.loc[third, "unit_price"] = (df.loc[third, "unit_price"].astype(float) * 100).round().astype(str)
         return df
 
-    rewrite(small_data_dir, cents)
+    rewrite_transactions(small_data_dir, cents)
     result = run_graph(small_data_dir, START, END, selection=selection)
     assert not result.success
     checks = check_results(result)
@@ -62,7 +60,7 @@ def test_a_feed_missing_days_keeps_them_as_published(small_data_dir):
     assert run_graph(small_data_dir, START, END, selection=selection).success
     before = tables(small_data_dir)
     gone = ["2023-02-06", "2023-02-07", "2023-02-08"]
-    rewrite(small_data_dir, lambda df: df[~df["invoice_ts"].str[:10].isin(gone)])
+    rewrite_transactions(small_data_dir, lambda df: df[~df["invoice_ts"].str[:10].isin(gone)])
 
     result = run_graph(small_data_dir, "2023-02-01", "2023-02-28", selection=selection)
     assert result.success  # a warning, not a block: the rest of the month is refreshed
@@ -99,7 +97,7 @@ def test_a_day_cut_short_warns_naming_it_and_still_publishes(small_data_dir):
         day = df["invoice_ts"].str[:10] == "2023-03-15"
         return df[~day | (df.index % 20 == 0)]  # one line in twenty of that Wednesday is left
 
-    rewrite(small_data_dir, cut)
+    rewrite_transactions(small_data_dir, cut)
     result = run_graph(small_data_dir, START, END, selection=group_keys(small_data_dir, *INGESTION))
     assert result.success
     volumes = check_results(result)["day_volumes_plausible"]

@@ -111,6 +111,15 @@ def header_fault(header: list[str], first: str, sep: str, quote: str, wanted: se
     return None
 
 
+def readable_bytes(path: Path, encoding: str) -> bytes | FileRead:
+    """The file's text bytes (decompressed, without a BOM), or a FileRead with its fault."""
+    data = decompressed(path)
+    if isinstance(data, str):
+        return faulty(data)
+    problem = encoding_fault(data, encoding)
+    return faulty(problem) if problem else without_bom(data)
+
+
 def first_line(data: bytes, encoding: str) -> tuple[str, int] | None:
     """The first non-blank line (decoded) and the byte offset after it; None when all blank."""
     at = 0
@@ -134,13 +143,9 @@ def read_delimited(
     sep = opts.get("sep", opts.get("delimiter", ","))
     quote = opts.get("quotechar", '"')
     encoding = opts.get("encoding", "utf-8")
-    data = decompressed(path)
-    if isinstance(data, str):
-        return faulty(data)
-    problem = encoding_fault(data, encoding)
-    if problem:
-        return faulty(problem)
-    data = without_bom(data)
+    data = readable_bytes(path, encoding)
+    if isinstance(data, FileRead):
+        return data
     found = first_line(data, encoding)
     if found is None:
         return faulty("has no header line (only blank lines)")
@@ -156,11 +161,9 @@ def read_delimited(
         frame = _arrow(data, encoding, opts, use, string_cols, sep, quote)
     except Exception:  # noqa: BLE001  pyarrow refuses the file: read it line by line instead
         text = data.decode(encoding, errors="surrogateescape")
-        return _by_line(text, header, use, sep, quote, opts, max_field)
+        return _by_line(text, use, sep, quote, opts, max_field)
     if _oversized(frame, max_field):  # the line reader keeps such lines' raw text
-        return _by_line(
-            data.decode(encoding, errors="surrogateescape"), header, use, sep, quote, opts, max_field
-        )
+        return _by_line(data.decode(encoding, errors="surrogateescape"), use, sep, quote, opts, max_field)
     repeats = _header_repeats(frame, use)
     rows = np.arange(1, len(frame) + 1)
     if not repeats.any():
@@ -212,9 +215,7 @@ def _header_repeats(frame: pd.DataFrame, use: list[str]) -> np.ndarray:
     return same
 
 
-def _by_line(
-    text: str, header: list[str], use: list[str], sep: str, quote: str, opts: dict, max_field: int
-) -> FileRead:
+def _by_line(text: str, use: list[str], sep: str, quote: str, opts: dict, max_field: int) -> FileRead:
     nulls = {*NULLS, *opts.get("na_values", [])}
     limit = csv.field_size_limit()
     csv.field_size_limit(sys.maxsize)
@@ -292,13 +293,10 @@ def read_split_lines(path: Path, sep: str, encoding: str, wanted: set[str], max_
     number of fields than the header is a bad line, as in `_by_line`."""
     import re
 
-    data = decompressed(path)
-    if isinstance(data, str):
-        return faulty(data)
-    problem = encoding_fault(data, encoding)
-    if problem:
-        return faulty(problem)
-    text = without_bom(data).decode(encoding, errors="surrogateescape")
+    data = readable_bytes(path, encoding)
+    if isinstance(data, FileRead):
+        return data
+    text = data.decode(encoding, errors="surrogateescape")
     split = re.compile(sep)
     records = [(split.split(line.strip()), line) for line in text.splitlines() if line.strip()]
     if len(records) < 2:

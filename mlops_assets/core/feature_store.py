@@ -183,16 +183,18 @@ class OnlineFeatureStore:
         )
 
 
+def table_exists(con, table: str) -> bool:
+    """Whether the warehouse connection `con` has `table` (schema.name)."""
+    schema, name = table.split(".")
+    sql = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
+    return bool(con.execute(sql, [schema, name]).fetchall()[0][0])
+
+
 def read_table(database: str | Path, table: str) -> pd.DataFrame | None:
     import duckdb
 
-    schema, name = table.split(".")
     with duckdb.connect(str(database), read_only=True) as con:
-        exists = con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-            [schema, name],
-        ).fetchall()[0][0]
-        if not exists:
+        if not table_exists(con, table):
             return None
         arrow = con.sql(f"select * from {table}").to_arrow_table()
     import pyarrow as pa

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlops_assets.core.feature_store import table_exists
 from mlops_assets.core.history_rules import REPLAY_KEY, replay_keys
 from mlops_assets.core.quality import Split, quality_report
 from mlops_assets.core.schemas import CANONICAL, LINEAGE, PARTITION_COLUMN, UNPARSED
@@ -33,20 +34,19 @@ class Kept:
     days: list[pd.Timestamp] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
-    @property
-    def lines(self) -> int:
-        return len(self.tables["bronze"]) if self.tables else 0
+    lines: int = 0  # published lines kept (with_kept sets it: a line that moved is not kept)
 
 
 def _read(con, table: str, where: str, params: list) -> pd.DataFrame | None:
-    schema, name = table.split(".")
-    found = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema, name],
-    ).fetchall()[0][0]
-    if not found:
+    if not table_exists(con, table):
         return None
     return con.execute(f"select * from {table} where {where}", params).df()
+
+
+def _days(con, table: str, since: pd.Timestamp, before: pd.Timestamp) -> pd.DataFrame | None:
+    """The table's rows whose partition day lies in [since, before)."""
+    where = f"{PARTITION_COLUMN} >= ? and {PARTITION_COLUMN} < ?"
+    return _read(con, table, where, [since.to_pydatetime(), before.to_pydatetime()])
 
 
 def uncovered_days(
@@ -60,12 +60,7 @@ def uncovered_days(
         return Kept()
     covered = set(pd.DatetimeIndex(bronze[PARTITION_COLUMN].unique()))
     with duckdb.connect(str(database), read_only=True) as con:
-        old = _read(
-            con,
-            TABLES["bronze"],
-            f"{PARTITION_COLUMN} >= ? and {PARTITION_COLUMN} < ?",
-            [start.to_pydatetime(), end.to_pydatetime()],
-        )
+        old = _days(con, TABLES["bronze"], start, end)
         if old is None or old.empty:
             return Kept()
         days = sorted(set(pd.DatetimeIndex(old[PARTITION_COLUMN].unique())) - covered)
@@ -120,7 +115,9 @@ def with_kept(bronze: pd.DataFrame, split: Split, kept: Kept) -> tuple[pd.DataFr
     merged = Split(joined(split.silver, "silver"), joined(split.quarantined, "quarantined"), split.report)
     both = pd.concat([split.report, _like(report, split.report)], ignore_index=True)
     merged.report = both.sort_values(PARTITION_COLUMN, ignore_index=True)
-    return joined(bronze, "bronze"), merged
+    merged_bronze = joined(bronze, "bronze")
+    kept.lines = len(merged_bronze) - len(bronze)
+    return merged_bronze, merged
 
 
 def first_line_days(database: str | Path, order_ids: pd.Series, before: pd.Timestamp) -> pd.DataFrame:
@@ -182,12 +179,7 @@ def day_counts(database: str | Path, since: pd.Timestamp, before: pd.Timestamp) 
     if not Path(database).exists():
         return pd.Series(dtype="int64")
     with duckdb.connect(str(database), read_only=True) as con:
-        found = _read(
-            con,
-            TABLES["report"],
-            f"{PARTITION_COLUMN} >= ? and {PARTITION_COLUMN} < ?",
-            [since.to_pydatetime(), before.to_pydatetime()],
-        )
+        found = _days(con, TABLES["report"], since, before)
     if found is None or found.empty:
         return pd.Series(dtype="int64")
     return found.set_index(pd.DatetimeIndex(found[PARTITION_COLUMN]))["bronze_rows"].astype("int64")
