@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.core.anomalies import AnomalySpec, detect, holiday_indicators
+import statsmodels.api as sm
+
+from mlops_assets.core.anomalies import AnomalySpec, design, detect, holiday_indicators, huber_fit
 from mlops_assets.sample_data.calendar import demand_multiplier
 from mlops_assets_tests.realdata import daily_revenue_series, inject_anomalies, injection_scores
 from mlops_assets_tests.realdata import series_frame as real_frame
@@ -109,6 +111,29 @@ def test_weekly_series_have_no_day_of_week_terms():
     frame = pd.DataFrame({"series_id": "total", "level": "total", "period": weeks, "revenue": y})
     _, scored = detect(frame, AnomalySpec(freq="W"))
     assert list(scored.loc[scored["is_anomaly"], "period"]) == [weeks[100]]
+
+
+@pytest.mark.parametrize("source", ["seasonal", "real"])
+def test_huber_fit_is_statsmodels_rlm(source):
+    """The normal-equation IRLS gives statsmodels' RLM(HuberT) fit, on a calendar design with
+    injected anomalies and on a real daily series (Washington bike rentals, with Sandy)."""
+    if source == "seasonal":
+        y, days = injected(seasonal(5000, seed=3)), DAYS
+    else:
+        series = next(s for s in daily_revenue_series() if s.name == "bike_rentals_daily").y
+        y, days = series.to_numpy(dtype=float), pd.DatetimeIndex(series.index)
+    x, logy = design(days, AnomalySpec()), np.log1p(np.clip(y, 0, None))
+    expected = sm.RLM(logy, x, M=sm.robust.norms.HuberT()).fit().fittedvalues
+    np.testing.assert_allclose(huber_fit(logy, x), expected, rtol=0, atol=1e-9)
+
+
+def test_huber_fit_leaves_an_ill_conditioned_design_to_statsmodels():
+    rng = np.random.default_rng(1)
+    x = np.column_stack([np.ones(200), rng.normal(size=200)])
+    x = np.column_stack([x, x[:, 1] + 1e-9 * rng.normal(size=200)])  # two columns nearly equal
+    y = x[:, 1] + rng.standard_t(2, size=200)
+    expected = sm.RLM(y, x, M=sm.robust.norms.HuberT()).fit().fittedvalues
+    np.testing.assert_allclose(huber_fit(y, x), expected, atol=1e-9)
 
 
 # --- real daily series --------------------------------------------------------------------

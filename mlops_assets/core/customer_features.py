@@ -11,6 +11,7 @@ import pandas as pd
 
 from mlops_assets.core import clv
 from mlops_assets.core.feature_registry import ENTITY, conform
+from mlops_assets.core.lines import LineCodes, refactorize
 
 YEAR = pd.Timedelta(days=365)
 DAY_NS = 86_400 * 10**9
@@ -24,31 +25,30 @@ def customer_features(
     with_clv: bool = True,
     horizon_days: float = 365.0,
     days: clv.PurchaseDays | None = None,
+    codes: LineCodes | None = None,
 ) -> pd.DataFrame:
-    """One row per customer seen before `as_of` (guest lines have no customer and are left out).
-    `days`: the lines' purchase days prepared once (clv.PurchaseDays), for many instants.
+    """One row per customer seen before `as_of` (guest lines have no customer and are left out),
+    in the order of their first line. `days` (clv.PurchaseDays) and `codes` (LineCodes): the
+    lines prepared once, for many instants.
 
     `clv_model` reuses a fitted model; otherwise, with `with_clv`, one is fitted on the same
     history (still strictly before as_of). Category features need `products` with a category.
     """
     as_of = pd.Timestamp(as_of)
-    ts_all = transactions["order_ts"]
-    keep = (ts_all < as_of).to_numpy() & transactions["customer_id"].notna().to_numpy()
-    lines = transactions.loc[
-        keep, ["customer_id", "order_id", "order_ts", "product_id", "quantity", "amount"]
-    ]
-
-    cust, customers = pd.factorize(lines["customer_id"])
+    codes = codes if codes is not None else LineCodes.of(transactions)
+    keep = (codes.ts < as_of.value) & (codes.customer >= 0)
+    # integer codes refactorized in first-line order: the same customers, in the same order,
+    # as factorizing the ids of these lines
+    cust, seen = refactorize(codes.customer[keep])
+    customers = codes.customers[seen]
     n = len(customers)
-    ts = lines["order_ts"].to_numpy().view("int64")
-    qty = lines["quantity"].to_numpy(dtype=float)
-    amount = lines["amount"].to_numpy(dtype=float)
+    ts, qty, amount = codes.ts[keep], codes.quantity[keep], codes.amount[keep]
     buy = qty > 0
     since_year = ts >= (as_of - YEAR).value
 
     # purchase orders: the first purchase line of each order id stands for the order
-    order = pd.factorize(lines["order_id"])[0]
-    first_line = np.zeros(len(lines), dtype=bool)
+    order = codes.order[keep]
+    first_line = np.zeros(len(ts), dtype=bool)
     buy_idx = np.flatnonzero(buy)
     first_line[buy_idx[~pd.Series(order[buy_idx]).duplicated(keep="first").to_numpy()]] = True
 
@@ -63,8 +63,9 @@ def customer_features(
     last_buy = _extreme(cust, ts, buy, n, "max")
     bought_units = per_customer(buy, qty)
     returned_units = 0.0 - per_customer(~buy, qty)  # 0.0 - x: no negative zeros
-    product, product_ids = pd.factorize(lines["product_id"])
-    pairs = cust.astype(np.int64) * (product.max(initial=0) + 1) + product
+    product = codes.product[keep]
+    # (customer, product) pairs; product + 1 keeps a missing product (-1) off its neighbours
+    pairs = cust.astype(np.int64) * (len(codes.products) + 1) + (product + 1)
     distinct = per_customer(buy & ~pd.Series(pairs).duplicated(keep="first").to_numpy())
 
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -86,7 +87,7 @@ def customer_features(
     sources = {"transactions"}
     if products is not None and "category" in products and products["category"].notna().any():
         sources.add("products")
-        fav, share = _favourite_category(product, product_ids, cust, n, buy, amount, products)
+        fav, share = _favourite_category(product, codes.products, cust, n, buy, amount, products)
         out["favourite_category"], out["favourite_category_share"] = fav, share
     if clv_model is not None or with_clv:
         out["clv_12m"] = customer_clv(
@@ -99,11 +100,10 @@ def customer_features(
 
 def _extreme(codes: np.ndarray, values: np.ndarray, mask: np.ndarray, n: int, how: str) -> np.ndarray:
     """Min or max of int64 `values` per code over `mask`; NaN where a code has none."""
-    grouped = pd.Series(values[mask]).groupby(codes[mask])
-    picked = grouped.agg(how)
-    out = np.full(n, np.nan)
-    out[picked.index.to_numpy()] = picked.to_numpy(dtype=float)
-    return out
+    ufunc, empty = (np.minimum, np.iinfo(np.int64).max) if how == "min" else (np.maximum, np.iinfo(np.int64).min)
+    picked = np.full(n, empty, dtype=np.int64)
+    ufunc.at(picked, codes[mask], values[mask])
+    return np.where(picked == empty, np.nan, picked.astype(float))
 
 
 def _favourite_category(product, product_ids, cust, n, buy, amount, products) -> tuple[pd.Series, np.ndarray]:

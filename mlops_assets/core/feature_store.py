@@ -19,6 +19,7 @@ import pandas as pd
 
 from mlops_assets.core.clv import PurchaseDays
 from mlops_assets.core.customer_features import customer_features
+from mlops_assets.core.lines import LineCodes
 from mlops_assets.core.feature_registry import AS_OF, ENTITY, VERSION, features_of, group_version
 from mlops_assets.core.product_features import product_features
 from mlops_assets.core.schemas import TEXT
@@ -55,6 +56,7 @@ class Sources:
     products: pd.DataFrame | None = None
     inventory: pd.DataFrame | None = None
     _days: PurchaseDays | None = field(default=None, repr=False)
+    _codes: LineCodes | None = field(default=None, repr=False)
 
     def purchase_days(self) -> PurchaseDays:
         """The lines' purchase days, grouped once for every instant (the CLV inputs)."""
@@ -62,10 +64,18 @@ class Sources:
             self._days = PurchaseDays(self.transactions)
         return self._days
 
+    def line_codes(self) -> LineCodes:
+        """The lines' ids as integer codes, prepared once for every instant."""
+        if self._codes is None:
+            self._codes = LineCodes.of(self.transactions)
+        return self._codes
+
     def features(self, group: str, as_of: pd.Timestamp) -> pd.DataFrame:
         if group == "customer":
-            return customer_features(self.transactions, as_of, self.products, days=self.purchase_days())
-        return product_features(self.transactions, self.products, self.inventory, as_of)
+            return customer_features(
+                self.transactions, as_of, self.products, days=self.purchase_days(), codes=self.line_codes()
+            )
+        return product_features(self.transactions, self.products, self.inventory, as_of, self.line_codes())
 
     def snapshot(self, group: str, as_of: pd.Timestamp) -> pd.DataFrame:
         """Features as of one instant, stamped with that instant and the group's version."""

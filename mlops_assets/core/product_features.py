@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.core.feature_registry import ENTITY, conform
+from mlops_assets.core.lines import LineCodes, refactorize
 
 DAYS_RECENT, DAYS_VELOCITY, DAYS_RETURNS, WEEKS_STOCK = 90, 28, 365, 12
+DAY_NS = 86_400 * 10**9
 
 
 def _ratio(num, den) -> np.ndarray:
@@ -23,22 +25,25 @@ def product_features(
     products: pd.DataFrame | None,
     inventory: pd.DataFrame | None,
     as_of: pd.Timestamp,
+    codes: LineCodes | None = None,
 ) -> pd.DataFrame:
-    """One row per product in the catalog or sold before `as_of`."""
+    """One row per product in the catalog or sold before `as_of` (catalog order, then the
+    others in order of their first line). `codes`: the lines prepared once, for many instants."""
     as_of = pd.Timestamp(as_of)
-    lines = transactions.loc[
-        (transactions["order_ts"] < as_of).to_numpy(),
-        ["order_ts", "product_id", "quantity", "amount", "unit_price"],
-    ]
-    age = (as_of - lines["order_ts"]).dt.days.to_numpy()  # whole days before as_of
-    qty = lines["quantity"].to_numpy(dtype=float)
+    codes = codes if codes is not None else LineCodes.of(transactions)
+    keep = codes.ts < as_of.value
+    age = (as_of.value - codes.ts[keep]) // DAY_NS  # whole days before as_of
+    qty, amount = codes.quantity[keep], codes.amount[keep]
     has_catalog = products is not None and len(products) > 0
     catalog = products.drop_duplicates("product_id").set_index("product_id") if has_catalog else None
 
-    ids = pd.Index(lines["product_id"].dropna().unique().astype(object))
+    line_product = codes.product[keep]
+    _, seen = refactorize(line_product[line_product >= 0])  # sold before as_of, first line first
+    ids = pd.Index(codes.products[seen], dtype=object)
     if catalog is not None:
         ids = pd.Index(catalog.index.astype(object)).union(ids, sort=False)
-    code = ids.get_indexer(lines["product_id"].astype(object))
+    position = ids.get_indexer(pd.Index(codes.products, dtype=object))  # per product code
+    code = np.where(line_product >= 0, position[line_product.clip(0)], -1) if len(position) else line_product
     n = len(ids)
 
     def per_product(mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -46,19 +51,18 @@ def product_features(
         return np.bincount(code[m], weights=weights[m], minlength=n)
 
     recent = age < DAYS_RECENT
-    revenue_90 = per_product(recent & (qty > 0), lines["amount"].to_numpy(dtype=float))  # gross sales
+    revenue_90 = per_product(recent & (qty > 0), amount)  # gross sales
     sold_28 = per_product((age < DAYS_VELOCITY) & (qty > 0), qty)
     sold_365 = per_product((age < DAYS_RETURNS) & (qty > 0), qty)
     returned_365 = 0.0 - per_product((age < DAYS_RETURNS) & (qty < 0), qty)
     sold_12w = per_product((age < 7 * WEEKS_STOCK) & (qty > 0), qty)
 
-    median_price = (
-        lines.loc[recent & (lines["unit_price"] > 0).to_numpy()]
-        .groupby("product_id", observed=True)["unit_price"]
-        .median()
-    )
+    unit_price = codes.unit_price[keep]
+    priced = recent & (unit_price > 0) & (code >= 0)
+    median_price = pd.Series(unit_price[priced]).groupby(code[priced]).median()
     out = pd.DataFrame({ENTITY["product"]: pd.array(ids, dtype="string[pyarrow]")})
-    price = median_price.reindex(ids).to_numpy(dtype=float)
+    price = np.full(n, np.nan)
+    price[median_price.index.to_numpy()] = median_price.to_numpy(dtype=float)
     sources = {"transactions"}
     if catalog is not None:
         listed = catalog.reindex(ids)

@@ -88,8 +88,10 @@ def refresh_snapshots(
             if when in stamps and (part[DIGEST] == stamps[when]).all():
                 kept[when] = part
     todo = [d for d in dates if d not in kept]
-    if group == "customer" and todo:
-        sources.purchase_days()  # once, before the workers copy the sources
+    if todo:  # once, before the workers copy the sources
+        sources.line_codes()
+        if group == "customer":
+            sources.purchase_days()
     if workers > 1 and len(todo) >= 2 * workers:
         from concurrent.futures import ProcessPoolExecutor
 
