@@ -48,12 +48,17 @@ LOGS: Path | None = None  # --logs: where each command's output is kept
 
 
 OUTCOME: dict[str, str] = {}  # label -> "built" or what stopped it
+BEFORE_RUN: dict[str, float] = {}  # label -> seconds from the command's start to its RUN_START
+EVENT_SECONDS = 0.0  # one event written to a fresh SQLite instance (measured in main)
 
 
 def timed(cmd: list[str], env: dict, cwd: Path, label: str) -> float:
-    start = time.perf_counter()
+    start, wall = time.perf_counter(), time.time()
     done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    started = re.search(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \+0000 .* RUN_START ", done.stderr, re.M)
+    if started:  # the log's clock has whole seconds
+        BEFORE_RUN[label] = pd.Timestamp(started.group(1), tz="UTC").timestamp() - wall
     if LOGS is not None:
         LOGS.mkdir(parents=True, exist_ok=True)
         (LOGS / f"{label.replace(' ', '_')}.log").write_text(done.stdout + done.stderr)
@@ -77,18 +82,48 @@ def materialize(data: Path, home: Path, first: str, last: str, label: str) -> fl
     return timed(cmd, environment(data, home), ROOT, label)
 
 
-def events(home: Path) -> tuple[int, Counter]:
-    """Events the runs of this DAGSTER_HOME wrote (all kinds), and the count per kind."""
+def events(home: Path, last_only: bool = False) -> tuple[int, Counter]:
+    """Events the runs (or the latest run) of this DAGSTER_HOME wrote (all kinds), and the
+    count per kind."""
     import dagster as dg
 
     os.environ["DAGSTER_HOME"] = str(home)
     with dg.DagsterInstance.get() as instance:
         kinds: Counter = Counter()
-        for run in instance.get_runs():
+        for run in instance.get_runs(limit=1 if last_only else None):
             for entry in instance.all_logs(run.run_id):
                 if entry.dagster_event is not None:
                     kinds[entry.dagster_event.event_type_value] += 1
     return sum(kinds.values()), kinds
+
+
+def event_cost(tmp: Path, n: int = 100) -> float:
+    """Seconds Dagster takes to write one asset materialization event to a fresh SQLite
+    instance (the default storage), in a separate process as a build does."""
+    code = (
+        "import time, dagster as dg\n"
+        "with dg.DagsterInstance.get() as inst:\n"
+        "    t = time.perf_counter()\n"
+        f"    for i in range({n}):\n"
+        "        inst.report_runless_asset_event(dg.AssetMaterialization('a', partition=str(i)))\n"
+        f"    print((time.perf_counter() - t) / {n})\n"
+    )
+    home = tmp / "home_events"
+    home.mkdir()
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DAGSTER_HOME": str(home)},
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def breakdown(label: str, seconds: float, total_events: int) -> str:
+    """Where a build's time went: before its run started, writing its events, the rest."""
+    before = BEFORE_RUN.get(label, float("nan"))
+    writing = total_events * EVENT_SECONDS
+    return (
+        f"  {label}: {before:.0f} s before the run started (CLI, code location import, run and "
+        f"planned events), about {writing:.1f} s writing its {total_events} events "
+        f"({EVENT_SECONDS * 1000:.0f} ms each), {seconds - before - writing:.0f} s the rest (steps' work)"
+    )
 
 
 def copy_sample(target: Path) -> Path:
@@ -115,6 +150,7 @@ def build(tmp: Path, floor: float) -> None:
         f"({kinds['ASSET_MATERIALIZATION_PLANNED']} planned, {kinds['ASSET_MATERIALIZATION']} "
         f"materializations, {kinds['ASSET_CHECK_EVALUATION']} check evaluations)"
     )
+    print(breakdown("build", seconds, total))
 
 
 # a sparse feed's catalog: most of its 200 products sell nothing in a quarter, so their stock
@@ -146,6 +182,7 @@ def small(tmp: Path, floor: float, lines: int) -> None:
         f"the floor; {total:,} events ({kinds['ASSET_MATERIALIZATION_PLANNED']} planned, "
         f"{kinds['ASSET_MATERIALIZATION']} materializations) for 1,096 days"
     )
+    print(breakdown("small feed", seconds, total))
 
 
 def counts(data: Path) -> dict:
@@ -222,6 +259,7 @@ def new_day(tmp: Path, floor: float) -> None:
         f"refresh_and_monitor_job over {tags['dagster/asset_partition_range_start']}: {seconds:.1f} s "
         f"= {seconds / floor:.1f}x the floor"
     )
+    print(breakdown("new day", seconds, events(home, last_only=True)[0]))
 
 
 def main() -> None:
@@ -242,6 +280,9 @@ def main() -> None:
     print(f"floor: a fresh process imports the stack and reads the sample once: {floor:.1f} s")
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
+        global EVENT_SECONDS
+        EVENT_SECONDS = event_cost(tmp)
+        print(f"one Dagster event written to a fresh SQLite instance: {EVENT_SECONDS * 1000:.1f} ms")
         if not args.skip_build:
             build(tmp, floor)
         if not args.skip_small:
