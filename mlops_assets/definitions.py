@@ -51,6 +51,18 @@ def resources(settings: Settings) -> dict:
     }
 
 
+# Dagster's default automation sensor starts stopped on a fresh instance, so no condition would
+# ever be evaluated: this one replaces it and runs by default (the policy: automation/jobs.py)
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_condition_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    description="Evaluates the assets' automation conditions: what follows an ingestion or a training "
+    "run that left it out (features, sales series, monitoring, batch scores, cards). Never starts a "
+    "training.",
+)
+
 # sources.yaml `executor`: see settings.py
 EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
 
@@ -69,7 +81,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             rollback_model_job,
         ],
         schedules=build_schedules(settings),
-        sensors=[rescore_after_rollback, *build_sensors(settings, check_keys)],
+        sensors=[rescore_after_rollback, automation_sensor, *build_sensors(settings, check_keys)],
         resources=resources(settings),
         executor=EXECUTORS[settings.executor],
     )

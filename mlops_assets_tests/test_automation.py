@@ -308,31 +308,33 @@ def test_stale_model_sensor_decides_with_a_controlled_clock(small_data_dir, inst
     assert not tick(longer, "stale_model_sensor", instance).run_requests
 
 
-def test_schedules_weekly_retraining_sunday_2am_and_daily_monitoring(small_data_dir):
+def test_schedules_weekly_retraining_sunday_2am_and_daily_monitoring(small_data_dir, instance):
     defs = build_definitions(load_settings(small_data_dir))
     weekly = defs.resolve_schedule_def("weekly_retrain_schedule")
     assert weekly.cron_schedule == "0 2 * * 0" and weekly.job_name == "train_models_job"
     sunday = dt.datetime(2026, 11, 22, 2, tzinfo=dt.UTC)
-    (request,) = weekly.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=sunday)).run_requests
+    (request,) = weekly.evaluate_tick(
+        dg.build_schedule_context(instance=instance, scheduled_execution_time=sunday)
+    ).run_requests
     assert request.tags[RETRAIN_REASON] == "schedule"
     daily = defs.resolve_schedule_def("daily_monitoring_schedule")
     assert daily.job_name == "refresh_and_monitor_job"
     at = dt.datetime(2023, 2, 10, 1, tzinfo=dt.UTC)
     repo = defs.get_repository_def()
     (run,) = daily.evaluate_tick(
-        dg.build_schedule_context(scheduled_execution_time=at, repository_def=repo)
+        dg.build_schedule_context(instance=instance, scheduled_execution_time=at, repository_def=repo)
     ).run_requests
     assert (
         run.partition_key == "2023-02" and run.run_key == "day:2023-02-09"
     )  # the month of the day that ended
     first = dt.datetime(2023, 3, 1, 1, tzinfo=dt.UTC)  # 1 March: February just ended
     (run,) = daily.evaluate_tick(
-        dg.build_schedule_context(scheduled_execution_time=first, repository_def=repo)
+        dg.build_schedule_context(instance=instance, scheduled_execution_time=first, repository_def=repo)
     ).run_requests
     assert run.partition_key == "2023-02"
     after = dt.datetime(2023, 4, 2, 1, tzinfo=dt.UTC)  # the window ends 2023-03-31
     skipped = daily.evaluate_tick(
-        dg.build_schedule_context(scheduled_execution_time=after, repository_def=repo)
+        dg.build_schedule_context(instance=instance, scheduled_execution_time=after, repository_def=repo)
     )
     assert not skipped.run_requests and "after the window's end_date" in skipped.skip_message
     # retries on the flaky steps of the scheduled jobs

@@ -8,7 +8,7 @@ from mlops_assets.assets._governance import TRACKED, govern
 from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.freshness import model_freshness
-from mlops_assets.automation.jobs import AFTER_GATES
+from mlops_assets.automation.jobs import TRAINING_CONDITION
 from mlops_assets.core.anomalies import AnomalySpec, detect
 from mlops_assets.core.plots import anomalies_md, png_of
 from mlops_assets.core.promotion import Decision
@@ -41,7 +41,7 @@ def build_anomaly_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 io_manager_key="model_io_manager",
                 description="Isolation forests (one per level) over residual z and day of week, with "
                 "the settings of the residual model, under models/sales_anomaly_detector/.",
-                automation_condition=AFTER_GATES,
+                automation_condition=TRAINING_CONDITION,
                 freshness_policy=model_freshness(settings),
             ),
             "sales_anomalies": dg.AssetOut(
@@ -50,7 +50,7 @@ def build_anomaly_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 metadata={"schema": GROUP},
                 description="Anomalous periods per series: revenue, expected revenue, robust residual z, "
                 "isolation-forest score (higher = more anomalous) and direction (spike / drop).",
-                automation_condition=AFTER_GATES,
+                automation_condition=TRAINING_CONDITION,
             ),
         },
         can_subset=False,

@@ -9,7 +9,7 @@ from mlops_assets.assets._governance import TRACKED, govern
 from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.assets.partitions import SINGLE_RUN, window_of
 from mlops_assets.automation.freshness import model_freshness
-from mlops_assets.automation.jobs import AFTER_GATES
+from mlops_assets.automation.jobs import AFTER_GATES, TRAINING_CONDITION
 from mlops_assets.checks.gates import Gate
 from mlops_assets.core import clv, feature_store, schemas, snapshots
 from mlops_assets.core.feature_registry import AS_OF, ENTITY, features_of, group_version, registry_table
@@ -194,7 +194,7 @@ def _clv_validation_asset(settings: Settings) -> dg.AssetsDefinition:
         kinds={"pandas", "scipy", "duckdb"},
         metadata={"schema": GROUP},
         backfill_policy=SINGLE_RUN,
-        automation_condition=AFTER_GATES,
+        automation_condition=TRAINING_CONDITION,
         code_version="1",
         freshness_policy=model_freshness(settings),
         **TRACKED,

@@ -18,7 +18,7 @@ from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.assets.features import feature_as_of
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.freshness import model_freshness
-from mlops_assets.automation.jobs import AFTER_GATES
+from mlops_assets.automation.jobs import AFTER_GATES, TRAINING_CONDITION
 from mlops_assets.checks.gates import Gate, blocks
 from mlops_assets.core import forecast_performance as fp
 from mlops_assets.core import forecasting, schemas
@@ -147,7 +147,7 @@ def _out(description: str, kinds: set[str] | None = None, freshness=None) -> dg.
         is_required=False,  # published only when the gates pass
         metadata={"schema": GROUP},
         description=description,
-        automation_condition=AFTER_GATES,
+        automation_condition=TRAINING_CONDITION,
     )
 
 

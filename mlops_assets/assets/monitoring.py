@@ -176,7 +176,9 @@ def build_monitoring_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         yield dg.Output(table, metadata=meta)
         yield drift_check(verdict)
 
-    @dg.asset(**common, check_specs=[ACCURACY])
+    # it reads the forecasts sales_forecasts archives under forecasts/issued/: a declared
+    # dependency, so lineage shows it and a selection `sales_forecasts+` includes it
+    @dg.asset(**common, check_specs=[ACCURACY], deps=["sales_forecasts"])
     def forecast_performance(context: dg.AssetExecutionContext, sales_series: pd.DataFrame):
         """The forecasts issued earlier by each champion (kept under forecasts/issued/ by
         sales_forecasts) scored on the actuals that have arrived since: per series over the

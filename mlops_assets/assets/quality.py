@@ -14,7 +14,6 @@ from mlops_assets.assets.ingestion import tx_gates
 from mlops_assets.assets.partitions import SINGLE_RUN, run_window, window_of
 from mlops_assets.assets.transactions import SILVER
 from mlops_assets.automation.freshness import source_freshness
-from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.checks.gates import blocks
 from mlops_assets.core import quality
 from mlops_assets.core.schemas import PARTITION_COLUMN
@@ -29,7 +28,10 @@ def _out(group: str, description: str, **more) -> dg.AssetOut:
         metadata={"partition_expr": PARTITION_COLUMN, "schema": group},
         description=description,
         code_version="1",
-        **({"automation_condition": AFTER_GATES} | more),
+        # ingestion starts from new_data_sensor and daily_monitoring_schedule (jobs.py), never
+        # from a condition: the source files are outside the graph
+        automation_condition=None,
+        **more,
     )
 
 
@@ -48,7 +50,6 @@ def build_quality_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 "that could not be read is a row too (raw text in unparsed_values, why in "
                 "read_fault). Lines outside the window or with bad timestamps stay here "
                 "(quarantined in silver), never dropped.",
-                automation_condition=None,
                 freshness_policy=source_freshness(settings),
             ),
             SILVER: _out(

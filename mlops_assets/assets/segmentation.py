@@ -11,7 +11,7 @@ from mlops_assets.assets._governance import TRACKED, champion_output, first_or, 
 from mlops_assets.assets._metadata import frame_metadata, md_table
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.freshness import model_freshness
-from mlops_assets.automation.jobs import AFTER_GATES
+from mlops_assets.automation.jobs import TRAINING_CONDITION
 from mlops_assets.checks.gates import Gate
 from mlops_assets.core.cluster_quality import NOISE
 from mlops_assets.core.monitoring import feature_columns
@@ -127,7 +127,7 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 is_required=False,  # published only when the gates pass
                 description="The fitted scikit-learn Pipeline (impute, log of skewed features, robust "
                 "scaling, clusterer) with its segment ids and names, under models/customer_segmenter/.",
-                automation_condition=AFTER_GATES,
+                automation_condition=TRAINING_CONDITION,
                 freshness_policy=model_freshness(settings),
             ),
             "segmentation_report": dg.AssetOut(
@@ -137,7 +137,7 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 is_required=False,
                 description="Per segment: size, share, revenue share and mean features; quality "
                 "metrics and the k sweep in metadata.",
-                automation_condition=AFTER_GATES,
+                automation_condition=TRAINING_CONDITION,
             ),
         },
         check_specs=[g.spec for g in GATES.values()],

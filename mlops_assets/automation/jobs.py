@@ -3,8 +3,19 @@
 import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 
-# silver refreshes itself when bronze lands, but only if bronze's blocking gates passed
+# One retraining policy, three kinds of trigger that never overlap:
+# - data: new_data_sensor (files) and daily_monitoring_schedule (the calendar, skipped when the
+#   sensor already refreshed the day) run refresh_and_monitor_job;
+# - models: weekly_retrain_schedule and the drift, performance and stale-model sensors start a
+#   training job, each skipping while another training run is queued or running
+#   (training_under_way);
+# - what follows from those runs (features, sales series and monitoring after an ingestion run
+#   that left them out; batch scores, cards and the audit log after a training) carries
+#   AFTER_GATES, evaluated by automation_condition_sensor (running by default). A model's own
+#   training is never started by a condition (TRAINING_CONDITION), so a daily refresh retrains
+#   nothing.
 AFTER_GATES = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+TRAINING_CONDITION = None
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
@@ -89,3 +100,21 @@ def rollback_model_job():
 def rescore_after_rollback(context: dg.RunStatusSensorContext):
     """A successful rollback re-publishes the batch outputs from the restored champion."""
     return dg.RunRequest(run_key=context.dagster_run.run_id)
+
+
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+TRAINING_JOBS = [train_models_job.name, retrain_forecaster_job.name]
+
+
+def training_under_way(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
+    """A training run (either job) queued or running, which a new trigger would duplicate."""
+    for job in TRAINING_JOBS:
+        runs = instance.get_runs(dg.RunsFilter(job_name=job, statuses=UNFINISHED), limit=1)
+        if runs:
+            return runs[0]
+    return None

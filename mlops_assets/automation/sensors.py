@@ -20,6 +20,7 @@ from mlops_assets.automation.jobs import (
     refresh_and_monitor_job,
     retrain_forecaster_job,
     train_models_job,
+    training_under_way,
 )
 from mlops_assets.core import ingestion, monitoring
 from mlops_assets.core.schemas import CANONICAL
@@ -29,12 +30,6 @@ from mlops_assets.settings import Settings
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 # the assets whose last materialization is a model's training time
 MODEL_ASSETS = TRAINING_ASSETS
-UNFINISHED = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 def clock() -> float:
@@ -44,6 +39,14 @@ def clock() -> float:
 
 def metadata_of(event: dg.EventLogEntry) -> dict:
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def busy(context) -> dg.SkipReason | None:
+    """Skip while a training run is queued or running: it retrains the same models."""
+    run = training_under_way(context.instance)
+    if run is None:
+        return None
+    return dg.SkipReason(f"{run.job_name} run {run.run_id} is already under way: it retrains the models")
 
 
 def retrain_request(reason: str, report: dg.EventLogEntry, tags: dict[str, str]) -> dg.RunRequest:
@@ -66,6 +69,8 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.Ev
     meta = metadata_of(asset_event)
     if meta.get(DRIFT_LEVEL) != monitoring.SIGNIFICANT:
         return dg.SkipReason(f"drift level {meta.get(DRIFT_LEVEL, 'unknown')}: no retraining")
+    if skip := busy(context):
+        return skip
     columns = meta.get("drifted_column_names", "[]")[:4000]
     return retrain_request("data_drift", asset_event, {"mlops/drifted_columns": columns})
 
@@ -82,11 +87,8 @@ def performance_retrain_sensor(context: dg.SensorEvaluationContext, asset_event:
     meta = metadata_of(asset_event)
     if not meta.get(DEGRADED):
         return dg.SkipReason(f"forecast accuracy within tolerance: {meta.get('reason', '')}")
-    busy = context.instance.get_runs(
-        dg.RunsFilter(job_name=train_models_job.name, statuses=UNFINISHED), limit=1
-    )
-    if busy:  # a full retraining (started by drift, say) retrains the forecaster as well
-        return dg.SkipReason(f"degraded, but train_models_job run {busy[0].run_id} is already under way")
+    if skip := busy(context):  # a full retraining (started by drift, say) retrains the forecaster too
+        return skip
     ratio = f"{meta.get('median_mase_ratio', float('nan')):.3f}"
     return retrain_request("performance_degradation", asset_event, {"mlops/median_mase_ratio": ratio})
 
@@ -110,6 +112,8 @@ def build_stale_model_sensor(settings: Settings) -> dg.SensorDefinition:
         stale = monitoring.stale_models(trained, clock(), max_age)
         if not stale:
             return dg.SkipReason(f"every trained model is younger than {max_age:g} days")
+        if skip := busy(context):
+            return skip
         key = ",".join(f"{n}@{trained[n]:.0f}" for n in sorted(stale))
         return dg.RunRequest(
             run_key=f"stale_model:{key}",
