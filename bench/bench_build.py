@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 FLOOR = """
 import pandas as pd
-import mlops_assets.definitions  # the code location (dagster, dagster-mlflow, scipy, ...), first as in the build
+import mlops_assets.definitions  # the code location (dagster, scipy, ...), first as in the build
 import mlflow.sklearn, sklearn.ensemble, statsforecast.models, statsmodels.api  # what the build uses
 pd.read_csv({path!r})
 """

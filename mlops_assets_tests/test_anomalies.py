@@ -4,7 +4,6 @@ and holidays (Christmas closures, Black Friday) are not."""
 import numpy as np
 import pandas as pd
 import pytest
-
 import statsmodels.api as sm
 
 from mlops_assets.core.anomalies import AnomalySpec, design, detect, holiday_indicators, huber_fit

@@ -120,13 +120,17 @@ def test_one_pass_objectives_equal_the_reference_likelihoods_and_gradients(simul
     for params in ([0.25, 4.0, 0.8, 2.5], [1.3, 0.7, 2.0, 0.4]):
         value, grad = clv.bgnbd_objective(np.asarray(params), xu, tu, Tu, w, clv._ByValue(xu))
         assert value == pytest.approx(-clv.bgnbd_log_likelihood(params, x, t_x, T).mean(), rel=1e-10)
-        np.testing.assert_allclose(grad, -clv.bgnbd_gradient(np.asarray(params), x, t_x, T).mean(axis=1), rtol=1e-9)
+        np.testing.assert_allclose(
+            grad, -clv.bgnbd_gradient(np.asarray(params), x, t_x, T).mean(axis=1), rtol=1e-9
+        )
     repeat = (x > 0) & (m > 0)
     xr, mr = x[repeat], m[repeat]
     for params in ([6.0, 4.0, 15.0], [0.9, 2.5, 3.0]):
         value, grad = clv.gamma_gamma_objective(np.asarray(params), xr, mr, np.log(mr), clv._ByValue(xr))
         assert value == pytest.approx(-clv.gamma_gamma_log_likelihood(params, xr, mr).mean(), rel=1e-10)
-        np.testing.assert_allclose(grad, -clv.gamma_gamma_gradient(np.asarray(params), xr, mr).mean(axis=1), rtol=1e-9)
+        np.testing.assert_allclose(
+            grad, -clv.gamma_gamma_gradient(np.asarray(params), xr, mr).mean(axis=1), rtol=1e-9
+        )
 
 
 def test_the_gradient_fit_finds_the_finite_difference_optimum(simulated):
@@ -143,7 +147,8 @@ def test_the_gradient_fit_finds_the_finite_difference_optimum(simulated):
     repeat = (x > 0) & (m > 0)
     scale = float(np.median(m[repeat]))
     p, q, v = optimum(
-        lambda lp: -clv.gamma_gamma_log_likelihood(np.exp(lp), x[repeat], m[repeat] / scale).mean(), [1.0, 2.0, 1.0]
+        lambda lp: -clv.gamma_gamma_log_likelihood(np.exp(lp), x[repeat], m[repeat] / scale).mean(),
+        [1.0, 2.0, 1.0],
     )
     finite = {"r": r, "alpha": alpha, "a": a, "b": b, "p": p, "q": q, "v": v * scale}
     assert exact == pytest.approx(finite, rel=1e-3)

@@ -144,9 +144,7 @@ def bgnbd_objective(params, x, t_x, T, w, by_x: _ByValue) -> tuple[float, np.nda
     safe = np.maximum(b + x - 1.0, 1e-12)
     drop = np.where(x > 0, np.log(a) - np.log(safe) - (r + x) * log_at, -np.inf)
     total = np.logaddexp(stay, drop)
-    ll = (
-        by_x(gl, r) - gl(r) + r * np.log(alpha) + gl(a + b) + by_x(gl, b) - gl(b) - by_x(gl, a + b) + total
-    )
+    ll = by_x(gl, r) - gl(r) + r * np.log(alpha) + gl(a + b) + by_x(gl, b) - gl(b) - by_x(gl, a + b) + total
     if not np.isfinite(ll).all():
         return np.inf, np.zeros(4)
     w_stay, w_drop = np.exp(stay - total), np.exp(drop - total)
@@ -172,7 +170,15 @@ def gamma_gamma_objective(params, x, m, log_m, by_x: _ByValue) -> tuple[float, n
     px = p * x
     log_xmv = np.log(x * m + v)
     log_x = by_x(np.log, 0.0)
-    ll = by_x(gl, q, p) - gl(q) + q * np.log(v) + (px - 1) * log_m + px * log_x - (px + q) * log_xmv - by_x(gl, 0.0, p)
+    ll = (
+        by_x(gl, q, p)
+        - gl(q)
+        + q * np.log(v)
+        + (px - 1) * log_m
+        + px * log_x
+        - (px + q) * log_xmv
+        - by_x(gl, 0.0, p)
+    )
     if not np.isfinite(ll).all():
         return np.inf, np.zeros(3)
     psi_pxq = by_x(psi, q, p)
@@ -218,7 +224,9 @@ def fit_gamma_gamma(x, m, start: tuple[float, ...] = (1.0, 2.0, 1.0)) -> GammaGa
     scale = float(np.median(m)) if len(m) else 1.0  # fit in units of the median spend
     m = m / scale
     log_m, by_x = np.log(m), _ByValue(x)
-    p, q, v = _fit_joint(lambda prm: gamma_gamma_objective(prm, x, m, log_m, by_x), np.asarray(start, dtype=float))
+    p, q, v = _fit_joint(
+        lambda prm: gamma_gamma_objective(prm, x, m, log_m, by_x), np.asarray(start, dtype=float)
+    )
     return GammaGamma(float(p), float(q), float(v) * scale)
 
 

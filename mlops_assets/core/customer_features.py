@@ -100,7 +100,9 @@ def customer_features(
 
 def _extreme(codes: np.ndarray, values: np.ndarray, mask: np.ndarray, n: int, how: str) -> np.ndarray:
     """Min or max of int64 `values` per code over `mask`; NaN where a code has none."""
-    ufunc, empty = (np.minimum, np.iinfo(np.int64).max) if how == "min" else (np.maximum, np.iinfo(np.int64).min)
+    ufunc, empty = (
+        (np.minimum, np.iinfo(np.int64).max) if how == "min" else (np.maximum, np.iinfo(np.int64).min)
+    )
     picked = np.full(n, empty, dtype=np.int64)
     ufunc.at(picked, codes[mask], values[mask])
     return np.where(picked == empty, np.nan, picked.astype(float))

@@ -19,8 +19,8 @@ import pandas as pd
 
 from mlops_assets.core.clv import PurchaseDays
 from mlops_assets.core.customer_features import customer_features
-from mlops_assets.core.lines import LineCodes
 from mlops_assets.core.feature_registry import AS_OF, ENTITY, VERSION, features_of, group_version
+from mlops_assets.core.lines import LineCodes
 from mlops_assets.core.product_features import product_features
 from mlops_assets.core.schemas import TEXT
 

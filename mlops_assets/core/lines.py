@@ -36,7 +36,9 @@ class LineCodes:
             ts=transactions["order_ts"].to_numpy(dtype="datetime64[ns]").view("int64"),
             quantity=transactions["quantity"].to_numpy(dtype=float),
             amount=transactions["amount"].to_numpy(dtype=float),
-            unit_price=transactions["unit_price"].to_numpy(dtype=float) if "unit_price" in transactions else None,
+            unit_price=transactions["unit_price"].to_numpy(dtype=float)
+            if "unit_price" in transactions
+            else None,
         )
 
 
