@@ -26,7 +26,14 @@ from mlops_assets.automation.sensors import build_sensors
 from mlops_assets.resources import ModelIOManager, WarehouseIOManager
 from mlops_assets.resources.alerts import WEBHOOK_ENV, AlertWebhook
 from mlops_assets.resources.registry import ModelRegistry
-from mlops_assets.resources.tracking import TRACKING_ENV, mlflow_resource, tracking_uri
+from mlops_assets.resources.tracking import (
+    DEFAULT_UI,
+    TRACKING_ENV,
+    UI_ENV,
+    MlflowTracking,
+    artifact_root,
+    tracking_uri,
+)
 from mlops_assets.settings import Settings, load_settings
 
 
@@ -44,7 +51,11 @@ def resources(settings: Settings) -> dict:
     return {
         "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
         "model_io_manager": ModelIOManager(directory=str(settings.models_dir)),
-        "mlflow": mlflow_resource(settings),
+        "mlflow": MlflowTracking(
+            tracking_uri=dg.EnvVar(TRACKING_ENV) if os.environ.get(TRACKING_ENV) else tracking_uri(settings),
+            artifact_location=artifact_root(settings),
+            ui_url=dg.EnvVar(UI_ENV) if os.environ.get(UI_ENV) else DEFAULT_UI,
+        ),
         "registry": registry_resource(settings),
         # alerts go to the log; and to the webhook when its URL is in the environment
         "alerts": AlertWebhook(url=dg.EnvVar(WEBHOOK_ENV)) if os.environ.get(WEBHOOK_ENV) else AlertWebhook(),

@@ -1,5 +1,6 @@
 """Tracking and registry under Dagster, against a real MLflow store (SQLite + artifact folder
-in the temp data directory): one MLflow run per Dagster run, champion / challenger
+in the temp data directory): one MLflow run per Dagster run named after its job, a child run
+per model named after its asset, champion / challenger
 promotion, rejection, rollback, the audit log, model cards, racing promotions and ten
 unattended cycles."""
 
@@ -8,9 +9,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
+import mlflow
 import numpy as np
 import pandas as pd
-from dagster_mlflow import end_mlflow_on_run_finished
 from mlflow import MlflowClient
 
 from mlops_assets.assets.anomalies import build_anomaly_assets
@@ -68,36 +69,61 @@ def materialization(result, key: str) -> dict:
     )
 
 
-def test_all_assets_of_one_run_land_in_one_finished_mlflow_run(small_data_dir):
+def test_one_mlflow_run_per_dagster_run_and_a_child_run_per_model(small_data_dir, monkeypatch):
+    monkeypatch.setenv("MLFLOW_UI_URL", "http://mlflow.example:5055")
     assets = segmentation_and_anomalies(small_data_dir)
-    result = run(small_data_dir, assets, hooks={end_mlflow_on_run_finished})  # hook ends it early
+    result = run(small_data_dir, assets)
     assert result.success
     client = mlflow_client(small_data_dir)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     assert experiment.artifact_location.startswith((small_data_dir / "mlflow" / "artifacts").as_uri())
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 1  # not one per asset, not a stray one after the hook ended it
-    mlrun = runs[0]
-    assert mlrun.data.tags["dagster_run_id"] == result.run_id and mlrun.info.status == "FINISHED"
-    assert {
-        "customer_segmenter.k",
-        "customer_segmenter.features",
-        "sales_anomaly_detector.min_abs_z",
-    } <= set(mlrun.data.params)
-    assert mlrun.data.metrics["customer_segmenter.silhouette"] > 0.6
-    for asset in ("customer_segmenter", "sales_anomaly_detector"):
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1  # one per Dagster run, named after its job
+    parent = parents[0]
+    assert parent.data.tags["dagster_run_id"] == result.run_id and parent.info.status == "FINISHED"
+    assert parent.info.run_name == "train" and parent.data.tags["dagster_job"] == "train"
+    children = {
+        r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    assert set(children) == {"customer_segmenter", "sales_anomaly_detector"}
+    assert {r.info.status for r in children.values()} == {"FINISHED"}
+    assert {"customer_segmenter.k", "customer_segmenter.features"} <= set(
+        children["customer_segmenter"].data.params
+    )
+    assert "sales_anomaly_detector.min_abs_z" in children["sales_anomaly_detector"].data.params
+    assert children["customer_segmenter"].data.metrics["customer_segmenter.silhouette"] > 0.6
+    for asset, mlrun in children.items():
+        assert mlrun.data.tags["dagster_run_id"] == result.run_id and mlrun.data.tags["asset_key"] == asset
         assert len(mlrun.data.tags[f"{asset}.data_hash"]) == 16
         assert mlrun.data.tags[f"{asset}.code_version"] == "1"
         artifacts = {a.path for a in client.list_artifacts(mlrun.info.run_id, asset)}
         assert {f"{asset}/model", f"{asset}/data_profile.json"} <= artifacts
+        assert len(mlrun.data.tags["mlops.git_commit"]) >= 7
+    segmenter_run = children["customer_segmenter"]
     assert "customer_segmenter/k_sweep.png" in {
-        a.path for a in client.list_artifacts(mlrun.info.run_id, "customer_segmenter")
+        a.path for a in client.list_artifacts(segmenter_run.info.run_id, "customer_segmenter")
     }
-    assert len(mlrun.data.tags["mlops.git_commit"]) >= 7
     meta = materialization(result, "customer_segmenter")
-    assert meta["mlflow_run_id"].value == mlrun.info.run_id and meta["mlflow_run"].value.endswith(
-        mlrun.info.run_id
+    assert meta["mlflow_run_id"].value == segmenter_run.info.run_id
+    # the link follows the configured MLflow UI address
+    assert meta["mlflow_run"].value == (
+        f"http://mlflow.example:5055/#/experiments/{experiment.experiment_id}/runs/{segmenter_run.info.run_id}"
     )
+    # each registered version points at its model's run, carries its code version and a signature,
+    # and loads as MLflow pyfunc by the registry's alias (what a user outside Dagster would do)
+    registry = registry_resource(load_settings(small_data_dir))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(load_settings(small_data_dir)))
+    for asset, mlrun in children.items():
+        version = registry.champion(asset)
+        assert version.run_id == mlrun.info.run_id and version.tags["code_version"] == "1"
+        info = mlflow.models.get_model_info(f"models:/{asset}@champion")
+        assert info.signature is not None and info.signature.inputs.input_names()
+    segmenter = mlflow.pyfunc.load_model("models:/customer_segmenter@champion")
+    names = segmenter.metadata.signature.inputs.input_names()
+    assert "recency_days" in names
+    table = customers()
+    assert len(segmenter.predict(table[names].head(3).astype(float))) == 3
     # registered, first version champion, the batch output scored with it, the card written
     registry = registry_resource(load_settings(small_data_dir))
     assert str(registry.champion("customer_segmenter").version) == "1"

@@ -18,10 +18,9 @@ from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.core import model_flavors
 from mlops_assets.core.promotion import Decision
 from mlops_assets.resources.registry import REFERENCE, ModelRegistry
-from mlops_assets.resources.tracking import TrainingRun
+from mlops_assets.resources.tracking import MlflowTracking
 
-# dagster-mlflow's resource is old-style, and Dagster refuses a mix of resource keys and
-# resource arguments on one asset: both resources come through context.resources
+# the training assets reach tracking (MlflowTracking) and the registry through context.resources
 TRACKED = {"required_resource_keys": {"mlflow", "registry"}}
 
 
@@ -60,16 +59,26 @@ def govern(
     artifacts: dict | None = None,
     sklearn_model=None,
     reference: dict[str, pd.DataFrame] | None = None,
+    asset: str | None = None,
+    example: pd.DataFrame | None = None,
 ) -> dict:
     """`reference`: snapshots of the training data, stored with the version so that drift is
-    later measured against what the champion was trained on."""
+    later measured against what the champion was trained on. `asset`: the asset whose code
+    version the model carries (default: the model's own name). `example`: a few rows of what
+    the model scores, for its signature."""
     started = time.perf_counter()
     registry: ModelRegistry = context.resources.registry
-    run = TrainingRun.of(context)
+    tracking: MlflowTracking = context.resources.mlflow
+    run = tracking.training_run(context, name)
+    asset = asset or name
+    code_version = context.assets_def.code_versions_by_key.get(dg.AssetKey(asset))
+    if code_version is None:  # the registry would record "none": a definition error, said early
+        raise ValueError(
+            f"{asset} has no code_version: the model {name} could not record which code trained it"
+        )
     with tempfile.TemporaryDirectory() as tmp:
-        folder = model_flavors.save(obj, Path(tmp) / "model", sklearn_model)
+        folder = model_flavors.save(obj, Path(tmp) / "model", sklearn_model, example)
         run.client.log_artifacts(run.run_id, str(folder), f"{name}/model")
-    code_version = context.assets_def.code_versions_by_key.get(dg.AssetKey(name))
     snapshots = {f"{REFERENCE}/{k}.parquet": v for k, v in (reference or {}).items()}
     meta = run.log(name, params, metrics, data, code_version, {**(artifacts or {}), **snapshots})
     version = registry.register(
@@ -79,7 +88,7 @@ def govern(
         {
             "dagster_run_id": context.run.run_id,
             "asset_key": name,
-            "code_version": code_version or "none",
+            "code_version": code_version,
             "training_data_hash": meta["training_data_hash"],
             "training_rows": len(data),
         },

@@ -80,6 +80,7 @@ def build_anomaly_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             params={**spec(settings).__dict__, "levels": list(detector.forests)},
             metrics={"anomalies": len(table), "anomaly_share": share},
             data=sales_series,
+            example=scored[["series_id", "level", "period", "revenue", "expected", "residual", "z"]].head(5),
             artifacts={
                 "sales_anomalies.csv": table,
                 **{f"{k}.png": png_of(v.value) for k, v in plots.items()},

@@ -275,6 +275,8 @@ def _govern_clv(context, transactions: pd.DataFrame, as_of, report: dict, table:
         },
         data=transactions[["customer_id", "order_id", "order_ts", "quantity", "amount"]],
         artifacts={"clv_validation_report.csv": table},
+        asset="clv_validation_report",  # the model's code is this asset's
+        example=clv.rfm_summary(transactions, as_of).head(5),  # pyfunc: CLV of rfm_summary rows
     )
 
 

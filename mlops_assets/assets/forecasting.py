@@ -214,6 +214,7 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         check_specs=[g.spec for g in GATES.values()],
         backfill_policy=SINGLE_RUN,
         can_subset=False,
+        code_version="1",
         **TRACKED,
     )
     def forecast_sales(
@@ -272,6 +273,8 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 params={**plan(settings).__dict__, "series": len(series), "history_days": f.history_days},
                 metrics=floats,
                 data=sales_series,
+                # pyfunc answers with this version's forecasts, whatever series are asked for
+                example=forecasts[["series_id"]].drop_duplicates().head(5),
                 artifacts={
                     "backtest_report.csv": report,
                     "choices.csv": choices,

@@ -172,6 +172,8 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                     "k_sweep.png": png_of(k_sweep_md(segmenter.sweep)),
                 },
                 sklearn_model=segmenter.pipeline,
+                # the pipeline scores the feature columns as floats (segmenter.segment_ids)
+                example=customer_features[segmenter.features].head(5).astype(float),
                 reference={"customer_features": feature_columns(customer_features)},
             )
             yield dg.Output(

@@ -1,7 +1,6 @@
 """Jobs over the asset graph, and the registry's rollback."""
 
 import dagster as dg
-from dagster_mlflow import end_mlflow_on_run_finished
 
 # One retraining policy, three kinds of trigger that never overlap:
 # - data: new_data_sensor (files) and daily_monitoring_schedule (the calendar, skipped when the
@@ -39,7 +38,6 @@ train_models_job = dg.define_asset_job(
     selection=TRAINING,
     description="Retrain every model from the current tables: each logs to one MLflow run, registers "
     "a challenger, and is promoted to champion only through its gates and comparison.",
-    hooks={end_mlflow_on_run_finished},  # dagster-mlflow's hook; the assets reopen the run if needed
     run_tags={RETRAIN_REASON: "manual"},
     op_retry_policy=FLAKY,
 )
@@ -49,7 +47,6 @@ retrain_forecaster_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("forecasting") | dg.AssetSelection.assets("model_cards"),
     description="Retrain the sales forecaster (and re-issue forecasts from the champion) when its "
     "live accuracy degraded.",
-    hooks={end_mlflow_on_run_finished},
     run_tags={RETRAIN_REASON: "manual"},
     op_retry_policy=FLAKY,
 )

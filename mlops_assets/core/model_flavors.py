@@ -39,15 +39,36 @@ class PickledModel(mlflow.pyfunc.PythonModel):
             self.obj = pickle.load(fh)
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
-        for method in ("assign", "score", "predict_frame"):
-            if hasattr(self.obj, method):
-                return getattr(self.obj, method)(model_input)
-        raise TypeError(f"{type(self.obj).__name__} has no scoring method")
+        return score(self.obj, model_input)
 
 
-def save(obj, folder: Path, sklearn_model=None) -> Path:
+SCORING = ("assign", "score", "predict_frame", "predict")  # segmenter, detector, forecaster, CLV
+
+
+def score(obj, frame: pd.DataFrame):
+    """What the object's pyfunc answers for `frame`: its own scoring method."""
+    for method in SCORING:
+        if hasattr(obj, method):
+            out = getattr(obj, method)(frame)
+            return out.to_frame() if isinstance(out, pd.Series) else out
+    raise TypeError(f"{type(obj).__name__} has no scoring method ({', '.join(SCORING)})")
+
+
+def signature(model, example: pd.DataFrame | None, sklearn: bool):
+    """The MLflow signature: the example's columns and types in, the model's answer on it out."""
+    if example is None:
+        return None
+    from mlflow.models import infer_signature
+
+    # the scikit-learn pipelines were fitted on arrays: they score the example's values
+    output = model.predict(example.to_numpy()) if sklearn else score(model, example)
+    return infer_signature(example, output)
+
+
+def save(obj, folder: Path, sklearn_model=None, example: pd.DataFrame | None = None) -> Path:
     """Write an MLflow model folder for `obj` (scikit-learn flavor of `sklearn_model` when
-    given, else pyfunc) with the pickled object beside it; returns the folder."""
+    given, else pyfunc) with the pickled object beside it and, from `example` (a few rows of
+    what the model scores), its signature; returns the folder."""
     with tempfile.TemporaryDirectory() as tmp:
         pickled = Path(tmp) / OBJECT
         pickled.write_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
@@ -58,6 +79,8 @@ def save(obj, folder: Path, sklearn_model=None) -> Path:
                 pip_requirements=requirements(),
                 extra_files=[str(pickled)],
                 skops_trusted_types=TRUSTED,  # MLflow serializes with skops: our steps are trusted
+                signature=signature(sklearn_model, example, sklearn=True),
+                input_example=example,
             )
         else:
             mlflow.pyfunc.save_model(
@@ -65,6 +88,8 @@ def save(obj, folder: Path, sklearn_model=None) -> Path:
                 python_model=PickledModel(),
                 artifacts={"object": str(pickled)},
                 pip_requirements=requirements(),
+                signature=signature(obj, example, sklearn=False),
+                input_example=example,
             )
     return folder
 

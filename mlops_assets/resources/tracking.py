@@ -1,16 +1,16 @@
-"""Experiment tracking through dagster-mlflow's `mlflow_tracking` resource.
+"""Experiment tracking: `MlflowTracking`, a ConfigurableResource over MLflow's client.
 
 The store is real and local by default: a SQLite backend and an artifact folder under
 `<data dir>/mlflow/` (`mlflow ui --backend-store-uri sqlite:///data/mlflow/mlflow.db`).
-MLOPS_MLFLOW_TRACKING_URI in the environment points it at a shared server instead.
+MLOPS_MLFLOW_TRACKING_URI in the environment points it at a shared server instead, and
+MLFLOW_UI_URL at the address the MLflow UI serves (the links in the Dagster UI follow it).
 
-dagster-mlflow's resource is old-style and keeps MLflow's global "active run": its
-`end_mlflow_on_run_finished` hook ends the run when the job's last node finishes (or any step
-fails), after which another asset of the same Dagster run would silently start a fresh MLflow
-run; and the implicit asset job of `dagster asset materialize` has no hook at all. So every
-asset here logs with an explicit run id (`TrainingRun`, MlflowClient calls, no fluent API),
-re-opens the run if the hook closed it, and closes it again when done: all assets of one
-Dagster run land in one MLflow run, finished, whatever the executor and hook did.
+Every Dagster run that trains has one MLflow run named after its job (`train_models_job`;
+`materialize` for a selection run from the UI or the CLI), and every model trained in it a
+child run named after its asset, nested under it (`mlflow.parentRunId`). The parent is found
+or created under a file lock, so steps starting together in separate processes (the
+multiprocess executor) agree on one. No fluent API and no global active run: each asset logs
+by explicit run ids (`TrainingRun`) and closes its runs when done, whatever the executor.
 """
 
 from __future__ import annotations
@@ -26,12 +26,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import dagster as dg
-import mlflow
 import pandas as pd
-from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from pydantic import Field
 
 from mlops_assets.resources.mlflow_store import seed_sqlite_store
 from mlops_assets.settings import REPO_ROOT, Settings
@@ -40,7 +39,8 @@ EXPERIMENT = "mlops_assets"
 # not MLflow's own MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() writes that variable into the
 # process environment, so in a long-lived process it would point at whatever was used last
 TRACKING_ENV = "MLOPS_MLFLOW_TRACKING_URI"
-UI = os.environ.get("MLFLOW_UI_URL", "http://localhost:5000")  # where `mlflow ui` serves
+UI_ENV = "MLFLOW_UI_URL"  # where `mlflow ui` (or the tracking server) serves
+DEFAULT_UI = "http://localhost:5000"
 
 
 def tracking_uri(settings: Settings) -> str:
@@ -51,51 +51,51 @@ def artifact_root(settings: Settings) -> str:
     return (settings.data_dir / "mlflow" / "artifacts").as_uri()
 
 
-def ensure_experiment(uri: str, artifacts: str) -> str:
+def ensure_experiment(uri: str, artifacts: str, name: str = EXPERIMENT) -> str:
     """The experiment, created with its artifact folder beside the store (MLflow would
     otherwise put artifacts in ./mlruns of whatever directory the process started in)."""
     seed_sqlite_store(uri)
     client = MlflowClient(uri)
-    found = client.get_experiment_by_name(EXPERIMENT)
+    found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     try:
-        return client.create_experiment(EXPERIMENT, artifact_location=artifacts)
+        return client.create_experiment(name, artifact_location=artifacts)
     except MlflowException:  # another process created it in between
-        return client.get_experiment_by_name(EXPERIMENT).experiment_id
+        return client.get_experiment_by_name(name).experiment_id
 
 
-@dg.resource(
-    config_schema={**CONFIG_SCHEMA, "artifact_location": dg.Field(str, description="Artifact root.")},
-    description="dagster-mlflow's MlFlow tracking object, after making sure the experiment keeps "
-    "its artifacts in the data directory.",
-)
-def mlflow_tracking(context):
-    config = context.resource_config
-    uri = config["mlflow_tracking_uri"]
-    experiment_id = ensure_experiment(uri, config["artifact_location"])
-    # MlFlow adopts whatever fluent run is active in the process; in a long-lived process that
-    # is the previous Dagster run's: end it first, so this run gets (or resumes) its own
-    stale = mlflow.active_run()
-    if stale is not None and stale.data.tags.get("dagster_run_id") != context.run.run_id:
-        mlflow.end_run()
-    # MlFlow searches for the Dagster run's MLflow run and starts one when none is found; two
-    # steps starting together in separate processes (the multiprocess executor) would both
-    # start one. The run is found or created here, under a lock, and handed to MlFlow.
-    run_id = run_for(uri, experiment_id, context.run.run_id, context.run.job_name, lock_for(config))
-    mlf = MlFlow(_WithRunId(context, run_id))
-    yield mlf
-    mlf.cleanup_on_error()
+def run_label(job_name: str) -> str:
+    """The MLflow run name of a Dagster run: its job, or `materialize` for the implicit job of a
+    selection run from the UI or `dagster asset materialize`."""
+    return "materialize" if job_name.startswith("__ASSET_JOB") else job_name
 
 
-class _WithRunId:
-    """The init context MlFlow reads, with `mlflow_run_id` filled in."""
+class MlflowTracking(dg.ConfigurableResource):
+    """Where training runs are tracked, and the MLflow runs of a Dagster run."""
 
-    def __init__(self, context, run_id: str):
-        self.log = context.log
-        self.dagster_run = context.run
-        self.run_id = context.run.run_id
-        self.resource_config = {**context.resource_config, "mlflow_run_id": run_id}
+    tracking_uri: str = Field(description="MLflow tracking URI (a SQLite file or a server).")
+    artifact_location: str = Field(description="Artifact root of the experiment (when created here).")
+    experiment_name: str = Field(default=EXPERIMENT, description="MLflow experiment of every training.")
+    ui_url: str = Field(
+        default=DEFAULT_UI, description=f"Where the MLflow UI serves (links in Dagster); env {UI_ENV}."
+    )
+
+    def training_run(self, context: dg.AssetExecutionContext, asset: str) -> TrainingRun:
+        """A new child run named `asset` under the Dagster run's MLflow run (found or created)."""
+        experiment = ensure_experiment(self.tracking_uri, self.artifact_location, self.experiment_name)
+        lock = Path(urlparse(self.artifact_location).path).parent / "tracking.lock"
+        parent = run_for(self.tracking_uri, experiment, context.run.run_id, context.run.job_name, lock)
+        client = MlflowClient(self.tracking_uri)
+        tags = {
+            "dagster_run_id": context.run.run_id,
+            "dagster_job": context.run.job_name,
+            "asset_key": asset,
+            "mlflow.parentRunId": parent,
+            "mlflow.runName": asset,
+        }
+        child = client.create_run(experiment, tags=tags).info.run_id
+        return TrainingRun(client, child, experiment, self.ui_url, parent)
 
 
 def lock_for(config: dict) -> Path:
@@ -112,25 +112,21 @@ def run_for(uri: str, experiment_id: str, dagster_run_id: str, job_name: str, lo
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             found = client.search_runs(
-                [experiment_id], f"tags.dagster_run_id = '{dagster_run_id}'", max_results=1
+                [experiment_id],
+                f"tags.dagster_run_id = '{dagster_run_id}' and tags.mlops_role = 'dagster_run'",
+                max_results=1,
             )
             if found:
                 return found[0].info.run_id
-            tags = {"dagster_run_id": dagster_run_id, "mlflow.runName": job_name}
+            tags = {
+                "dagster_run_id": dagster_run_id,
+                "mlops_role": "dagster_run",  # the parent; its model runs carry the same run id
+                "dagster_job": job_name,
+                "mlflow.runName": run_label(job_name),
+            }
             return client.create_run(experiment_id, tags=tags).info.run_id
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def mlflow_resource(settings: Settings) -> dg.ResourceDefinition:
-    uri = {"env": TRACKING_ENV} if os.environ.get(TRACKING_ENV) else tracking_uri(settings)
-    return mlflow_tracking.configured(
-        {
-            "experiment_name": EXPERIMENT,
-            "mlflow_tracking_uri": uri,
-            "artifact_location": artifact_root(settings),
-        }
-    )
 
 
 @functools.cache  # once per process, at the first training: not at definitions load
@@ -167,28 +163,17 @@ def data_profile(frame: pd.DataFrame) -> dict:
 
 @dataclass
 class TrainingRun:
-    """One Dagster run's MLflow run, written to by explicit run id."""
+    """One model's MLflow run (a child of its Dagster run's), written to by explicit run id."""
 
     client: MlflowClient
     run_id: str
     experiment_id: str
-
-    @classmethod
-    def of(cls, context) -> TrainingRun:
-        mlf = context.resources.mlflow
-        run_id = mlf.mlflow_run_id or mlf.active_run().info.run_id
-        mlf.mlflow_run_id = run_id  # later steps in this process reuse it instead of searching
-        client = MlflowClient(mlf.tracking_uri)
-        owner = client.get_run(run_id).data.tags.get("dagster_run_id")
-        if owner != context.run.run_id:  # never write into another Dagster run's MLflow run
-            raise RuntimeError(
-                f"MLflow run {run_id} belongs to Dagster run {owner}, not {context.run.run_id}"
-            )
-        return cls(client, run_id, mlf.experiment.experiment_id)
+    ui_url: str
+    parent_id: str
 
     @property
     def link(self) -> str:
-        return f"{UI}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
 
     def log(
         self,
@@ -204,7 +189,7 @@ class TrainingRun:
         markdown, dict -> JSON, Path -> file or folder) under `<asset>/`; a DataFrame named
         *.parquet is written as Parquet. Returns the metadata
         linking the asset back."""
-        self.client.update_run(self.run_id, status="RUNNING")  # re-open if the hook closed it
+        self.client.update_run(self.parent_id, status="RUNNING")  # another model may have closed it
         digest = data_hash(data)
         tags = {
             f"{asset}.asset_key": asset,
@@ -223,6 +208,7 @@ class TrainingRun:
         for name, value in (artifacts or {}).items():
             self._artifact(asset, name, value)
         self.client.set_terminated(self.run_id, "FINISHED")
+        self.client.set_terminated(self.parent_id, "FINISHED")
         return {
             "mlflow_run": dg.MetadataValue.url(self.link),
             "mlflow_run_id": self.run_id,

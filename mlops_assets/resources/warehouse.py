@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import pandas as pd
 import pyarrow as pa
-from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
@@ -18,9 +17,10 @@ class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
     skips it), so a clean source still leaves a queryable, empty quarantine table; keeps
     all-null text columns VARCHAR; and leaves out the stock `dataframe_columns` metadata, which
     repeats the assets' own `dagster/column_schema` in each of a range run's hundreds of
-    per-partition materialization events."""
+    per-partition materialization events. (`table_slice` is the IO manager's TableSlice: the
+    schema, table and partition the output maps to.)"""
 
-    def handle_output(self, context, table_slice: TableSlice, obj: pd.DataFrame, connection):
+    def handle_output(self, context, table_slice, obj: pd.DataFrame, connection):
         # an all-null text column would otherwise be typed "NULL" and refuse later text
         blank = [c for c in obj.columns if obj[c].dtype == object and obj[c].isna().all()]
         obj = obj.astype({c: TEXT for c in blank}) if blank else obj
@@ -32,7 +32,7 @@ class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
                 connection.execute(f"insert into {table} by name select * from obj")
         context.add_output_metadata({**_row_counts(context, len(obj)), "dagster/storage_kind": "duckdb"})
 
-    def load_input(self, context, table_slice: TableSlice, connection) -> pd.DataFrame:
+    def load_input(self, context, table_slice, connection) -> pd.DataFrame:
         """Text comes back arrow-backed, as bronze wrote it (fetchdf would make Python objects)."""
         if table_slice.partition_dimensions and len(context.asset_partition_keys) == 0:
             return pd.DataFrame()
@@ -73,5 +73,5 @@ class WarehouseIOManager(DuckDBPandasIOManager):
     connection_config: dict = WRITE_CONFIG
 
     @staticmethod
-    def type_handlers() -> Sequence[DbTypeHandler]:
+    def type_handlers() -> Sequence[DuckDBPandasTypeHandler]:
         return [_EmptyTablePandasTypeHandler()]
