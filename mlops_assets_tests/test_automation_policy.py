@@ -60,6 +60,8 @@ def test_conditions_follow_an_ingestion_and_never_start_a_training(small_data_di
     got = requested(after)
     assert got >= FOLLOWS_INGESTION, FOLLOWS_INGESTION - got
     assert not got & TRAINED  # a data refresh retrains nothing
+    # quarantine and the report were published with bronze: nothing to complete
+    assert not got & {"quarantined_transactions", "data_quality_report"}
     # batch scores need a champion first: never requested before any training
     assert not got & {"sales_forecasts", "customer_segments", "model_cards"}
     # evaluated again with nothing new: nothing is requested twice

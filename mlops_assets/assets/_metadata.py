@@ -41,3 +41,28 @@ def partitioned_metadata(df: pd.DataFrame, start: pd.Timestamp, end: pd.Timestam
         "run_preview_covers": label,
         "rows_per_partition": md_table(counts.rename_axis("partition").rename("rows").reset_index(), 120),
     }
+
+
+def only_selected(context: dg.AssetExecutionContext, events):
+    """The outputs and check results a run selected, from a multi-asset step that computes all
+    of them: a run of one of its assets (a click in the UI, `--select a_report`, `*downstream`)
+    publishes that asset and its checks alone."""
+    assets, checks = context.selected_asset_keys, context.selected_asset_check_keys
+    by_output = context.assets_def.keys_by_output_name
+    for event in events:
+        if isinstance(event, dg.Output) and by_output.get(event.output_name) not in assets:
+            continue
+        if isinstance(event, dg.AssetCheckResult):
+            key = dg.AssetCheckKey(event.asset_key, event.check_name)
+            if key not in checks:
+                continue
+        yield event
+
+
+def model_selected(context: dg.AssetExecutionContext, model: str) -> bool:
+    """Whether the run selected the model asset itself: a run of only a training step's report
+    trains for that report and registers nothing (nobody asked for a new version)."""
+    selected = dg.AssetKey(model) in context.selected_asset_keys
+    if not selected:
+        context.log.info(f"{model} is not selected in this run: trained for the report only, not registered")
+    return selected

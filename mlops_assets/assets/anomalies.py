@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets._governance import TRACKED, govern
-from mlops_assets.assets._metadata import frame_metadata, md_table
+from mlops_assets.assets._metadata import frame_metadata, md_table, model_selected, only_selected
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.freshness import model_freshness
 from mlops_assets.automation.jobs import TRAINING_CONDITION
@@ -53,7 +53,7 @@ def build_anomaly_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 automation_condition=TRAINING_CONDITION,
             ),
         },
-        can_subset=False,
+        can_subset=True,
         backfill_policy=SINGLE_RUN,
         code_version="1",
         **TRACKED,
@@ -71,36 +71,50 @@ def build_anomaly_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         ranked += [sid for sid in per_series.sort_values(ascending=False).index if sid != "total"]
         plots = {f"plot_{sid}": dg.MetadataValue.md(anomalies_md(scored, sid)) for sid in ranked[:PLOTS]}
         share = float(len(table) / max(len(scored), 1))
-        governance = govern(
-            context,
-            "sales_anomaly_detector",
-            detector,
-            # no gate or comparison is defined for detectors: the newest one is the champion
-            lambda champion: Decision(True, "anomaly detectors are not compared: the newest is champion"),
-            params={**spec(settings).__dict__, "levels": list(detector.forests)},
-            metrics={"anomalies": len(table), "anomaly_share": share},
-            data=sales_series,
-            example=scored[["series_id", "level", "period", "revenue", "expected", "residual", "z"]].head(5),
-            artifacts={
-                "sales_anomalies.csv": table,
-                **{f"{k}.png": png_of(v.value) for k, v in plots.items()},
-            },
+        trained = model_selected(context, "sales_anomaly_detector")
+        governance = (
+            {}
+            if not trained
+            else govern(
+                context,
+                "sales_anomaly_detector",
+                detector,
+                # no gate or comparison is defined for detectors: the newest one is the champion
+                lambda champion: Decision(True, "anomaly detectors are not compared: the newest is champion"),
+                params={**spec(settings).__dict__, "levels": list(detector.forests)},
+                metrics={"anomalies": len(table), "anomaly_share": share},
+                data=sales_series,
+                example=scored[["series_id", "level", "period", "revenue", "expected", "residual", "z"]].head(
+                    5
+                ),
+                artifacts={
+                    "sales_anomalies.csv": table,
+                    **{f"{k}.png": png_of(v.value) for k, v in plots.items()},
+                },
+            )
         )
-        yield dg.Output(
-            detector,
-            output_name="sales_anomaly_detector",
-            metadata={"levels": ", ".join(detector.forests), "periods_scored": len(scored), **governance},
-        )
-        yield dg.Output(
-            table,
-            output_name="sales_anomalies",
-            metadata={
-                "anomalies": len(table),
-                "anomaly_share": share,
-                "per_series": md_table(counts.astype(str), 50),
-                **frame_metadata(table.round(3), 20),
-                **plots,
-            },
+        yield from only_selected(
+            context, _published(detector, scored, table, counts, share, plots, governance)
         )
 
     return [detect_sales_anomalies]
+
+
+def _published(detector, scored, table, counts, share, plots, governance):
+    """The detector and the anomalies it found, as outputs."""
+    yield dg.Output(
+        detector,
+        output_name="sales_anomaly_detector",
+        metadata={"levels": ", ".join(detector.forests), "periods_scored": len(scored), **governance},
+    )
+    yield dg.Output(
+        table,
+        output_name="sales_anomalies",
+        metadata={
+            "anomalies": len(table),
+            "anomaly_share": share,
+            "per_series": md_table(counts.astype(str), 50),
+            **frame_metadata(table.round(3), 20),
+            **plots,
+        },
+    )

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from mlops_assets.assets._governance import TRACKED, champion_output, first_or, govern, not_registered
-from mlops_assets.assets._metadata import frame_metadata, md_table
+from mlops_assets.assets._metadata import frame_metadata, md_table, model_selected, only_selected
 from mlops_assets.assets.features import feature_as_of
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.freshness import model_freshness
@@ -213,7 +213,7 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         },
         check_specs=[g.spec for g in GATES.values()],
         backfill_policy=SINGLE_RUN,
-        can_subset=False,
+        can_subset=True,
         code_version="1",
         **TRACKED,
     )
@@ -247,7 +247,11 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             if not c.passed:
                 (context.log.error if blocks(c) else context.log.warning)(c.description)
         if failed:
-            not_registered(context, "sales_forecaster", failed)
+            if model_selected(context, MODEL):
+                not_registered(context, "sales_forecaster", failed)
+        elif not model_selected(context, MODEL):  # the backtest report alone
+            floats = _floats(choices, report)
+            yield from only_selected(context, _outputs(choices, report, floats, {}, {}))
         else:  # write-audit-publish: model files, registry and tables only when every gate passed
             paths = save_models(results, settings)
             choices["model_file"] = choices["series_id"].map(paths)
@@ -283,8 +287,8 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 },
                 reference=_reference(silver_transactions, product_features, settings),
             )
-            yield from _outputs(choices, report, floats, plots, governance)
-        yield from checks
+            yield from only_selected(context, _outputs(choices, report, floats, plots, governance))
+        yield from only_selected(context, checks)
 
     @dg.asset(**champion_output(GROUP, MODEL))
     def sales_forecasts(registry: ModelRegistry) -> dg.Output:
@@ -369,7 +373,7 @@ def _outputs(choices, report, floats, plots, governance):
         output_name=MODEL,
         metadata={
             "series": len(choices),
-            "choices": md_table(choices.drop(columns=["model_file"]), 50),
+            "choices": md_table(choices.drop(columns=["model_file"], errors="ignore"), 50),
             **floats,
             **governance,
             **plots,

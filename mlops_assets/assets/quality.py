@@ -9,13 +9,14 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets import transactions
-from mlops_assets.assets._metadata import md_table, partitioned_metadata
+from mlops_assets.assets._metadata import md_table, only_selected, partitioned_metadata
 from mlops_assets.assets.ingestion import tx_gates
 from mlops_assets.assets.partitions import SINGLE_RUN, run_window, window_of
 from mlops_assets.assets.transactions import SILVER
 from mlops_assets.automation.freshness import source_freshness
+from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.checks.gates import blocks
-from mlops_assets.core import quality
+from mlops_assets.core import publication, quality
 from mlops_assets.core.schemas import PARTITION_COLUMN
 from mlops_assets.settings import Settings
 
@@ -28,11 +29,14 @@ def _out(group: str, description: str, **more) -> dg.AssetOut:
         metadata={"partition_expr": PARTITION_COLUMN, "schema": group},
         description=description,
         code_version="1",
-        # ingestion starts from new_data_sensor and daily_monitoring_schedule (jobs.py), never
-        # from a condition: the source files are outside the graph
-        automation_condition=None,
-        **more,
+        **({"automation_condition": None} | more),
     )
+
+
+# Ingestion starts from new_data_sensor and daily_monitoring_schedule (jobs.py), never from a
+# condition: the source files are outside the graph. Quarantine and the quality report follow
+# a run that published bronze and silver without them (a `*feature` selection).
+FOLLOWS_BRONZE = AFTER_GATES
 
 
 def build_quality_assets(settings: Settings) -> list[dg.AssetsDefinition]:
@@ -61,17 +65,31 @@ def build_quality_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 "silver",
                 "Bronze lines that broke a rule, with all their values and a `reason` "
                 "(see core/quality.py RULES).",
+                automation_condition=FOLLOWS_BRONZE,
             ),
             "data_quality_report": _out(
                 "quality",
                 "Per day: bronze/silver/quarantined rows, counts per rule, duplicate "
                 "rate, quarantine share and null rate per column.",
+                automation_condition=FOLLOWS_BRONZE,
             ),
         },
         partitions_def=window.partitions,
         backfill_policy=SINGLE_RUN,
         check_specs=[g.spec for g in (*bronze_gates, transactions.COVERAGE, *transactions.GATES.values())],
-        can_subset=False,
+        can_subset=True,
+        # the lineage inside the step: silver and quarantine split bronze's lines (the catalog
+        # decides unknown products), the report counts all three
+        internal_asset_deps={
+            "bronze_transactions": set(),
+            SILVER: {dg.AssetKey("bronze_transactions"), dg.AssetKey("bronze_products")},
+            "quarantined_transactions": {dg.AssetKey("bronze_transactions"), dg.AssetKey("bronze_products")},
+            "data_quality_report": {
+                dg.AssetKey("bronze_transactions"),
+                dg.AssetKey(SILVER),
+                dg.AssetKey("quarantined_transactions"),
+            },
+        },
     )
     def ingest_transactions(context: dg.AssetExecutionContext, bronze_products: pd.DataFrame):
         start, end = run_window(context)
@@ -80,11 +98,54 @@ def build_quality_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             if not r.passed:
                 (context.log.error if blocks(r) else context.log.warning)(r.description)
         if run.publishes:  # all four tables, or none
-            yield dg.Output(run.bronze, output_name="bronze_transactions", metadata=run.bronze_meta)
-            yield from _outputs(run.split, run.summary, run.start, run.end)
-        yield from run.results
+            _check_partial(context, run, settings.warehouse_path)
+            bronze = dg.Output(run.bronze, output_name="bronze_transactions", metadata=run.bronze_meta)
+            yield from only_selected(context, [bronze, *_outputs(run.split, run.summary, run.start, run.end)])
+        yield from only_selected(context, run.results)
 
     return [ingest_transactions]
+
+
+TABLES = {
+    "bronze_transactions": "bronze.bronze_transactions",
+    SILVER: "silver.silver_transactions",
+    "quarantined_transactions": "silver.quarantined_transactions",
+    "data_quality_report": "quality.data_quality_report",
+}
+
+
+def _check_partial(context: dg.AssetExecutionContext, run: transactions.Ingested, database) -> None:
+    """A run that selected some of the four tables (`silver_transactions` alone, or `*feature`,
+    which selects bronze and silver) splits the lines as always and runs every gate, and
+    publishes its selection only when they all pass. The tables it leaves out are compared with
+    what this split found for its days: when they differ (the files changed, or they were never
+    published) the run says so in its log and in the selected tables' metadata
+    (`left_out_stale`), and quarantine and the quality report, whose condition follows bronze,
+    are brought up to date by automation_condition_sensor."""
+    left_out = [name for name in TABLES if dg.AssetKey(name) not in context.selected_asset_keys]
+    if not left_out:
+        return
+    fresh = {
+        "bronze_transactions": run.bronze,
+        SILVER: run.split.silver,
+        "quarantined_transactions": run.split.quarantined,
+        "data_quality_report": run.split.report,
+    }
+    changed = publication.unchanged_tables(
+        database, {TABLES[n]: fresh[n] for n in left_out}, run.start, run.end
+    )
+    days = f"{run.start.date()}...{(run.end - pd.Timedelta(days=1)).date()}"
+    if not changed:
+        context.log.info(f"{left_out} left out of this run: they already hold what it found for {days}")
+        return
+    context.log.warning(
+        f"{changed} left out of this run do not hold what the source files give for {days} (the "
+        "files changed, or they were never published): automation_condition_sensor refreshes "
+        "quarantine and the quality report; run ingest_job for these partitions to publish all four now"
+    )
+    for name in TABLES:
+        if name not in left_out:
+            context.add_output_metadata({"left_out_stale": ", ".join(changed)}, output_name=name)
 
 
 def _outputs(split: quality.Split, summary: dict, start: pd.Timestamp, end: pd.Timestamp):

@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets._governance import TRACKED, champion_output, first_or, govern, not_registered
-from mlops_assets.assets._metadata import frame_metadata, md_table
+from mlops_assets.assets._metadata import frame_metadata, md_table, model_selected, only_selected
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.freshness import model_freshness
 from mlops_assets.automation.jobs import TRAINING_CONDITION
@@ -141,7 +141,7 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             ),
         },
         check_specs=[g.spec for g in GATES.values()],
-        can_subset=False,
+        can_subset=True,
         backfill_policy=SINGLE_RUN,
         code_version="1",
         **TRACKED,
@@ -153,54 +153,36 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         for c in failed:
             context.log.error(c.description)
         if failed:
-            not_registered(context, MODEL, failed)
+            if model_selected(context, MODEL):
+                not_registered(context, MODEL, failed)
         else:  # registered as challenger; champion only if it holds up against the current one
             floats = _floats(segmenter)
-            governance = govern(
-                context,
-                MODEL,
-                segmenter,
-                first_or(
-                    lambda champion: _compare(context, champion, segmenter, customer_features, settings)
-                ),
-                params={**segmenter.params, "features": segmenter.features, "choice": segmenter.reason},
-                metrics=floats,
-                data=customer_features,
-                artifacts={
-                    "segmentation_report.csv": segmenter.profile,
-                    "k_sweep.csv": segmenter.sweep,
-                    "k_sweep.png": png_of(k_sweep_md(segmenter.sweep)),
-                },
-                sklearn_model=segmenter.pipeline,
-                # the pipeline scores the feature columns as floats (segmenter.segment_ids)
-                example=customer_features[segmenter.features].head(5).astype(float),
-                reference={"customer_features": feature_columns(customer_features)},
+            governance = (
+                {}
+                if not model_selected(context, MODEL)
+                else govern(
+                    context,
+                    MODEL,
+                    segmenter,
+                    first_or(
+                        lambda champion: _compare(context, champion, segmenter, customer_features, settings)
+                    ),
+                    params={**segmenter.params, "features": segmenter.features, "choice": segmenter.reason},
+                    metrics=floats,
+                    data=customer_features,
+                    artifacts={
+                        "segmentation_report.csv": segmenter.profile,
+                        "k_sweep.csv": segmenter.sweep,
+                        "k_sweep.png": png_of(k_sweep_md(segmenter.sweep)),
+                    },
+                    sklearn_model=segmenter.pipeline,
+                    # the pipeline scores the feature columns as floats (segmenter.segment_ids)
+                    example=customer_features[segmenter.features].head(5).astype(float),
+                    reference={"customer_features": feature_columns(customer_features)},
+                )
             )
-            yield dg.Output(
-                segmenter,
-                output_name=MODEL,
-                metadata={
-                    "algorithm": segmenter.algorithm,
-                    "params": json.dumps(segmenter.params),
-                    "choice": segmenter.reason,
-                    "segment_names": json.dumps({str(k): v for k, v in segmenter.names.items()}),
-                    "trained_rows": segmenter.trained_rows,
-                    **floats,
-                    **governance,
-                },
-            )
-            yield dg.Output(
-                segmenter.profile,
-                output_name="segmentation_report",
-                metadata={
-                    "segments": md_table(segmenter.profile.round(3), 30),
-                    "k_sweep": md_table(segmenter.sweep.round(4), 30),
-                    "k_sweep_plot": dg.MetadataValue.md(k_sweep_md(segmenter.sweep)),
-                    "choice": segmenter.reason,
-                    **floats,
-                },
-            )
-        yield from checks
+            yield from only_selected(context, _published(segmenter, floats, governance))
+        yield from only_selected(context, checks)
 
     @dg.asset(**champion_output(GROUP, MODEL))
     def customer_segments(customer_features: pd.DataFrame, registry: ModelRegistry) -> dg.Output:
@@ -223,3 +205,31 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         )
 
     return [train_customer_segmenter, customer_segments]
+
+
+def _published(segmenter, floats: dict, governance: dict):
+    """The segmenter and its report, as outputs."""
+    yield dg.Output(
+        segmenter,
+        output_name=MODEL,
+        metadata={
+            "algorithm": segmenter.algorithm,
+            "params": json.dumps(segmenter.params),
+            "choice": segmenter.reason,
+            "segment_names": json.dumps({str(k): v for k, v in segmenter.names.items()}),
+            "trained_rows": segmenter.trained_rows,
+            **floats,
+            **governance,
+        },
+    )
+    yield dg.Output(
+        segmenter.profile,
+        output_name="segmentation_report",
+        metadata={
+            "segments": md_table(segmenter.profile.round(3), 30),
+            "k_sweep": md_table(segmenter.sweep.round(4), 30),
+            "k_sweep_plot": dg.MetadataValue.md(k_sweep_md(segmenter.sweep)),
+            "choice": segmenter.reason,
+            **floats,
+        },
+    )

@@ -183,3 +183,43 @@ def day_counts(database: str | Path, since: pd.Timestamp, before: pd.Timestamp) 
     if found is None or found.empty:
         return pd.Series(dtype="int64")
     return found.set_index(pd.DatetimeIndex(found[PARTITION_COLUMN]))["bronze_rows"].astype("int64")
+
+
+# what identifies a table's content for a partial publication: lines by their lineage, the
+# quality report by its per-day counts
+CONTENT_KEYS = {
+    "bronze.bronze_transactions": [*LINEAGE, PARTITION_COLUMN],
+    "silver.silver_transactions": [*LINEAGE, PARTITION_COLUMN],
+    "silver.quarantined_transactions": [*LINEAGE, PARTITION_COLUMN],
+    "quality.data_quality_report": [PARTITION_COLUMN, "bronze_rows", "silver_rows", "quarantined_rows"],
+}
+
+
+def _content(frame: pd.DataFrame, cols: list[str]) -> set[tuple]:
+    keys = frame[cols].copy()
+    keys[PARTITION_COLUMN] = pd.to_datetime(keys[PARTITION_COLUMN]).dt.strftime("%Y-%m-%d")
+    for c in cols:
+        if c != PARTITION_COLUMN:
+            keys[c] = keys[c].astype(str)
+    return set(keys.itertuples(index=False, name=None))
+
+
+def unchanged_tables(
+    database: str | Path, fresh: dict[str, pd.DataFrame], since: pd.Timestamp, before: pd.Timestamp
+) -> list[str]:
+    """The tables (schema.table -> this run's frame) whose published rows over [since, before)
+    differ from this run's, or that were never published: a run that publishes only some
+    layers may do so only when the others, left out, already hold what it found. Empty when
+    every one matches."""
+    if not Path(database).exists():
+        return list(fresh)
+    import duckdb
+
+    changed = []
+    with duckdb.connect(str(database), read_only=True) as con:
+        for table, frame in fresh.items():
+            published = _days(con, table, since, before)
+            cols = CONTENT_KEYS[table]
+            if published is None or _content(published, cols) != _content(frame, cols):
+                changed.append(table)
+    return changed
