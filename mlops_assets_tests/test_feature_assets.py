@@ -58,7 +58,9 @@ def test_features_land_in_the_warehouse_and_serve_identically(small_data_dir):
     assert mats["clv_validation_report"]["mae_ratio_vs_naive"].value > 0
     meta = mats["customer_features"]
     assert meta[AS_OF].value == LATEST.isoformat()
-    assert "clv_12m" in meta["features"].value and "recency_days" in meta["registry"].value
+    listed = {r.data["feature"] for r in meta["features"].records}  # table metadata
+    registered = {str(v) for r in meta["registry"].records for v in r.data.values()}
+    assert "clv_12m" in listed and "recency_days" in registered
 
 
 def test_a_failing_feature_gate_keeps_the_previous_table(small_data_dir):

@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 
-def md_table(df: pd.DataFrame, max_rows: int = 20) -> dg.MetadataValue:
-    return dg.MetadataValue.md(df.head(max_rows).to_markdown(index=False, floatfmt=".4g"))
+def _plain(value):
+    """A cell as the scalar Dagster's table records hold (str, int, float, bool or None)."""
+    if value is None or (
+        not isinstance(value, str | bytes) and pd.api.types.is_scalar(value) and pd.isna(value)
+    ):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value)
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return str(value)
+
+
+def table_metadata(df: pd.DataFrame, max_rows: int = 20) -> dg.TableMetadataValue:
+    """The first `max_rows` rows as Dagster table metadata: the UI shows a table with typed
+    columns (not a markdown string)."""
+    head = df.head(max_rows)
+    records = [dg.TableRecord({str(k): _plain(v) for k, v in row.items()}) for row in head.to_dict("records")]
+    return dg.MetadataValue.table(records=records, schema=column_schema(head))
 
 
 def column_schema(df: pd.DataFrame) -> dg.TableSchema:
@@ -17,7 +39,7 @@ def column_schema(df: pd.DataFrame) -> dg.TableSchema:
 def frame_metadata(df: pd.DataFrame, preview_rows: int = 10) -> dict:
     return {
         "dagster/column_schema": column_schema(df),
-        "preview": md_table(df, preview_rows),
+        "preview": table_metadata(df, preview_rows),
     }
 
 
@@ -37,9 +59,11 @@ def partitioned_metadata(df: pd.DataFrame, start: pd.Timestamp, end: pd.Timestam
     label = f"{months[0].strftime(KEY_FORMAT)}...{months[-1].strftime(KEY_FORMAT)}"
     return {
         "dagster/column_schema": column_schema(df),
-        "run_preview": md_table(df, 10),
+        "run_preview": table_metadata(df, 10),
         "run_preview_covers": label,
-        "rows_per_partition": md_table(counts.rename_axis("partition").rename("rows").reset_index(), 120),
+        "rows_per_partition": table_metadata(
+            counts.rename_axis("partition").rename("rows").reset_index(), 120
+        ),
     }
 
 

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets._governance import TRACKED, govern
-from mlops_assets.assets._metadata import frame_metadata, md_table, model_selected, only_selected
+from mlops_assets.assets._metadata import frame_metadata, model_selected, only_selected, table_metadata
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.freshness import model_freshness
 from mlops_assets.automation.jobs import TRAINING_CONDITION
@@ -113,7 +113,7 @@ def _published(detector, scored, table, counts, share, plots, governance):
         metadata={
             "anomalies": len(table),
             "anomaly_share": share,
-            "per_series": md_table(counts.astype(str), 50),
+            "per_series": table_metadata(counts.astype(str), 50),
             **frame_metadata(table.round(3), 20),
             **plots,
         },

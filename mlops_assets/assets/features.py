@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets._governance import TRACKED, govern
-from mlops_assets.assets._metadata import frame_metadata, md_table
+from mlops_assets.assets._metadata import frame_metadata, table_metadata
 from mlops_assets.assets.partitions import SINGLE_RUN, window_of
 from mlops_assets.automation.freshness import model_freshness
 from mlops_assets.automation.jobs import AFTER_GATES, TRAINING_CONDITION
@@ -124,8 +124,8 @@ def _feature_asset(settings: Settings, group: str) -> dg.AssetsDefinition:
                     AS_OF: as_of.isoformat(),
                     "feature_version": group_version(group),
                     "entities": len(table),
-                    "features": md_table(summary_table(table, group), 40),
-                    "registry": md_table(versions.drop(columns="group"), 40),
+                    "features": table_metadata(summary_table(table, group), 40),
+                    "registry": table_metadata(versions.drop(columns="group"), 40),
                     **_headline(table, group),
                     **frame_metadata(table),
                 },
@@ -175,12 +175,12 @@ def _snapshot_asset(settings: Settings, group: str) -> dg.AssetsDefinition:
                 "snapshots": len(dates),
                 "snapshots_computed": len(done.computed),
                 "snapshots_reused": len(done.reused),
-                "computed_instants": md_table(computed.tail(12), 12),
+                "computed_instants": table_metadata(computed.tail(12), 12),
                 "first_snapshot": dates[0].isoformat(),
                 "last_snapshot": dates[-1].isoformat(),
                 "feature_version": group_version(group),
                 "rows": len(table),
-                "entities_per_snapshot": md_table(per_snapshot.tail(12), 12),
+                "entities_per_snapshot": table_metadata(per_snapshot.tail(12), 12),
                 "dagster/column_schema": frame_metadata(table)["dagster/column_schema"],
             },
         )
@@ -243,8 +243,8 @@ def _clv_validation_asset(settings: Settings) -> dg.AssetsDefinition:
                 "naive_mae": float(report["naive"]["mae"]),
                 "model_total_error_pct": float(report["model"]["total_error_pct"]),
                 "naive_total_error_pct": float(report["naive"]["total_error_pct"]),
-                "errors": md_table(table),
-                "fitted_parameters": md_table(params),
+                "errors": table_metadata(table),
+                "fitted_parameters": table_metadata(params),
                 **governance,
             },
         )

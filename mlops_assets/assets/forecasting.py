@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from mlops_assets.assets._governance import TRACKED, champion_output, first_or, govern, not_registered
-from mlops_assets.assets._metadata import frame_metadata, md_table, model_selected, only_selected
+from mlops_assets.assets._metadata import frame_metadata, model_selected, only_selected, table_metadata
 from mlops_assets.assets.features import feature_as_of
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.freshness import model_freshness
@@ -306,7 +306,7 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 "issued_file": str(archived),
                 "model_version": str(version.version),
                 "model_trained_at": champion.trained_at,
-                "preview": md_table(table.head(10)),
+                "preview": table_metadata(table.head(10)),
             },
         )
 
@@ -373,7 +373,7 @@ def _outputs(choices, report, floats, plots, governance):
         output_name=MODEL,
         metadata={
             "series": len(choices),
-            "choices": md_table(choices.drop(columns=["model_file"], errors="ignore"), 50),
+            "choices": table_metadata(choices.drop(columns=["model_file"], errors="ignore"), 50),
             **floats,
             **governance,
             **plots,
@@ -382,5 +382,5 @@ def _outputs(choices, report, floats, plots, governance):
     yield dg.Output(
         report,
         output_name="forecast_backtest_report",
-        metadata={"rows": len(report), "chosen": md_table(chosen.round(3), 50), **floats, **plots},
+        metadata={"rows": len(report), "chosen": table_metadata(chosen.round(3), 50), **floats, **plots},
     )

@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from mlops_assets.assets._metadata import md_table
+from mlops_assets.assets._metadata import table_metadata
 from mlops_assets.assets.features import feature_as_of
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.jobs import AFTER_GATES
@@ -168,8 +168,8 @@ def build_monitoring_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             "notes": "\n".join(notes) or "none",
             **shares,
             **{f"classifier_auc_{d}": c.auc for d, c in classifier.items()},
-            "classifier_drift": md_table(classifier_table(classifier).round(3)),
-            "report": md_table(table.drop(columns=["reference_model"]).round(4), 60),
+            "classifier_drift": table_metadata(classifier_table(classifier).round(3)),
+            "report": table_metadata(table.drop(columns=["reference_model"]).round(4), 60),
         }
         if len(table):
             meta["psi_plot"] = dg.MetadataValue.md(drift_md(table, m.psi_moderate, m.psi_significant))
@@ -199,7 +199,7 @@ def build_monitoring_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             "issued_files": len(files),
             "series_scored": len(table),
             "series_degraded": int(table["degraded"].sum()) if len(table) else 0,
-            "performance": md_table(table.round(3), 50),
+            "performance": table_metadata(table.round(3), 50),
         }
         if np.isfinite(median):  # floats the UI charts over time
             meta |= {

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets import transactions
-from mlops_assets.assets._metadata import md_table, only_selected, partitioned_metadata
+from mlops_assets.assets._metadata import only_selected, partitioned_metadata, table_metadata
 from mlops_assets.assets.ingestion import tx_gates
 from mlops_assets.assets.partitions import SINGLE_RUN, run_window, window_of
 from mlops_assets.assets.transactions import SILVER
@@ -175,7 +175,7 @@ def _outputs(split: quality.Split, summary: dict, start: pd.Timestamp, end: pd.T
         metadata={
             **partitioned_metadata(split.quarantined, start, end),
             "quarantined_rows": summary["quarantined_rows"],
-            "by_reason": md_table(rule_table[rule_table["lines"] > 0]),
+            "by_reason": table_metadata(rule_table[rule_table["lines"] > 0]),
         },
     )
     yield dg.Output(
@@ -183,9 +183,11 @@ def _outputs(split: quality.Split, summary: dict, start: pd.Timestamp, end: pd.T
         output_name="data_quality_report",
         metadata={
             **{k: float(v) for k, v in summary.items()},
-            "reconciliation": md_table(reconciliation),
-            "counts_per_rule": md_table(rule_table),
-            "null_rate_per_column": md_table(nulls.rename("null_rate").rename_axis("column").reset_index()),
+            "reconciliation": table_metadata(reconciliation),
+            "counts_per_rule": table_metadata(rule_table),
+            "null_rate_per_column": table_metadata(
+                nulls.rename("null_rate").rename_axis("column").reset_index()
+            ),
             "days": len(split.report),
         },
     )

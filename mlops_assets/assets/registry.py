@@ -6,7 +6,7 @@ import json
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.assets._metadata import md_table
+from mlops_assets.assets._metadata import table_metadata
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.core.model_cards import LIMITATIONS, model_card
@@ -39,8 +39,8 @@ def model_audit_log(registry: ModelRegistry) -> dg.Output:
         table,
         metadata={
             "events": len(table),
-            "by_model_and_event": md_table(counts, 40),
-            "latest": md_table(table.tail(15).iloc[::-1], 15),
+            "by_model_and_event": table_metadata(counts, 40),
+            "latest": table_metadata(table.tail(15).iloc[::-1], 15),
         },
     )
 

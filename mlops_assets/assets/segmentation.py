@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets._governance import TRACKED, champion_output, first_or, govern, not_registered
-from mlops_assets.assets._metadata import frame_metadata, md_table, model_selected, only_selected
+from mlops_assets.assets._metadata import frame_metadata, model_selected, only_selected, table_metadata
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.freshness import model_freshness
 from mlops_assets.automation.jobs import TRAINING_CONDITION
@@ -67,7 +67,10 @@ def gate_results(segmenter: Segmenter, s: SegmentSettings) -> list[dg.AssetCheck
     size_ok = smallest["share"] >= s.min_segment_share
     ari_ok = m["stability_ari"] >= s.min_stability_ari
     # a rejected candidate is shown beside the verdict: it is published nowhere else
-    candidate = {"candidate_segments": md_table(segmenter.profile.round(3), 30), "choice": segmenter.reason}
+    candidate = {
+        "candidate_segments": table_metadata(segmenter.profile.round(3), 30),
+        "choice": segmenter.reason,
+    }
     return [
         GATES["silhouette"].result(
             sil_ok,
@@ -197,7 +200,7 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             table,
             metadata={
                 "rows": len(table),
-                "segment_counts": md_table(counts.round(4), 30),
+                "segment_counts": table_metadata(counts.round(4), 30),
                 "model_version": str(version.version),
                 "model_trained_at": champion.trained_at,
                 **frame_metadata(table),
@@ -226,8 +229,8 @@ def _published(segmenter, floats: dict, governance: dict):
         segmenter.profile,
         output_name="segmentation_report",
         metadata={
-            "segments": md_table(segmenter.profile.round(3), 30),
-            "k_sweep": md_table(segmenter.sweep.round(4), 30),
+            "segments": table_metadata(segmenter.profile.round(3), 30),
+            "k_sweep": table_metadata(segmenter.sweep.round(4), 30),
             "k_sweep_plot": dg.MetadataValue.md(k_sweep_md(segmenter.sweep)),
             "choice": segmenter.reason,
             **floats,
