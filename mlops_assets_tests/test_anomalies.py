@@ -103,6 +103,19 @@ def test_holiday_indicators_cover_the_window_around_each_holiday():
 
 
 def test_weekly_series_have_no_day_of_week_terms():
+    # periods on different weekdays (every 8 days), so day-of-week columns would not be empty:
+    # a daily design carries six of them, a weekly one none
+    periods = pd.date_range("2022-01-03", periods=150, freq="8D")
+    weekdays = [np.asarray(periods.dayofweek == d, dtype=float) for d in range(1, 7)]
+
+    def has_weekdays(x: np.ndarray) -> bool:
+        return all(any(np.array_equal(x[:, j], w) for j in range(x.shape[1])) for w in weekdays)
+
+    assert has_weekdays(design(periods, AnomalySpec(freq="D")))  # the check can see them
+    assert not any(
+        np.array_equal(col, w) for col in design(periods, AnomalySpec(freq="W")).T for w in weekdays
+    )
+    # and a spike in a weekly series is found alone
     weeks = pd.date_range("2022-01-03", periods=150, freq="W-MON")
     rng = np.random.default_rng(0)
     y = 1000 * (1 + 0.2 * np.sin(2 * np.pi * np.arange(150) / 52)) * rng.lognormal(0, 0.05, 150)

@@ -1,6 +1,5 @@
 """The ingestion graph materialized in process over small generated data directories."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -105,6 +104,12 @@ def test_one_month_run_rewrites_only_its_partition(small_data_dir):
     assert february.success
     after = read_table(small_data_dir, "silver.silver_transactions")
     assert len(after) == len(before)  # the month was replaced, not appended
+
+    def other_months(t):  # the lines of January and March, untouched by a February run
+        keep = (t["partition_date"] < "2023-02-01") | (t["partition_date"] >= "2023-03-01")
+        return sorted(t.loc[keep, ["source_file", "source_row"]].itertuples(index=False, name=None))
+
+    assert other_months(after) == other_months(before) and len(other_months(before)) > 0
     (event,) = [e for e in february.get_asset_materialization_events() if e.asset_key.path == [SILVER]]
     in_month = (after["partition_date"] >= "2023-02-01") & (after["partition_date"] < "2023-03-01")
     assert event.partition == "2023-02"
