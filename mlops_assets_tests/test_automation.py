@@ -370,3 +370,70 @@ def test_new_data_sensor_first_tick_picks_up_files_written_after_the_last_ingest
     late.to_csv(small_data_dir / "raw" / "transactions_late.csv.gz", index=False)
     (request,) = tick(defs, "new_data_sensor", instance).run_requests  # the sensor was just turned on
     assert span(request) == ("2023-03", "2023-03")
+
+
+# ---- alert delivery ---------------------------------------------------------------------------
+
+
+class SlowWebhook(Webhook):
+    """Answers only after `delay` seconds: longer than the resource's timeout."""
+
+    def __init__(self, delay: float):
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                time.sleep(delay)
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/alerts"  # nothing listens there: connection refused
+
+
+def test_undelivered_alerts_are_kept_and_sent_once_when_the_webhook_answers(
+    small_data_dir, instance, webhook
+):
+    @dg.asset
+    def broken_asset():
+        raise ValueError("boom")
+
+    assert not dg.materialize([broken_asset], instance=instance, raise_on_error=False).success
+    defs = build_definitions(load_settings(small_data_dir))
+
+    refused = tick(defs, "alert_sensor", instance, alerts=AlertWebhook(url=closed_port_url()))
+    assert "1 new alerts, 0 kept from earlier ticks; 1 not delivered" in refused.skip_message
+    slow = SlowWebhook(delay=2.0)
+    try:  # the webhook does not answer within the timeout: still kept, not lost
+        late = tick(
+            defs,
+            "alert_sensor",
+            instance,
+            refused.cursor,
+            alerts=AlertWebhook(url=slow.url, timeout_seconds=0.3),
+        )
+    finally:
+        slow.server.shutdown()
+    assert "0 new alerts, 1 kept from earlier ticks; 1 not delivered" in late.skip_message
+    delivered = tick(defs, "alert_sensor", instance, late.cursor, alerts=AlertWebhook(url=webhook.url))
+    assert "0 not delivered" in delivered.skip_message
+    (alert,) = webhook.received
+    assert alert["kind"] == "run_failed" and "broken_asset" in alert["description"]
+    assert len(alert["alert_id"]) == 16
+    # delivered once: the next tick sends nothing again
+    again = tick(defs, "alert_sensor", instance, delivered.cursor, alerts=AlertWebhook(url=webhook.url))
+    assert len(webhook.received) == 1 and "no failed run or check" in again.skip_message

@@ -242,26 +242,50 @@ def _run_alerts(context, cursor: str | None) -> tuple[list[dict], str | None]:
     return alerts, result.cursor or cursor
 
 
+def _alert_id(alert: dict) -> str:
+    """Stable per event: a receiver can drop an alert it already has."""
+    what = alert.get("check") or alert.get("job") or ""
+    return hashlib.sha256(
+        f"{alert['kind']}|{alert.get('asset', '')}|{what}|{alert['run_id']}".encode()
+    ).hexdigest()[:16]
+
+
 def build_alert_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.SensorDefinition:
     @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
     def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertWebhook):
         """Failed runs and failed asset checks (blocking gates, drift, forecast accuracy) since
         the last tick: each goes to the log and, when MLOPS_ALERT_WEBHOOK_URL is set, to that
-        webhook as JSON. The cursor advances only after every alert was sent."""
+        webhook as JSON with a stable `alert_id`. An alert the webhook refused or did not answer
+        in time stays in the cursor and is sent again on the next tick; one delivered is never
+        sent twice."""
         state = json.loads(context.cursor) if context.cursor else {"runs": None, "checks": {}}
         found = _check_alerts(context, check_keys, state["checks"])
         runs, state["runs"] = _run_alerts(context, state["runs"])
-        found += runs
-        for alert in found:
-            alert = {"source": "mlops_assets", **alert}
+        new = [{"source": "mlops_assets", "alert_id": _alert_id(a), **a} for a in [*found, *runs]]
+        for alert in new:
             target = alert.get("check") or alert.get("job")
             line = f"ALERT {alert['kind']} {target}: {alert['description']}"
             (context.log.warning if alert["severity"] == "WARN" else context.log.error)(line)
-            alerts.send(alert)
-        context.update_cursor(json.dumps(state))
-        if not found:
+        kept = state.get("pending", [])
+        pending, failures = [], []
+        for alert in [*kept, *new]:
+            try:
+                alerts.send(alert)
+            except (OSError, RuntimeError) as exc:  # refused, unreachable, timed out, HTTP error
+                pending.append(alert)
+                failures.append(f"{alert['alert_id']}: {type(exc).__name__}: {exc}")
+        state["pending"] = pending
+        context.update_cursor(json.dumps(state, default=str))
+        if failures:
+            context.log.error(
+                f"{len(failures)} alerts not delivered, kept for the next tick: " + "; ".join(failures)
+            )
+        if not new and not kept:
             return dg.SkipReason("no failed run or check since the last tick")
-        return dg.SkipReason(f"{len(found)} alerts sent")
+        return dg.SkipReason(
+            f"{len(new)} new alerts, {len(kept)} kept from earlier ticks; {len(pending)} not delivered, "
+            "kept for the next tick"
+        )
 
     return alert_sensor
 

@@ -19,8 +19,9 @@ class AlertWebhook(dg.ConfigurableResource):
     timeout_seconds: float = Field(default=10.0, description="Give up on a slow webhook after this.")
 
     def send(self, alert: dict) -> bool:
-        """True when posted; raises when the webhook refuses, so the sensor tick fails and the
-        alert is sent again on the next tick instead of being lost."""
+        """True when posted; raises (OSError for refused, unreachable or timed out, including
+        urllib's HTTPError; RuntimeError for another non-2xx answer) when it was not delivered,
+        so alert_sensor keeps it for its next tick."""
         if not self.url:
             return False
         request = urllib.request.Request(
