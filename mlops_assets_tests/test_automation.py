@@ -32,13 +32,15 @@ from mlops_assets_tests.test_segmentation import customers
 
 
 class Webhook:
-    """A local HTTP server standing in for Slack / an incident tool: records each POST."""
+    """A local HTTP server standing in for Slack / an incident tool: records each POST (after
+    `delay` seconds: a webhook slower than the resource's timeout)."""
 
-    def __init__(self):
+    def __init__(self, delay: float = 0.0):
         received = self.received = []
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
+                time.sleep(delay)
                 received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 self.send_response(200)
                 self.end_headers()
@@ -375,27 +377,6 @@ def test_new_data_sensor_first_tick_picks_up_files_written_after_the_last_ingest
 # ---- alert delivery ---------------------------------------------------------------------------
 
 
-class SlowWebhook(Webhook):
-    """Answers only after `delay` seconds: longer than the resource's timeout."""
-
-    def __init__(self, delay: float):
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                time.sleep(delay)
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 def closed_port_url() -> str:
     import socket
 
@@ -417,7 +398,7 @@ def test_undelivered_alerts_are_kept_and_sent_once_when_the_webhook_answers(
 
     refused = tick(defs, "alert_sensor", instance, alerts=AlertWebhook(url=closed_port_url()))
     assert "1 new alerts, 0 kept from earlier ticks; 1 not delivered" in refused.skip_message
-    slow = SlowWebhook(delay=2.0)
+    slow = Webhook(delay=2.0)
     try:  # the webhook does not answer within the timeout: still kept, not lost
         late = tick(
             defs,
