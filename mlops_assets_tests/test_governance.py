@@ -315,7 +315,7 @@ def test_steps_starting_together_share_one_mlflow_run(small_data_dir):
     settings = load_settings(small_data_dir)
     uri = tracking_uri(settings)
     experiment = ensure_experiment(uri, artifact_root(settings))
-    lock = lock_for({"artifact_location": artifact_root(settings)})
+    lock = lock_for(artifact_root(settings))
     with ThreadPoolExecutor(4) as pool:
         ids = list(pool.map(lambda _: run_for(uri, experiment, "dagster-run-1", "job", lock), range(4)))
     assert len(set(ids)) == 1

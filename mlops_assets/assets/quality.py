@@ -97,7 +97,7 @@ def build_quality_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         for r in run.results:
             if not r.passed:
                 (context.log.error if blocks(r) else context.log.warning)(r.description)
-        if run.publishes:  # all four tables, or none
+        if run.publishes:  # every gate of both layers passed: the selected tables, or none
             _check_partial(context, run, settings.warehouse_path)
             bronze = dg.Output(run.bronze, output_name="bronze_transactions", metadata=run.bronze_meta)
             yield from only_selected(context, [bronze, *_outputs(run.split, run.summary, run.start, run.end)])
@@ -106,11 +106,11 @@ def build_quality_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     return [ingest_transactions]
 
 
-TABLES = {
-    "bronze_transactions": "bronze.bronze_transactions",
-    SILVER: "silver.silver_transactions",
-    "quarantined_transactions": "silver.quarantined_transactions",
-    "data_quality_report": "quality.data_quality_report",
+TABLES = {  # output -> warehouse table
+    "bronze_transactions": publication.TABLES["bronze"],
+    SILVER: publication.TABLES["silver"],
+    "quarantined_transactions": publication.TABLES["quarantined"],
+    "data_quality_report": publication.TABLES["report"],
 }
 
 
@@ -131,7 +131,7 @@ def _check_partial(context: dg.AssetExecutionContext, run: transactions.Ingested
         "quarantined_transactions": run.split.quarantined,
         "data_quality_report": run.split.report,
     }
-    changed = publication.unchanged_tables(
+    changed = publication.stale_tables(
         database, {TABLES[n]: fresh[n] for n in left_out}, run.start, run.end
     )
     days = f"{run.start.date()}...{(run.end - pd.Timedelta(days=1)).date()}"

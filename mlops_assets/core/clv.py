@@ -55,65 +55,6 @@ class GammaGamma:
         return np.where(x > 0, own, population)
 
 
-def bgnbd_log_likelihood(params, x, t_x, T) -> np.ndarray:
-    r, alpha, a, b = params
-    ln = np.log
-    head = (
-        special.gammaln(r + x)
-        - special.gammaln(r)
-        + r * ln(alpha)
-        + special.gammaln(a + b)
-        + special.gammaln(b + x)
-        - special.gammaln(b)
-        - special.gammaln(a + b + x)
-    )
-    stay = -(r + x) * ln(alpha + T)
-    safe = np.maximum(b + x - 1.0, 1e-12)
-    drop = np.where(x > 0, ln(a) - ln(safe) - (r + x) * ln(alpha + t_x), -np.inf)
-    return head + np.logaddexp(stay, drop)
-
-
-def gamma_gamma_log_likelihood(params, x, m) -> np.ndarray:
-    p, q, v = params
-    px = p * x
-    return (
-        special.gammaln(px + q)
-        - special.gammaln(px)
-        - special.gammaln(q)
-        + q * np.log(v)
-        + (px - 1.0) * np.log(m)
-        + px * np.log(x)
-        - (px + q) * np.log(x * m + v)
-    )
-
-
-def bgnbd_gradient(params, x, t_x, T) -> np.ndarray:
-    """d log-likelihood / d (r, alpha, a, b) per customer (rows: parameters)."""
-    r, alpha, a, b = params
-    psi = special.digamma
-    stay = -(r + x) * np.log(alpha + T)
-    safe = np.maximum(b + x - 1.0, 1e-12)
-    drop = np.where(x > 0, np.log(a) - np.log(safe) - (r + x) * np.log(alpha + t_x), -np.inf)
-    total = np.logaddexp(stay, drop)
-    w_stay, w_drop = np.exp(stay - total), np.exp(drop - total)
-    d_r = psi(r + x) - psi(r) + np.log(alpha) - w_stay * np.log(alpha + T) - w_drop * np.log(alpha + t_x)
-    d_alpha = r / alpha - w_stay * (r + x) / (alpha + T) - w_drop * (r + x) / (alpha + t_x)
-    d_a = psi(a + b) - psi(a + b + x) + w_drop / a
-    d_b = psi(a + b) + psi(b + x) - psi(b) - psi(a + b + x) - w_drop / safe
-    return np.vstack([d_r, d_alpha, d_a, d_b])
-
-
-def gamma_gamma_gradient(params, x, m) -> np.ndarray:
-    """d log-likelihood / d (p, q, v) per customer (rows: parameters)."""
-    p, q, v = params
-    psi = special.digamma
-    px = p * x
-    d_p = x * (psi(px + q) - psi(px) + np.log(m) + np.log(x) - np.log(x * m + v))
-    d_q = psi(px + q) - psi(q) + np.log(v) - np.log(x * m + v)
-    d_v = q / v - (px + q) / (x * m + v)
-    return np.vstack([d_p, d_q, d_v])
-
-
 def _grouped(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """Distinct rows and their counts: thousands of customers share few (x, t_x, T) triples."""
     table = pd.DataFrame({str(i): c for i, c in enumerate(columns)})
@@ -135,8 +76,9 @@ class _ByValue:
 
 def bgnbd_objective(params, x, t_x, T, w, by_x: _ByValue) -> tuple[float, np.ndarray]:
     """The weighted mean negative log-likelihood and its gradient in (r, alpha, a, b) in one pass
-    (the terms bgnbd_log_likelihood and bgnbd_gradient share computed once; functions of x
-    alone once per distinct x); equal to those two up to rounding."""
+    (the terms the log-likelihood and its gradient share computed once; functions of x
+    alone once per distinct x); equal to the reference in mlops_assets_tests/clv_reference.py
+    up to rounding."""
     r, alpha, a, b = params
     gl, psi = special.gammaln, special.digamma
     log_aT, log_at = np.log(alpha + T), np.log(alpha + t_x)
@@ -163,8 +105,8 @@ def bgnbd_objective(params, x, t_x, T, w, by_x: _ByValue) -> tuple[float, np.nda
 
 def gamma_gamma_objective(params, x, m, log_m, by_x: _ByValue) -> tuple[float, np.ndarray]:
     """The mean negative log-likelihood of the Gamma-Gamma model and its gradient in (p, q, v),
-    functions of x alone once per distinct x; equal to gamma_gamma_log_likelihood and
-    gamma_gamma_gradient up to rounding."""
+    functions of x alone once per distinct x; equal to the reference likelihood and
+    gradient (mlops_assets_tests/clv_reference.py) up to rounding."""
     p, q, v = params
     gl, psi = special.gammaln, special.digamma
     px = p * x

@@ -204,7 +204,7 @@ def _content(frame: pd.DataFrame, cols: list[str]) -> set[tuple]:
     return set(keys.itertuples(index=False, name=None))
 
 
-def unchanged_tables(
+def stale_tables(
     database: str | Path, fresh: dict[str, pd.DataFrame], since: pd.Timestamp, before: pd.Timestamp
 ) -> list[str]:
     """The tables (schema.table -> this run's frame) whose published rows over [since, before)

@@ -84,7 +84,7 @@ class MlflowTracking(dg.ConfigurableResource):
     def training_run(self, context: dg.AssetExecutionContext, asset: str) -> TrainingRun:
         """A new child run named `asset` under the Dagster run's MLflow run (found or created)."""
         experiment = ensure_experiment(self.tracking_uri, self.artifact_location, self.experiment_name)
-        lock = Path(urlparse(self.artifact_location).path).parent / "tracking.lock"
+        lock = lock_for(self.artifact_location)
         parent = run_for(self.tracking_uri, experiment, context.run.run_id, context.run.job_name, lock)
         client = MlflowClient(self.tracking_uri)
         tags = {
@@ -98,9 +98,9 @@ class MlflowTracking(dg.ConfigurableResource):
         return TrainingRun(client, child, experiment, self.ui_url, parent)
 
 
-def lock_for(config: dict) -> Path:
+def lock_for(artifact_location: str) -> Path:
     """A lock file beside the artifact folder (shared by every process using this data dir)."""
-    return Path(urlparse(config["artifact_location"]).path).parent / "tracking.lock"
+    return Path(urlparse(artifact_location).path).parent / "tracking.lock"
 
 
 def run_for(uri: str, experiment_id: str, dagster_run_id: str, job_name: str, lock: Path) -> str:
