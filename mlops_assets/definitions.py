@@ -23,7 +23,7 @@ from mlops_assets.automation.jobs import (
 )
 from mlops_assets.automation.schedules import build_schedules
 from mlops_assets.automation.sensors import build_sensors
-from mlops_assets.resources import ModelIOManager, WarehouseIOManager
+from mlops_assets.resources import RegistryModelIOManager, WarehouseIOManager
 from mlops_assets.resources.alerts import WEBHOOK_ENV, AlertWebhook
 from mlops_assets.resources.registry import ModelRegistry
 from mlops_assets.resources.tracking import (
@@ -48,15 +48,17 @@ def registry_resource(settings: Settings) -> ModelRegistry:
 
 
 def resources(settings: Settings) -> dict:
+    registry = registry_resource(settings)
     return {
         "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
-        "model_io_manager": ModelIOManager(directory=str(settings.models_dir)),
+        # models move through the registry: no second copy on disk (resources/models.py)
+        "model_io_manager": RegistryModelIOManager(registry=registry),
         "mlflow": MlflowTracking(
             tracking_uri=dg.EnvVar(TRACKING_ENV) if os.environ.get(TRACKING_ENV) else tracking_uri(settings),
             artifact_location=artifact_root(settings),
             ui_url=dg.EnvVar(UI_ENV) if os.environ.get(UI_ENV) else DEFAULT_UI,
         ),
-        "registry": registry_resource(settings),
+        "registry": registry,
         # alerts go to the log; and to the webhook when its URL is in the environment
         "alerts": AlertWebhook(url=dg.EnvVar(WEBHOOK_ENV)) if os.environ.get(WEBHOOK_ENV) else AlertWebhook(),
     }

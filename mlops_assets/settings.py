@@ -234,10 +234,6 @@ class Settings(_Strict):
         return self.data_dir / "warehouse.duckdb"
 
     @property
-    def models_dir(self) -> Path:
-        return self.data_dir / "models"
-
-    @property
     def issued_forecasts_dir(self) -> Path:
         """Forecasts as issued by each champion (Parquet), scored as actuals arrive."""
         return self.data_dir / "forecasts" / "issued"

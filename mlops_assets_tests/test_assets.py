@@ -37,6 +37,7 @@ def test_definitions_have_groups_partitions_and_blocking_checks(small_data_dir):
         "clv_validation_report": "features",
         "sales_series": "forecasting",
         "sales_forecaster": "forecasting",
+        "forecast_choices": "forecasting",
         "forecast_backtest_report": "forecasting",
         "sales_forecasts": "forecasting",
         "customer_segmenter": "segmentation",

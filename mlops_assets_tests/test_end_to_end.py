@@ -9,10 +9,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_assets.settings import DEFAULT_DATA_DIR
+from mlops_assets.definitions import registry_resource
+from mlops_assets.settings import DEFAULT_DATA_DIR, load_settings
 from mlops_assets_tests.conftest import read_table, run_graph
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _champion(data: Path, model: str) -> str | None:
+    """The champion's version number of `model` in the data directory's registry, or None."""
+    champion = registry_resource(load_settings(data)).champion(model)
+    return None if champion is None else str(champion.version)
 
 
 @pytest.mark.slow
@@ -44,7 +51,7 @@ def test_whole_sample_end_to_end(tmp_path):
     snapshots = read_table(data, "features.customer_feature_snapshots")
     assert snapshots["feature_as_of"].nunique() == 106  # Mondays of 2023-2024 and 2025-01-01
     # 14 daily series (total, 5 stores, 8 categories), each forecast 28 days past the window
-    choices = read_table(data, "forecasting.sales_forecaster")
+    choices = read_table(data, "forecasting.forecast_choices")
     # holdout fold (28 days the choice never saw): better than seasonal naive overall
     assert len(choices) == 14 and choices["relative_mase"].median() <= 1.0
     assert np.exp(np.log(choices["relative_mase"]).mean()) <= 0.6  # measured 0.48-0.49
@@ -55,7 +62,7 @@ def test_whole_sample_end_to_end(tmp_path):
     assert sorted(segments["customer_id"]) == sorted(customers["customer_id"])
     report = read_table(data, "segmentation.segmentation_report")
     assert report["customers"].sum() == len(customers) and report["share"].min() >= 0.01
-    assert (data / "models/customer_segmenter/model.pkl").is_file()
+    assert (segments["model_version"] == _champion(data, "customer_segmenter")).all()
     # anomalies: a small share of the 14 series x 731 days (measured 1.8%: the generator's large
     # orders and returns in the thinner series), each at least 3.5 robust SDs and 35% / 26% off
     anomalies = read_table(data, "anomalies.sales_anomalies")
@@ -109,7 +116,7 @@ def test_real_bike_sales_mapped_by_sources_yaml(tmp_path):
     assert [e.check_name for e in failed] == ["segments_stable_under_resampling"]
     assert "below segment.min_stability_ari 0.8" in failed[0].description
     assert [e.step_key for e in result.get_step_failure_events()] == ["train_customer_segmenter"]
-    assert not (data / "models/customer_segmenter/model.pkl").exists()
+    assert _champion(data, "customer_segmenter") is None  # nothing registered
     silver = read_table(data, "silver.silver_transactions")
     quarantined = read_table(data, "silver.quarantined_transactions")
     assert len(silver) + len(quarantined) == 2_466

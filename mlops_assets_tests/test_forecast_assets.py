@@ -1,12 +1,12 @@
 """The forecasting assets over the small sample (real series: test_forecast_realdata.py)."""
 
-import pickle
-
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_assets.definitions import registry_resource
+from mlops_assets.settings import load_settings
 from mlops_assets_tests.conftest import check_results, edit_sources, forecasting_keys, read_table, run_graph
 
 START, END = "2023-01-01", "2023-03-31"
@@ -36,7 +36,7 @@ def test_forecasting_assets_backtest_choose_and_forecast(small_data_dir):
         "store=WEB",
     }
     assert series.groupby("series_id").size().eq(90).all()  # every day of the quarter, zero-filled
-    choices = read_table(small_data_dir, "forecasting.sales_forecaster").set_index("series_id")
+    choices = read_table(small_data_dir, "forecasting.forecast_choices").set_index("series_id")
     assert choices["relative_mase"].median() <= 1.0  # the gate's figure, on the holdout fold
     assert (choices["chosen_model"] == "ensemble").all()  # forecast.choice: combination
     report = read_table(small_data_dir, "forecasting.forecast_backtest_report")
@@ -48,10 +48,10 @@ def test_forecasting_assets_backtest_choose_and_forecast(small_data_dir):
     assert forecasts.groupby("series_id")["step"].max().eq(7).all()
     assert forecasts["period"].min() == pd.Timestamp("2023-04-01")
 
-    # the shipped model file reproduces the shipped forecast
-    saved = pickle.loads((small_data_dir / choices.loc["total", "model_file"]).read_bytes())
-    assert saved["chosen"] == choices.loc["total", "chosen_model"]
-    point = np.mean([m.predict(7).non_negative().mean for m in saved["models"].values()], axis=0)
+    # the registered champion (the one copy of the model) reproduces the shipped forecast
+    saved, _ = registry_resource(load_settings(small_data_dir)).load("sales_forecaster")
+    assert saved.choices["total"] == choices.loc["total", "chosen_model"]
+    point = np.mean([m.predict(7).non_negative().mean for m in saved.models["total"].values()], axis=0)
     total = forecasts[forecasts["series_id"] == "total"].sort_values("step")
     assert np.allclose(point, total["mean"], rtol=0.02)
 

@@ -1,14 +1,13 @@
 """Segmentation and anomaly assets under Dagster: gates publish or hold back the segmenter,
 customers are scored with the published one, anomalies land in the warehouse with plots."""
 
-import pickle
 
 import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets.anomalies import build_anomaly_assets
 from mlops_assets.assets.segmentation import build_segmentation_assets
-from mlops_assets.definitions import resources
+from mlops_assets.definitions import registry_resource, resources
 from mlops_assets.settings import load_settings
 from mlops_assets_tests.conftest import check_results, edit_sources, read_table
 from mlops_assets_tests.stubs import upstream
@@ -44,12 +43,13 @@ def test_segmenter_passes_gates_and_scores_every_customer(small_data_dir):
     checks = check_results(result)
     assert {"silhouette_above_minimum", "no_tiny_segments", "segments_stable_under_resampling"} <= set(checks)
     assert all(checks[n].passed for n in ("silhouette_above_minimum", "no_tiny_segments"))
-    model_file = small_data_dir / "models" / "customer_segmenter" / "model.pkl"
-    with model_file.open("rb") as fh:
-        segmenter = pickle.load(fh)
+    # the registry's champion is the one copy of the model: what scored the customers
+    registry = registry_resource(load_settings(small_data_dir))
+    segmenter, version = registry.load("customer_segmenter")
     scored = read_table(small_data_dir, "segmentation.customer_segments")
     assert len(scored) == len(table) and scored["customer_id"].is_unique
     assert set(scored["segment_name"]) == {"champions", "lost", "new"}
+    assert (scored["model_version"] == str(version.version)).all()
     expected = segmenter.assign(table).set_index("customer_id")
     assert (scored.set_index("customer_id").loc[expected.index, "segment_id"] == expected["segment_id"]).all()
     report = read_table(small_data_dir, "segmentation.segmentation_report")
@@ -64,8 +64,8 @@ def test_a_segmenter_failing_its_gates_keeps_the_published_one(small_data_dir):
     edit_sources(small_data_dir, lambda s: s.update(segment=PURE_SILHOUETTE))
     table = customers()
     assert materialize(small_data_dir, segmentation(small_data_dir, table)).success
-    model_file = small_data_dir / "models" / "customer_segmenter" / "model.pkl"
-    before = model_file.read_bytes()
+    registry = registry_resource(load_settings(small_data_dir))
+    before = registry.champion("customer_segmenter").version
     segments_before = read_table(small_data_dir, "segmentation.customer_segments")
 
     edit_sources(small_data_dir, lambda s: s.update(segment={**PURE_SILHOUETTE, "min_silhouette": 0.95}))
@@ -78,7 +78,9 @@ def test_a_segmenter_failing_its_gates_keeps_the_published_one(small_data_dir):
         "below segment.min_silhouette 0.95" in gate.description
         and "kmeans with 3 segments" in gate.description
     )
-    assert model_file.read_bytes() == before  # the published segmenter stays
+    # nothing registered, the champion stays
+    assert registry.champion("customer_segmenter").version == before
+    assert len(registry.client.search_model_versions("name='customer_segmenter'")) == 1
     after = read_table(small_data_dir, "segmentation.customer_segments")
     pd.testing.assert_frame_equal(after, segments_before)  # scoring did not run on a rejected model
 
@@ -112,4 +114,12 @@ def test_sales_anomalies_land_with_plots(small_data_dir):
     ).metadata
     assert meta["plot_total"].value.startswith("![anomalies total](data:image/png;base64,")
     assert meta["anomalies"].value == len(table)
-    assert (small_data_dir / "models" / "sales_anomaly_detector" / "model.pkl").is_file()
+    detector = next(
+        m
+        for m in result.asset_materializations_for_node("detect_sales_anomalies")
+        if m.asset_key.path == ["sales_anomaly_detector"]
+    ).metadata
+    # the IO manager stored no copy: the output is the version this run registered
+    assert detector["model_uri"].value == "models:/sales_anomaly_detector/1"
+    loaded, _ = registry_resource(load_settings(small_data_dir)).load("sales_anomaly_detector")
+    assert sorted(loaded.forests) == ["store", "total"]

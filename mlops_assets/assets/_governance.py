@@ -24,13 +24,13 @@ from mlops_assets.resources.tracking import MlflowTracking
 TRACKED = {"required_resource_keys": {"mlflow", "registry"}}
 
 
-def champion_output(group: str, model: str) -> dict:
-    """Decorator arguments of a batch output built from `model`'s registry champion."""
+def champion_output(group: str) -> dict:
+    """Decorator arguments of a batch output built from a model's registry champion, which it
+    takes as an input of the model asset's name (RegistryModelIOManager loads the champion)."""
     return {
         "group_name": group,
         "kinds": {"pandas", "duckdb"},
         "metadata": {"schema": group},
-        "deps": [model],
         "automation_condition": AFTER_GATES,
         "backfill_policy": SINGLE_RUN,
         "code_version": "2",

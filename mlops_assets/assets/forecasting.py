@@ -3,8 +3,6 @@ ships the choice with conformal bands, gated on a holdout fold the choice never 
 forecasts the horizon."""
 
 import json
-import pickle
-import re
 import time
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from mlops_assets.core.monitoring import feature_columns, transaction_columns
 from mlops_assets.core.plots import png_of
 from mlops_assets.core.promotion import Decision, compare_forecasters
 from mlops_assets.core.series import SEASON
-from mlops_assets.resources.registry import ModelRegistry
+from mlops_assets.resources.models import Champion
 from mlops_assets.settings import Settings
 
 GROUP = "forecasting"
@@ -69,25 +67,6 @@ def plan(settings: Settings) -> forecasting.ForecastPlan:
         choice=f.choice,
         country=f.country,
     )
-
-
-def _file_name(series_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", series_id) + ".pkl"
-
-
-def save_models(results: list[forecasting.SeriesForecast], settings: Settings) -> dict[str, str]:
-    """One pickle per series (the fitted model(s) behind its forecast) and a manifest."""
-    folder = settings.models_dir / "forecaster"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for r in results:
-        path = folder / _file_name(r.series_id)
-        with path.open("wb") as fh:
-            pickle.dump({"series_id": r.series_id, "chosen": r.chosen, "models": r.models}, fh)
-        paths[r.series_id] = str(path.relative_to(settings.data_dir))
-    manifest = {r.series_id: {"model": r.chosen, "file": paths[r.series_id]} for r in results}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return paths
 
 
 def coverage_result(report: pd.DataFrame, tolerance: float, alpha: float = 0.05) -> dg.AssetCheckResult:
@@ -139,11 +118,10 @@ def beats_naive_result(choices: pd.DataFrame, threshold: float) -> dg.AssetCheck
     )
 
 
-def _out(description: str, kinds: set[str] | None = None, freshness=None) -> dg.AssetOut:
+def _out(description: str) -> dg.AssetOut:
     return dg.AssetOut(
-        freshness_policy=freshness,
         group_name=GROUP,
-        kinds=kinds or {"pandas", "duckdb"},
+        kinds={"pandas", "duckdb"},
         is_required=False,  # published only when the gates pass
         metadata={"schema": GROUP},
         description=description,
@@ -198,12 +176,20 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
 
     @dg.multi_asset(
         outs={
-            "sales_forecaster": _out(
-                "The chosen model per series (fitted files under models/forecaster/, listed with the "
-                "reason of the choice), with its holdout relative MASE and coverage (out of sample) "
-                "beside the selection folds' figure.",
-                {"statsforecast", "duckdb"},
-                model_freshness(settings),
+            MODEL: dg.AssetOut(
+                group_name=GROUP,
+                kinds={"statsforecast", "mlflow"},
+                io_manager_key="model_io_manager",  # a registered version: the registry holds it
+                is_required=False,  # published only when the gates pass
+                description="The forecaster: per series the chosen model and the fitted models behind "
+                "it, with the forecasts they made, as a registered MLflow version (the choices, holdout "
+                "relative MASE and coverage in metadata; downstream assets load the champion).",
+                automation_condition=TRAINING_CONDITION,
+                freshness_policy=model_freshness(settings),
+            ),
+            "forecast_choices": _out(
+                "Per series: the chosen model and why, its holdout relative MASE and coverage (out of "
+                "sample) beside the selection folds' figure."
             ),
             "forecast_backtest_report": _out(
                 "Series x model: mean metrics over the selection folds (MAE, RMSE, MAPE, sMAPE, MASE, "
@@ -249,12 +235,10 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         if failed:
             if model_selected(context, MODEL):
                 not_registered(context, "sales_forecaster", failed)
-        elif not model_selected(context, MODEL):  # the backtest report alone
+        elif not model_selected(context, MODEL):  # the tables alone
             floats = _floats(choices, report)
-            yield from only_selected(context, _outputs(choices, report, floats, {}, {}))
-        else:  # write-audit-publish: model files, registry and tables only when every gate passed
-            paths = save_models(results, settings)
-            choices["model_file"] = choices["series_id"].map(paths)
+            yield from only_selected(context, _outputs(None, choices, report, floats, {}, {}))
+        else:  # write-audit-publish: registry and tables only when every gate passed
             bundle = forecasting.ForecasterBundle.of(results, forecasts, report)
             folds = {r.series_id: r.fold_forecasts for r in results}
 
@@ -287,24 +271,25 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 },
                 reference=_reference(silver_transactions, product_features, settings),
             )
-            yield from only_selected(context, _outputs(choices, report, floats, plots, governance))
+            yield from only_selected(context, _outputs(bundle, choices, report, floats, plots, governance))
         yield from only_selected(context, checks)
 
-    @dg.asset(**champion_output(GROUP, MODEL))
-    def sales_forecasts(registry: ModelRegistry) -> dg.Output:
+    @dg.asset(**champion_output(GROUP))
+    def sales_forecasts(sales_forecaster: Champion) -> dg.Output:
         """Next forecast.horizon periods per series (point forecast, 80% / 95% intervals) from
         the registry's champion forecaster: a rejected challenger leaves them as they were."""
-        champion, version = registry.load(MODEL)
+        champion, version = sales_forecaster.model, sales_forecaster.number
         table = champion.forecasts.assign(
-            model_version=pd.Series(str(version.version), index=champion.forecasts.index, dtype="string")
+            model_version=pd.Series(version, index=champion.forecasts.index, dtype="string")
         )
-        archived = archive_issued(champion, str(version.version), settings)
+        archived = archive_issued(champion, version, settings)
         return dg.Output(
             table,
             metadata={
                 "rows": len(table),
                 "issued_file": str(archived),
-                "model_version": str(version.version),
+                "model_version": version,
+                "model_uri": sales_forecaster.uri,
                 "model_trained_at": champion.trained_at,
                 "preview": table_metadata(table.head(10)),
             },
@@ -366,18 +351,25 @@ def _plots(results, series, freq) -> dict[str, dg.MetadataValue]:
     }
 
 
-def _outputs(choices, report, floats, plots, governance):
+def _outputs(bundle, choices, report, floats, plots, governance):
+    """The forecaster (when trained and registered), the choices and the backtest report."""
     chosen = report[report["chosen"].fillna(False).astype(bool)]
+    if bundle is not None:
+        yield dg.Output(
+            bundle,
+            output_name=MODEL,
+            metadata={
+                "series": len(choices),
+                "choices": table_metadata(choices, 50),
+                **floats,
+                **governance,
+                **plots,
+            },
+        )
     yield dg.Output(
         choices,
-        output_name=MODEL,
-        metadata={
-            "series": len(choices),
-            "choices": table_metadata(choices.drop(columns=["model_file"], errors="ignore"), 50),
-            **floats,
-            **governance,
-            **plots,
-        },
+        output_name="forecast_choices",
+        metadata={"series": len(choices), "choices": table_metadata(choices, 50), **floats},
     )
     yield dg.Output(
         report,

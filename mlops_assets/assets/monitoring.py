@@ -12,13 +12,13 @@ import pandas as pd
 from mlops_assets.assets._metadata import table_metadata
 from mlops_assets.assets.features import feature_as_of
 from mlops_assets.assets.partitions import SINGLE_RUN
-from mlops_assets.automation.jobs import AFTER_GATES
+from mlops_assets.automation.jobs import AFTER_GATES, AFTER_GATES_ANY_CHAMPION
 from mlops_assets.core import forecast_performance as fp
 from mlops_assets.core import monitoring
 from mlops_assets.core.drift import ClassifierDrift, DriftSettings, classifier_drift, drift_report
 from mlops_assets.core.plots import drift_md, performance_md
 from mlops_assets.core.series import SEASON
-from mlops_assets.resources.registry import ModelRegistry
+from mlops_assets.resources.models import OPTIONAL_KEY, Champion
 from mlops_assets.settings import MonitoringSettings, Settings
 
 GROUP = "monitoring"
@@ -38,6 +38,16 @@ ACCURACY = dg.AssetCheckSpec(
 )
 
 
+# the training snapshot each dataset's drift is measured against: the model that stored it
+SNAPSHOTS = {
+    "transactions": "sales_forecaster",
+    "product_features": "sales_forecaster",
+    "customer_features": "customer_segmenter",
+}
+# the champions as inputs (RegistryModelIOManager); before the first one: None, and a note
+CHAMPION_INS = {m: dg.AssetIn(metadata={OPTIONAL_KEY: True}) for m in sorted(set(SNAPSHOTS.values()))}
+
+
 def drift_settings(m: MonitoringSettings) -> DriftSettings:
     """The core's drift thresholds, each read from the setting of the same name."""
     return DriftSettings(**{f.name: getattr(m, f.name) for f in fields(DriftSettings)})
@@ -49,45 +59,40 @@ def _part(dataset: str, model: str, version, reference, current, s: DriftSetting
 
 
 def drift_tables(
-    registry: ModelRegistry,
+    champions: dict[str, Champion | None],
     current: dict[str, pd.DataFrame],
     customer_features: pd.DataFrame,
     s: DriftSettings,
     classifier_threshold: float | None = None,
 ) -> tuple[pd.DataFrame, list[str], dict[str, ClassifierDrift]]:
-    """One drift table over every dataset a champion stored a snapshot of, plus the segment
-    shares of the champion segmenter then and now; notes for what could not be compared; and,
-    with a classifier threshold, each dataset's domain-classifier result."""
+    """One drift table over every dataset a champion (by model name; None before the first)
+    stored a snapshot of, plus the segment shares of the champion segmenter then and now; notes
+    for what could not be compared; and, with a classifier threshold, each dataset's
+    domain-classifier result."""
     parts, notes, classifier = [], [], {}
-    sources = {
-        "transactions": "sales_forecaster",
-        "product_features": "sales_forecaster",
-        "customer_features": "customer_segmenter",
-    }
-    for dataset, model in sources.items():
-        found = registry.reference(model, dataset)
-        if found is None:
+    for dataset, model in SNAPSHOTS.items():
+        champion = champions.get(model)
+        reference = champion.reference(dataset) if champion is not None else None
+        if reference is None:
             notes.append(f"{dataset}: no champion {model} with a training snapshot yet")
             continue
         if current[dataset].empty:
             notes.append(f"{dataset}: no current rows")
             continue
-        reference, version = found
-        parts.append(_part(dataset, model, version.version, reference, current[dataset], s))
+        parts.append(_part(dataset, model, champion.number, reference, current[dataset], s))
         if classifier_threshold is not None:
             classifier[dataset] = classifier_drift(reference, current[dataset], classifier_threshold)
-    segmenter = registry.champion("customer_segmenter")
+    segmenter = champions.get("customer_segmenter")
     if segmenter is not None and len(customer_features):
-        champion, _ = registry.load("customer_segmenter", version=segmenter.version)
-        then = champion.profile.set_index("segment_id")["share"]
-        now = champion.assign(customer_features)["segment_id"].value_counts(normalize=True)
+        then = segmenter.model.profile.set_index("segment_id")["share"]
+        now = segmenter.model.assign(customer_features)["segment_id"].value_counts(normalize=True)
         row = monitoring.segment_shift(then, now, s)
         parts.append(
             pd.DataFrame([row]).assign(
                 dataset="segments",
                 psi_level=monitoring.SIGNIFICANT if row["drifted"] else monitoring.NONE,
                 reference_model="customer_segmenter",
-                reference_version=str(segmenter.version),
+                reference_version=segmenter.number,
             )
         )
     columns = ["dataset", "column", "kind", "method", "statistic", "p_value", "psi", "threshold",
@@ -130,13 +135,18 @@ def build_monitoring_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         "automation_condition": AFTER_GATES,
     }
 
-    @dg.asset(**common, check_specs=[NO_DRIFT])
+    @dg.asset(
+        **{**common, "automation_condition": AFTER_GATES_ANY_CHAMPION},
+        check_specs=[NO_DRIFT],
+        ins=CHAMPION_INS,
+    )
     def feature_drift_report(
         context: dg.AssetExecutionContext,
         silver_transactions: pd.DataFrame,
         customer_features: pd.DataFrame,
         product_features: pd.DataFrame,
-        registry: ModelRegistry,
+        customer_segmenter: Champion | None,
+        sales_forecaster: Champion | None,
     ):
         """Drift of the latest monitoring.window_days of transaction lines and of the current
         customer and product features against the snapshots the champions were trained on
@@ -151,7 +161,8 @@ def build_monitoring_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             "product_features": monitoring.feature_columns(product_features),
         }
         threshold = m.classifier_auc_threshold if m.classifier_drift else None
-        table, notes, classifier = drift_tables(registry, current, customer_features, s, threshold)
+        champions = {"customer_segmenter": customer_segmenter, "sales_forecaster": sales_forecaster}
+        table, notes, classifier = drift_tables(champions, current, customer_features, s, threshold)
         verdict = monitoring.verdict(table, s)
         log = context.log.warning if verdict.level != monitoring.NONE else context.log.info
         log(verdict.reason)

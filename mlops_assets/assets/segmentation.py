@@ -18,7 +18,7 @@ from mlops_assets.core.monitoring import feature_columns
 from mlops_assets.core.plots import k_sweep_md, png_of
 from mlops_assets.core.promotion import Decision, compare_segmenters
 from mlops_assets.core.segmentation import Segmenter, SegmentSpec, fit_segmenter, silhouette_on
-from mlops_assets.resources.registry import ModelRegistry
+from mlops_assets.resources.models import Champion
 from mlops_assets.settings import SegmentSettings, Settings
 
 GROUP = "segmentation"
@@ -187,13 +187,13 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             yield from only_selected(context, _published(segmenter, floats, governance))
         yield from only_selected(context, checks)
 
-    @dg.asset(**champion_output(GROUP, MODEL))
-    def customer_segments(customer_features: pd.DataFrame, registry: ModelRegistry) -> dg.Output:
+    @dg.asset(**champion_output(GROUP))
+    def customer_segments(customer_features: pd.DataFrame, customer_segmenter: Champion) -> dg.Output:
         """Every customer's segment id and name, scored with the registry's champion segmenter
         (not whatever trained last) through the preprocessing it was trained with."""
-        champion, version = registry.load(MODEL)
+        champion = customer_segmenter.model
         table = champion.assign(customer_features)
-        table["model_version"] = pd.Series(str(version.version), index=table.index, dtype="string")
+        table["model_version"] = pd.Series(customer_segmenter.number, index=table.index, dtype="string")
         counts = table.groupby(["segment_id", "segment_name"]).size().rename("customers").reset_index()
         counts["share"] = counts["customers"] / max(len(table), 1)
         return dg.Output(
@@ -201,7 +201,8 @@ def build_segmentation_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             metadata={
                 "rows": len(table),
                 "segment_counts": table_metadata(counts.round(4), 30),
-                "model_version": str(version.version),
+                "model_version": customer_segmenter.number,
+                "model_uri": customer_segmenter.uri,
                 "model_trained_at": champion.trained_at,
                 **frame_metadata(table),
             },

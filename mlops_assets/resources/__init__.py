@@ -1,6 +1,6 @@
-"""Resources and IO managers (warehouse, model files)."""
+"""Resources and IO managers (warehouse tables, models through the registry)."""
 
-from mlops_assets.resources.models import ModelIOManager
+from mlops_assets.resources.models import Champion, RegistryModelIOManager
 from mlops_assets.resources.warehouse import WarehouseIOManager
 
-__all__ = ["ModelIOManager", "WarehouseIOManager"]
+__all__ = ["Champion", "RegistryModelIOManager", "WarehouseIOManager"]

@@ -139,13 +139,9 @@ class ModelRegistry(dg.ConfigurableResource):
             local = download_artifacts(artifact_uri=mv.source, dst_path=tmp, tracking_uri=self.tracking_uri)
             return model_flavors.load(Path(local)), mv
 
-    def reference(self, name: str, dataset: str):
-        """(frame, ModelVersion) of the snapshot of `dataset` the champion was trained on
-        (`<name>/reference/<dataset>.parquet` in its training run), or None when there is no
-        champion or it stored no such snapshot."""
-        mv = self.champion(name)
-        if mv is None:
-            return None
+    def snapshot(self, mv, name: str, dataset: str) -> pd.DataFrame | None:
+        """The snapshot of `dataset` the version `mv` was trained on
+        (`<name>/reference/<dataset>.parquet` in its training run), or None when it stored none."""
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 local = download_artifacts(
@@ -156,7 +152,7 @@ class ModelRegistry(dg.ConfigurableResource):
                 )
             except (MlflowException, OSError):
                 return None
-            return pd.read_parquet(local), mv
+            return pd.read_parquet(local)
 
     def record(self, name: str, version, event: str, dagster_run_id: str, reason: str, details: dict) -> None:
         row = {
