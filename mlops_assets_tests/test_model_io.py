@@ -1,7 +1,8 @@
 """Models move between assets through the registry (RegistryModelIOManager), against a real
 MLflow store: an output must be the version its run registered, and an input is the version
 the alias names now (champion by default), so a promotion, a rejection or a rollback decides
-what downstream assets score with."""
+what downstream assets score with; and rollbacks, to the previous or a named version, and the
+sentences that refuse one."""
 
 import tempfile
 from pathlib import Path
@@ -10,6 +11,7 @@ import dagster as dg
 import pytest
 from mlflow import MlflowClient
 
+from mlops_assets.automation.jobs import rollback_model_job
 from mlops_assets.core import model_flavors
 from mlops_assets.core.promotion import Decision
 from mlops_assets.resources.models import ALIAS_KEY, OPTIONAL_KEY, Champion, RegistryModelIOManager
@@ -125,3 +127,58 @@ def test_no_champion_is_an_error_unless_the_input_is_optional(registry):
 
     optional = materialize(registry, graph([1], promote=True, ins_meta={OPTIONAL_KEY: True}), ["toy_scores"])
     assert optional.success and scores(optional) == {"version": None}
+
+
+def test_rollback_to_a_named_version_and_its_error_paths(registry):
+    def refused(version, match: str) -> None:
+        before = (registry.champion(NAME).version if registry.champion(NAME) else None, len(audit()))
+        with pytest.raises(ValueError, match=match):
+            registry.rollback(NAME, version, "test")
+        after = (registry.champion(NAME).version if registry.champion(NAME) else None, len(audit()))
+        assert after == before  # a refused rollback moves nothing and audits nothing
+
+    def audit():
+        return registry.audit_log()
+
+    with pytest.raises(ValueError, match=r"toy_model is not a registered model \(registered: none\)"):
+        registry.rollback(NAME, None, "test")
+    register(registry, [0], "r0", promote=False)  # v1: registered, never promoted
+    refused(None, "toy_model has no champion to roll back: no version was ever promoted")
+    for weights, run_id in (([1], "r1"), ([2], "r2"), ([3], "r3")):
+        register(registry, weights, run_id, promote=True)  # v2, v3, v4: each replaced the one before
+    refused("4", r"toy_model v4 is already the champion")
+    refused("9", r"toy_model has no version 9 to roll back to \(registered: 1, 2, 3, 4\)")
+
+    assert registry.rollback(NAME, "2", "test") == "2"  # a named version, past the previous one
+    champion = registry.champion(NAME)
+    assert str(champion.version) == "2" and champion.tags["rolled_back_from"] == "4"
+    assert registry.load(NAME)[0] == {"weights": [1]}
+    last = audit().iloc[-1]
+    assert (last["event"], last["version"], last["reason"]) == (
+        "rollback", "2", "champion moved back from v4 to v2"
+    )  # fmt: skip
+    # v2 was the first champion: it replaced nothing, so a rollback must name a version
+    refused(None, "toy_model v2 replaced no earlier champion: name a version")
+    assert registry.rollback(NAME, "1", "test") == "1"  # a never-promoted version, named by hand
+    assert registry.load(NAME)[0] == {"weights": [0]}
+
+
+def test_the_rollback_job_fails_with_the_registry_sentence(registry):
+    register(registry, [1], "r1", promote=True)
+
+    def job(config: dict):
+        return rollback_model_job.execute_in_process(
+            run_config={"ops": {"rollback_model": {"config": config}}},
+            resources={"registry": registry},
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+
+    typo = job({"model_name": "toy_modle"})
+    assert not typo.success
+    error = typo.get_step_failure_events()[0].event_specific_data.error.cause.message
+    assert "toy_modle is not a registered model (registered: toy_model)" in error
+    named = job({"model_name": NAME, "version": "7"})
+    error = named.get_step_failure_events()[0].event_specific_data.error.cause.message
+    assert "toy_model has no version 7 to roll back to (registered: 1)" in error
+    assert str(registry.champion(NAME).version) == "1"

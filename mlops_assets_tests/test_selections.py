@@ -4,6 +4,7 @@ tables still runs every gate and says (and the automation brings up to date) wha
 out; a run of a training step's report alone registers no model."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import pytest
 
 from mlops_assets.definitions import build_definitions
 from mlops_assets.settings import load_settings
-from mlops_assets_tests.conftest import INGESTION, group_keys, read_table, run_graph
+from mlops_assets_tests.conftest import INGESTION, edit_sources, group_keys, read_table, run_graph
 
 SELECTIONS = [
     "*sales_forecasts",
@@ -81,9 +82,12 @@ def test_bronze_and_silver_alone_publish_after_every_gate_and_say_what_they_left
 
 
 @pytest.mark.slow
-def test_the_cli_runs_a_selection_through_two_multi_assets(small_data_dir, tmp_path):
-    """`dagster asset materialize --select '*customer_segments'`: ingestion without quarantine
-    and report, the features, and the segmenter without its report (both multi-assets subset)."""
+@pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
+def test_the_cli_runs_a_selection_through_two_multi_assets(small_data_dir, tmp_path, executor):
+    """`dagster asset materialize --select '*customer_segments' --partition-range ...`: ingestion
+    without quarantine and report, the features, and the segmenter without its report (both
+    multi-assets subset); under the multiprocess executor each step in a process of its own."""
+    edit_sources(small_data_dir, lambda s: s.update(executor=executor))
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "MLOPS_DATA_DIR": str(small_data_dir), "DAGSTER_HOME": str(home)}
@@ -95,3 +99,9 @@ def test_the_cli_runs_a_selection_through_two_multi_assets(small_data_dir, tmp_p
     assert len(segments) > 0 and (segments["model_version"] == "1").all()
     with pytest.raises(Exception, match="segmentation_report"):  # left out of the selection
         read_table(small_data_dir, "segmentation.segmentation_report")
+    # the process id the log gives each step's start
+    log = done.stdout + done.stderr
+    pids = {step: pid for pid, step in re.findall(r" - (\d+) - (\w+) - STEP_START", log)}
+    steps = {"ingest_transactions", "customer_features", "train_customer_segmenter", "customer_segments"}
+    assert steps <= set(pids), pids
+    assert len(set(pids.values())) == (len(pids) if executor == "multiprocess" else 1), pids

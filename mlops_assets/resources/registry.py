@@ -114,12 +114,28 @@ class ModelRegistry(dg.ConfigurableResource):
         with self.locked():
             current = self.champion(name)
             if current is None:
-                raise ValueError(f"{name} has no champion to roll back")
+                models = sorted(m.name for m in self.client.search_registered_models())
+                if name not in models:
+                    raise ValueError(
+                        f"{name} is not a registered model (registered: {', '.join(models) or 'none'})"
+                    )
+                raise ValueError(f"{name} has no champion to roll back: no version was ever promoted")
             current_version = str(current.version)
-            target = version or current.tags.get("previous_champion", "none")
+            target = str(version or current.tags.get("previous_champion", "none"))
             if target in ("none", ""):
                 raise ValueError(f"{name} v{current_version} replaced no earlier champion: name a version")
-            self.client.get_model_version(name, target)  # raises when it does not exist
+            if target == current_version:
+                raise ValueError(f"{name} v{target} is already the champion: nothing to roll back")
+            try:
+                self.client.get_model_version(name, target)
+            except MlflowException:
+                known = sorted(
+                    int(v.version) for v in self.client.search_model_versions(f"name='{name}'")
+                )
+                raise ValueError(
+                    f"{name} has no version {target} to roll back to (registered: "
+                    f"{', '.join(map(str, known))})"
+                ) from None
             self.client.set_registered_model_alias(name, CHAMPION, target)
             self.client.set_model_version_tag(name, target, "rolled_back_from", current_version)
             reason = f"champion moved back from v{current_version} to v{target}"
