@@ -24,6 +24,11 @@ def make_products(rng: np.random.Generator, n_products: int, start: pd.Timestamp
     shares = np.array([CATEGORIES[c][1] for c in names])
     counts = np.maximum(8, np.round(shares / shares.sum() * n_products).astype(int))
     counts[-1] += n_products - counts.sum()
+    if counts[-1] < 8:
+        raise ValueError(
+            f"n_products {n_products} is too few: each of the {len(names)} categories needs at least 8 "
+            f"products, and the category shares leave {counts[-1]} for '{names[-1]}'"
+        )
     rows = []
     pid = 0
     for cat, count in zip(names, counts, strict=True):
