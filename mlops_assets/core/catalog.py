@@ -15,9 +15,13 @@ The work splits in two:
 Demand classes: `smooth` series (at most `intermittent_share` of their periods without sales)
 get exponential smoothing and window averages; `intermittent` ones get Croston (SBA), ADIDA,
 IMAPA and window averages; both get an equal-weight `combination` of their candidates, which
-also wins ties (a series without sales in its selection folds). Series too short to backtest
-(a product launched lately) get the `recent_mean` fallback: the mean of their last season's
-periods, shaped by their category's (else the total's) profile over the season.
+also wins ties (a series without sales in its selection folds). Seasonal naive is every
+series' baseline but is never chosen for an intermittent one: a lagged copy of a mostly-zero
+series wins a few folds by luck (on the generated catalog it was chosen for 3,882 of 10,000
+product-store series; excluding it took their holdout MASE relative to it from 0.92 to 0.90).
+Series too short to backtest (a product launched lately) get the `recent_mean` fallback: the
+mean of their last season's periods, shaped by their category's (else the total's) profile
+over the season.
 """
 
 from __future__ import annotations
@@ -212,7 +216,10 @@ def backtest_rows(h: Hierarchy, rows: np.ndarray, plan: CatalogPlan, freq: str =
         mae = np.abs(np.nan_to_num(cube) - actual[mine][:, None]).mean(axis=3)  # (series, model, fold)
         mase = mae / scale[mine][:, None, None]
         selection = mase[:, :, :-1].mean(axis=2)
-        pick = np.argmin(selection, axis=1)
+        eligible = selection.copy()
+        if kind == "intermittent":  # a lagged copy of a mostly-zero series wins folds by luck
+            eligible[:, models.index(BASELINE)] = np.inf
+        pick = np.argmin(eligible, axis=1)
         at = np.arange(len(mine))
         out.chosen[mine] = np.array(models, dtype=object)[pick]
         out.folds[mine] = np.nan_to_num(cube[at, pick])
@@ -292,10 +299,13 @@ def reconcile(h: Hierarchy, base: RowForecasts, plan: CatalogPlan) -> CatalogFor
     actual = np.stack([np.nan_to_num(h.values[:, c + 1 : c + 1 + H]) for c in cut], axis=1)
     rows = []
     reconciled: dict[str, np.ndarray] = {}
+    baseline_mae = np.abs(base.baseline - actual).mean(axis=2)  # (series, fold); NaN for short rows
+    baseline_mae = np.where(baseline_mae > 0, baseline_mae, np.nan)
     for method in plan.reconcilers:
         r = np.stack([coherent(h, base.folds[:, k], method) for k in range(F)], axis=1)
         reconciled[method] = r
-        mase = np.abs(r - actual).mean(axis=2) / scale[:, None]  # (series, fold)
+        mae = np.abs(r - actual).mean(axis=2)  # (series, fold)
+        relative = mae / baseline_mae
         for level in dict.fromkeys(h.levels):
             at = h.levels == level
             rows.append(
@@ -303,13 +313,16 @@ def reconcile(h: Hierarchy, base: RowForecasts, plan: CatalogPlan) -> CatalogFor
                     "method": method,
                     "level": level,
                     "series": int(at.sum()),
-                    "selection_mase": _gmean(mase[at, :-1].mean(axis=1)),
-                    "holdout_mase": _gmean(mase[at, -1]),
+                    "selection_relative_mase": _gmean(np.exp(np.log(relative[at, :-1]).mean(axis=1))),
+                    "holdout_relative_mase": _gmean(relative[at, -1]),
+                    "selection_mase": _gmean((mae[at, :-1] / scale[at, None]).mean(axis=1)),
+                    "holdout_mase": _gmean(mae[at, -1] / scale[at]),
                 }
             )
     table = pd.DataFrame(rows)
-    # every level counts once: the mean over levels of each level's geometric-mean MASE
-    method = str(table.groupby("method")["selection_mase"].mean().idxmin())
+    # the figure the gates and the report hold forecasts to (MASE relative to seasonal naive, a
+    # geometric mean over series), each level counting once, on the selection folds only
+    method = str(table.groupby("method")["selection_relative_mase"].mean().idxmin())
     folds = reconciled[method]
     err = np.abs(folds - actual) / scale[:, None, None]
     q_hold = _quantiles(err[:, :-1])
@@ -321,8 +334,7 @@ def reconcile(h: Hierarchy, base: RowForecasts, plan: CatalogPlan) -> CatalogFor
         for lvl in (80, 95)
     }
     holdout_mase = np.abs(hold - actual[:, -1]).mean(axis=1) / scale
-    baseline_mae = np.abs(base.baseline[:, -1] - actual[:, -1]).mean(axis=1)
-    relative = np.abs(hold - actual[:, -1]).mean(axis=1) / np.where(baseline_mae > 0, baseline_mae, np.nan)
+    relative = np.abs(hold - actual[:, -1]).mean(axis=1) / baseline_mae[:, -1]
     choices = pd.DataFrame(
         {
             "series_id": h.ids,
