@@ -32,6 +32,18 @@ def pytest_configure(config) -> None:
         threadpool_limits(1)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_definitions_state():
+    """Each test loads definitions under an instance of its own. Dagster keeps the instance a
+    definitions load reads its state from in a context variable that an instance sets when
+    entered; one a finished test left behind (restored after its instance was gone) made later
+    `Definitions` loads on the same xdist worker fail with "Attempted to resolve undefined
+    DagsterInstance weakref" (24 tests in one CI run). An entered ephemeral instance (no state
+    storage) shadows it for the test."""
+    with dg.DagsterInstance.ephemeral():
+        yield
+
+
 @pytest.fixture(scope="session")
 def _small_template(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("small_template")
