@@ -33,7 +33,8 @@ def register(registry: ModelRegistry, weights: list[int], dagster_run_id: str, p
     """A version of the toy model trained in `dagster_run_id`, promoted or rejected."""
     client: MlflowClient = registry.client
     found = client.get_experiment_by_name("toy")
-    experiment = found or client.get_experiment(client.create_experiment("toy"))
+    artifacts = Path(registry.lock_file).parent / "artifacts"  # in the test's folder, not ./mlruns
+    experiment = found or client.get_experiment(client.create_experiment("toy", artifacts.as_uri()))
     run = client.create_run(experiment.experiment_id)
     with tempfile.TemporaryDirectory() as tmp:
         folder = model_flavors.save({"weights": weights}, Path(tmp) / "model")
