@@ -60,7 +60,7 @@ def main(products: int = 2000, lines: int = 2_000_000, seed: int = 7) -> None:
     from statsforecast import StatsForecast
     from statsforecast.models import SeasonalNaive
 
-    from mlops_assets.core import catalog
+    from mlops_assets.core import catalog, reconciliation
     from mlops_assets.core.hierarchy import Hierarchy
 
     periods = pd.date_range("2023-01-01", "2024-12-31", freq="D")
@@ -81,7 +81,7 @@ def main(products: int = 2000, lines: int = 2_000_000, seed: int = 7) -> None:
     started = time.perf_counter()
     base = catalog.backtest_rows(h, np.arange(len(h.ids)), plan)
     backtested = time.perf_counter() - started
-    result = catalog.reconcile(h, base, plan)
+    result = reconciliation.reconcile(h, base, plan)
     total = time.perf_counter() - started
     own, children = peak_mb()
 

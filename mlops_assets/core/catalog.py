@@ -4,7 +4,7 @@ series on the selection folds, the choices reconciled so that product-store fore
 every level above (the method chosen by backtest among hierarchicalforecast's sparse
 reconcilers), and conformal bands sized from the reconciled forecasts' own fold errors.
 
-The work splits in two:
+The work splits in two (the second in core/reconciliation.py):
 - `backtest_rows` (any subset of the series: the chunks Dagster steps spread over processes):
   per series its demand class, the candidates' fold forecasts, the choice, and the chosen
   model's fold and final forecasts;
@@ -127,10 +127,11 @@ def profile(h: Hierarchy, row: int, upto: int, season: int) -> np.ndarray:
     return means / means.mean() if means.mean() > 0 else np.ones(season)
 
 
-def fallback(h: Hierarchy, rows: np.ndarray, upto: int, plan: CatalogPlan) -> np.ndarray:
+def fallback(
+    h: Hierarchy, rows: np.ndarray, upto: int, plan: CatalogPlan, parent: dict[int, int]
+) -> np.ndarray:
     """recent_mean: the mean of each row's last season (0 before its first sale), shaped by its
-    category's seasonal profile (the total's for rows above the categories)."""
-    parent = _parents(h)
+    category's seasonal profile (the total's for rows above the categories; `parent`: parents())."""
     out = np.zeros((len(rows), plan.horizon))
     steps = np.arange(upto + 1, upto + 1 + plan.horizon) % plan.season
     shapes: dict[int, np.ndarray] = {}
@@ -146,7 +147,7 @@ def fallback(h: Hierarchy, rows: np.ndarray, upto: int, plan: CatalogPlan) -> np
     return out
 
 
-def _parents(h: Hierarchy) -> dict[int, int]:
+def parents(h: Hierarchy) -> dict[int, int]:
     """Row of the category each product and product-store row belongs to."""
     member = np.full(h.n_bottom, -1)
     for r in h.rows("category"):
@@ -231,9 +232,10 @@ def backtest_rows(h: Hierarchy, rows: np.ndarray, plan: CatalogPlan, freq: str =
         out.final[mine] = np.nan_to_num(fin_cube[at, pick])
     short = np.flatnonzero(kinds == "short")
     if len(short):
+        parent = parents(h)
         for k, c in enumerate(cut):
-            out.folds[short, k] = fallback(h, rows[short], c, plan)
-        out.final[short] = fallback(h, rows[short], len(h.periods) - 1, plan)
+            out.folds[short, k] = fallback(h, rows[short], c, plan, parent)
+        out.final[short] = fallback(h, rows[short], len(h.periods) - 1, plan, parent)
         out.notes.append(
             f"{len(short)} series with fewer than {plan.min_length} periods: {FALLBACK} "
             "(their last season's mean, shaped by their category's profile)"
@@ -255,130 +257,3 @@ def join(parts: list[RowForecasts], n: int, plan: CatalogPlan) -> RowForecasts:
         rows[order], cat("kinds"), cat("chosen"), cat("folds"), cat("baseline"), cat("final"),
         cat("selection_mase"), [note for p in parts for note in p.notes],
     )  # fmt: skip
-
-
-def _reconciler(name: str):
-    from hierarchicalforecast.methods import BottomUpSparse, MinTraceSparse
-
-    return {
-        "bottom_up": BottomUpSparse(),
-        "mint_wls_struct": MinTraceSparse(method="wls_struct"),
-        "mint_ols": MinTraceSparse(method="ols"),
-    }[name]
-
-
-def coherent(h: Hierarchy, forecasts: np.ndarray, method: str) -> np.ndarray:
-    """Reconciled forecasts (series, horizon), negative product-store values set to zero and
-    summed up again, so they stay coherent and never negative."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mean = _reconciler(method).fit_predict(S=h.S, y_hat=forecasts)["mean"]
-    bottom = np.maximum(mean[-h.n_bottom :], 0.0)
-    return np.asarray(h.S @ bottom)
-
-
-@dataclass
-class CatalogForecast:
-    method: str
-    forecasts: pd.DataFrame  # series_id, level, period, step, model, mean, lo80, hi80, lo95, hi95
-    choices: pd.DataFrame  # per series: level, kind, chosen model, selection / holdout MASE
-    reconciliation: pd.DataFrame  # method x level: selection and holdout MASE (geometric means)
-    metrics: dict[str, float]
-    notes: list[str]
-
-
-def _gmean(x: np.ndarray) -> float:
-    x = x[np.isfinite(x) & (x > 0)]
-    return float(np.exp(np.log(x).mean())) if len(x) else float("nan")
-
-
-def reconcile(h: Hierarchy, base: RowForecasts, plan: CatalogPlan) -> CatalogForecast:
-    F, H = plan.folds, plan.horizon
-    cut = cutoffs(h, plan)
-    scale = scales(h, plan)
-    actual = np.stack([np.nan_to_num(h.values[:, c + 1 : c + 1 + H]) for c in cut], axis=1)
-    rows = []
-    reconciled: dict[str, np.ndarray] = {}
-    baseline_mae = np.abs(base.baseline - actual).mean(axis=2)  # (series, fold); NaN for short rows
-    baseline_mae = np.where(baseline_mae > 0, baseline_mae, np.nan)
-    for method in plan.reconcilers:
-        r = np.stack([coherent(h, base.folds[:, k], method) for k in range(F)], axis=1)
-        reconciled[method] = r
-        mae = np.abs(r - actual).mean(axis=2)  # (series, fold)
-        relative = mae / baseline_mae
-        for level in dict.fromkeys(h.levels):
-            at = h.levels == level
-            rows.append(
-                {
-                    "method": method,
-                    "level": level,
-                    "series": int(at.sum()),
-                    "selection_relative_mase": _gmean(np.exp(np.log(relative[at, :-1]).mean(axis=1))),
-                    "holdout_relative_mase": _gmean(relative[at, -1]),
-                    "selection_mase": _gmean((mae[at, :-1] / scale[at, None]).mean(axis=1)),
-                    "holdout_mase": _gmean(mae[at, -1] / scale[at]),
-                }
-            )
-    table = pd.DataFrame(rows)
-    # the figure the gates and the report hold forecasts to (MASE relative to seasonal naive, a
-    # geometric mean over series), each level counting once, on the selection folds only
-    method = str(table.groupby("method")["selection_relative_mase"].mean().idxmin())
-    folds = reconciled[method]
-    err = np.abs(folds - actual) / scale[:, None, None]
-    q_hold = _quantiles(err[:, :-1])
-    q_final = _quantiles(err)
-    final = coherent(h, base.final, method)
-    hold = folds[:, -1]
-    covered = {
-        lvl: float(np.mean(np.abs(actual[:, -1] - hold) <= q_hold[lvl][:, None] * scale[:, None]))
-        for lvl in (80, 95)
-    }
-    holdout_mase = np.abs(hold - actual[:, -1]).mean(axis=1) / scale
-    relative = np.abs(hold - actual[:, -1]).mean(axis=1) / baseline_mae[:, -1]
-    choices = pd.DataFrame(
-        {
-            "series_id": h.ids,
-            "level": h.levels,
-            "kind": base.kinds,
-            "chosen_model": base.chosen,
-            "selection_mase": base.selection_mase,
-            "holdout_mase": holdout_mase,
-            "holdout_relative_mase": relative,
-        }
-    )
-    metrics = {
-        f"geomean_relative_mase_{level}": _gmean(relative[h.levels == level])
-        for level in dict.fromkeys(h.levels)
-    }
-    metrics |= {f"coverage{lvl}": c for lvl, c in covered.items()}
-    return CatalogForecast(
-        method, _frame(h, final, q_final, scale, base.chosen, plan), choices, table, metrics, base.notes
-    )
-
-
-def _quantiles(err: np.ndarray) -> dict[int, np.ndarray]:
-    """Per series the conformal quantile of its normalised errors pooled over folds and steps."""
-    flat = np.sort(err.reshape(len(err), -1), axis=1)
-    n = flat.shape[1]
-    return {lvl: flat[:, min(int(np.ceil((n + 1) * lvl / 100)), n) - 1] for lvl in (80, 95)}
-
-
-def _frame(h, final, q, scale, chosen, plan: CatalogPlan) -> pd.DataFrame:
-    n, H = final.shape
-    step = pd.tseries.frequencies.to_offset(pd.infer_freq(h.periods[:3]) or "D")
-    periods = pd.date_range(h.periods[-1] + step, periods=H, freq=step)
-    band = {lvl: q[lvl][:, None] * scale[:, None] for lvl in (80, 95)}
-    return pd.DataFrame(
-        {
-            "series_id": np.repeat(h.ids, H),
-            "level": np.repeat(h.levels, H),
-            "period": np.tile(periods, n),
-            "step": np.tile(np.arange(1, H + 1), n),
-            "model": np.repeat(chosen, H),
-            "mean": final.ravel(),
-            "lo80": np.maximum(final - band[80], 0).ravel(),
-            "hi80": (final + band[80]).ravel(),
-            "lo95": np.maximum(final - band[95], 0).ravel(),
-            "hi95": (final + band[95]).ravel(),
-        }
-    )
