@@ -53,6 +53,9 @@ def resources(settings: Settings) -> dict:
         "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
         # models move through the registry: no second copy on disk (resources/models.py)
         "model_io_manager": RegistryModelIOManager(registry=registry),
+        # the catalog backtest's steps hand the hierarchy and their chunks' forecasts to each
+        # other through files, so that any executor can run them in other processes
+        "catalog_io_manager": dg.FilesystemIOManager(base_dir=str(settings.catalog_steps_dir)),
         "mlflow": MlflowTracking(
             tracking_uri=dg.EnvVar(TRACKING_ENV) if os.environ.get(TRACKING_ENV) else tracking_uri(settings),
             artifact_location=artifact_root(settings),

@@ -45,7 +45,18 @@ class WindowSpec(_Strict):
 class ForecastSpec(_Strict):
     freq: Literal["D", "W"] = "D"
     horizon: int = Field(28, ge=1)
-    levels: list[Literal["total", "store", "category"]] = ["total", "store", "category"]
+    # total / store / category are forecast one series at a time with the candidates below;
+    # product and product_store turn on the catalog path (assets/catalog.py): every level down
+    # to each product in each store, backtested in chunks, reconciled so that it is coherent
+    levels: list[Literal["total", "store", "category", "product", "product_store"]] = [
+        "total",
+        "store",
+        "category",
+    ]
+    # catalog path: series per Dagster step of its backtest (at least one step per worker), and
+    # the share of periods without sales above which a series gets intermittent-demand models
+    chunk_series: int = Field(3000, ge=50)
+    intermittent_share: float = Field(0.3, ge=0, le=1)
     # candidates besides the seasonal naive baseline, which always runs (the defaults are the set
     # that held out of sample on the real-data benchmark, bench/bench_realdata.py)
     candidates: list[
@@ -68,6 +79,15 @@ class ForecastSpec(_Strict):
     # gate: holdout coverage of the 80% / 95% bands, mean over series, within this of nominal;
     # under-covering bands block, over-wide bands only warn
     coverage_tolerance: float = 0.10
+
+    @property
+    def top_levels(self) -> list[str]:
+        """The levels the per-series path forecasts (the total when only catalog levels are asked)."""
+        return [lv for lv in self.levels if lv in ("total", "store", "category")] or ["total"]
+
+    @property
+    def catalog(self) -> bool:
+        return any(lv in ("product", "product_store") for lv in self.levels)
 
 
 class QualitySettings(_Strict):
@@ -237,6 +257,16 @@ class Settings(_Strict):
     def issued_forecasts_dir(self) -> Path:
         """Forecasts as issued by each champion (Parquet), scored as actuals arrive."""
         return self.data_dir / "forecasts" / "issued"
+
+    @property
+    def catalog_issued_dir(self) -> Path:
+        """The catalog forecaster's champions' forecasts as issued (catalog_forecasts)."""
+        return self.data_dir / "forecasts" / "catalog_issued"
+
+    @property
+    def catalog_steps_dir(self) -> Path:
+        """The catalog backtest's step outputs (hierarchy, chunks), passed between processes."""
+        return self.data_dir / "catalog"
 
     def source(self, name: str) -> SourceSpec | None:
         return getattr(self, name)

@@ -50,9 +50,9 @@ def test_forecasts_are_coherent_at_every_level_with_ordered_bands(hierarchy, res
     bottom = mean[hierarchy.levels == "product_store"]
     np.testing.assert_allclose(hierarchy.S @ bottom, mean, rtol=1e-9, atol=1e-6)  # sums to every level
     assert (f["mean"] >= 0).all()
-    assert (f["lo95"] <= f["lo80"]).all() and (f["lo80"] <= f["mean"]).all()
-    assert (f["mean"] <= f["hi80"]).all() and (f["hi80"] <= f["hi95"]).all()
-    assert (f["hi95"] > f["lo95"]).mean() > 0.9  # bands have width
+    assert (f["lower95"] <= f["lower80"]).all() and (f["lower80"] <= f["mean"]).all()
+    assert (f["mean"] <= f["upper80"]).all() and (f["upper80"] <= f["upper95"]).all()
+    assert (f["upper95"] > f["lower95"]).mean() > 0.9  # bands have width
 
 
 def test_chunks_join_to_the_same_answer_as_one_pass(hierarchy, result):
@@ -110,3 +110,23 @@ def test_accuracy_out_of_sample_beats_seasonal_naive_above_the_products(hierarch
     table = res.reconciliation
     assert set(table["method"]) == set(PLAN.reconcilers) and table["holdout_mase"].notna().all()
     assert 0.5 < res.metrics["coverage80"] < res.metrics["coverage95"] <= 1.0
+
+
+def test_band_widths_follow_the_recent_level_even_where_returns_outweigh_sales():
+    """Bands are sized relative to each series' recent level: a product whose returns outweighed
+    its sales lately (negative net revenue) still gets a positive level, so ordered bands (its
+    level had been negative, and its 80% band wider than its 95% one)."""
+    bottom = pd.DataFrame(
+        {
+            "product_id": ["a"] * 4 + ["b"] * 4,
+            "store_id": "s",
+            "category": "x",
+            "period": list(PERIODS[:4]) * 2,
+            "revenue": [10.0, 10.0, -30.0, -10.0, 0.0, 4.0, 0.0, 8.0],
+        }
+    )
+    h = Hierarchy.build(bottom, PERIODS[:4])
+    level = reconciliation.recent_level(h, upto=3, periods=2)
+    assert level[list(h.ids).index("product=a/store=s")] == 20.0  # |-30| and |-10|
+    assert level[list(h.ids).index("product=b/store=s")] == 4.0
+    assert (level > 0).all()

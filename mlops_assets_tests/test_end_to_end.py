@@ -68,12 +68,24 @@ def test_whole_sample_end_to_end(tmp_path):
     anomalies = read_table(data, "anomalies.sales_anomalies")
     assert 0 < len(anomalies) <= 0.03 * 14 * 731 and anomalies["z"].abs().min() >= 3.5
     assert anomalies["residual"].abs().min() >= 0.3
-    # all four models tracked in the run's one MLflow run, registered, and champion
+    # all five models tracked in the run's one MLflow run, registered, and champion
     log = read_table(data, "registry.model_audit_log")
     assert sorted(log.loc[log["event"] == "promotion", "model"]) == [
-        "clv_model", "customer_segmenter", "sales_anomaly_detector", "sales_forecaster",
+        "catalog_forecaster", "clv_model", "customer_segmenter", "sales_anomaly_detector", "sales_forecaster",
     ]  # fmt: skip
-    assert len(read_table(data, "registry.model_cards")) == 4
+    assert len(read_table(data, "registry.model_cards")) == 5
+    # the catalog (the sample's levels reach product_store): 1,000 product-store series and every
+    # level above, from the champion, coherent: the product-store rows sum to the total each day
+    catalog = read_table(data, "forecasting.catalog_forecasts")
+    assert catalog.groupby("level")["series_id"].nunique().to_dict() == {
+        "total": 1, "store": 5, "category": 8, "product": 200, "product_store": 1000,
+    }  # fmt: skip
+    daily = catalog[catalog["level"] == "product_store"].groupby("period")["mean"].sum()
+    total = catalog[catalog["level"] == "total"].set_index("period")["mean"]
+    assert np.allclose(daily.reindex(total.index), total, rtol=1e-6)
+    assert (catalog["model_version"] == "1").all()
+    issued = [f.name for f in (data / "forecasts" / "catalog_issued").iterdir()]
+    assert issued == ["origin=2024-12-31_v1.parquet"]
     assert (forecasts["model_version"] == "1").all() and (segments["model_version"] == "1").all()
     # monitoring: the forecasts are archived as issued; no actuals after 2024 yet
     assert [f.name for f in (data / "forecasts" / "issued").iterdir()] == ["origin=2024-12-31_v1.parquet"]

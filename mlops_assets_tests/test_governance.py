@@ -53,7 +53,7 @@ def segmentation_and_anomalies(data_dir, table=None) -> list:
         upstream("sales_series", "forecasting", sales),
         *build_segmentation_assets(settings),
         *build_anomaly_assets(settings),
-        *build_registry_assets(),
+        *build_registry_assets(settings),
     ]
 
 
@@ -166,7 +166,7 @@ def forecasting_assets(data_dir) -> list:
         upstream("silver_transactions", "silver", lines("2023-06-01", 50)),
         upstream("product_features", "features", product_features()),
         *built[1:],
-        *build_registry_assets(),
+        *build_registry_assets(settings),
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mlops_assets.assets.anomalies import build_anomaly_assets
+from mlops_assets.assets.catalog import build_catalog_assets
 from mlops_assets.assets.features import build_feature_assets
 from mlops_assets.assets.forecasting import build_forecasting_assets
 from mlops_assets.assets.ingestion import build_bronze_assets
@@ -21,8 +22,9 @@ def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         *build_quality_assets(settings),
         *build_feature_assets(settings),
         *build_forecasting_assets(settings),
+        *build_catalog_assets(settings),
         *build_segmentation_assets(settings),
         *build_anomaly_assets(settings),
-        *build_registry_assets(),
+        *build_registry_assets(settings),
         *build_monitoring_assets(settings),
     ]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.assets.partitions import SINGLE_RUN
-from mlops_assets.automation.jobs import AFTER_GATES
+from mlops_assets.automation.jobs import AFTER_GATES, CHAMPION_OUTPUT_TAG
 from mlops_assets.core import model_flavors
 from mlops_assets.core.promotion import Decision
 from mlops_assets.resources.registry import REFERENCE, ModelRegistry
@@ -34,6 +34,7 @@ def champion_output(group: str) -> dict:
         "automation_condition": AFTER_GATES,
         "backfill_policy": SINGLE_RUN,
         "code_version": "2",
+        "tags": {CHAMPION_OUTPUT_TAG: ""},  # what rescore_job re-publishes after a rollback
     }
 
 

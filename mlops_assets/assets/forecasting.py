@@ -156,7 +156,7 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             silver_transactions,
             bronze_products if len(bronze_products) else None,
             f.freq,
-            list(f.levels),
+            f.top_levels,
             pd.Timestamp(settings.window.start_date),
             end,
             f.country,
@@ -298,13 +298,14 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     return [sales_series, forecast_sales, sales_forecasts]
 
 
-def archive_issued(bundle: forecasting.ForecasterBundle, version: str, settings: Settings) -> Path:
-    """Keep the forecasts as issued (one Parquet file per origin and version, never rewritten)
-    so that forecast_performance can score them once their actuals arrive."""
+def archive_issued(bundle, version: str, settings: Settings, folder: Path | None = None) -> Path:
+    """Keep the forecasts as issued (one Parquet file per origin and version, never rewritten,
+    under `folder`: the sales forecaster's by default) so that the performance assets can score
+    them once their actuals arrive."""
     forecasts = bundle.forecasts
     step = pd.Timedelta(days=1) if settings.forecast.freq == "D" else pd.Timedelta(weeks=1)
     origin = pd.Timestamp(forecasts["period"].min()) - step if len(forecasts) else pd.Timestamp(0)
-    path = settings.issued_forecasts_dir / f"origin={origin.date()}_v{version}.parquet"
+    path = (folder or settings.issued_forecasts_dir) / f"origin={origin.date()}_v{version}.parquet"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         frame = fp.issued(forecasts, origin, version, getattr(bundle, "expected", {}))

@@ -70,9 +70,10 @@ refresh_and_monitor_job = dg.define_asset_job(
     op_retry_policy=FLAKY,
 )
 
+CHAMPION_OUTPUT_TAG = "mlops/champion_output"  # batch outputs scored by a registry champion
 rescore_job = dg.define_asset_job(
     "rescore_job",
-    selection=dg.AssetSelection.assets("sales_forecasts", "customer_segments", "model_cards"),
+    selection=dg.AssetSelection.tag(CHAMPION_OUTPUT_TAG, "") | dg.AssetSelection.assets("model_cards"),
     description="Batch outputs from the current champions (after a rollback, say).",
 )
 

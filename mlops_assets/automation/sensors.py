@@ -14,7 +14,7 @@ import pandas as pd
 
 from mlops_assets.assets.monitoring import DEGRADED, DRIFT_LEVEL
 from mlops_assets.assets.partitions import KEY_FORMAT, window_of
-from mlops_assets.assets.registry import TRAINING_ASSETS
+from mlops_assets.assets.registry import TRAINING_ASSETS, training_assets_of
 from mlops_assets.automation.jobs import (
     RETRAIN_REASON,
     refresh_and_monitor_job,
@@ -75,22 +75,33 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.Ev
     return retrain_request("data_drift", asset_event, {"mlops/drifted_columns": columns})
 
 
-@dg.asset_sensor(
-    asset_key=dg.AssetKey("forecast_performance"),
-    job=retrain_forecaster_job,
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+def performance_sensor(asset: str, name: str) -> dg.SensorDefinition:
+    @dg.asset_sensor(
+        asset_key=dg.AssetKey(asset),
+        job=retrain_forecaster_job,
+        name=name,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+        """Forecast performance flagged degraded (rolling MASE beyond the tolerance over the
+        backtest) starts one forecaster retraining, tagged performance_degradation."""
+        meta = metadata_of(asset_event)
+        if not meta.get(DEGRADED):
+            return dg.SkipReason(f"forecast accuracy within tolerance: {meta.get('reason', '')}")
+        if skip := busy(context):  # a full retraining (started by drift, say) retrains the forecaster too
+            return skip
+        ratio = f"{meta.get('median_mase_ratio', float('nan')):.3f}"
+        return retrain_request("performance_degradation", asset_event, {"mlops/median_mase_ratio": ratio})
+
+    return sensor
+
+
+performance_retrain_sensor = performance_sensor("forecast_performance", "performance_retrain_sensor")
+# the catalog forecaster's (assets/catalog.py), when forecast.levels reach products
+catalog_performance_sensor = performance_sensor(
+    "catalog_forecast_performance", "catalog_performance_retrain_sensor"
 )
-def performance_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-    """Forecast performance flagged degraded (rolling MASE beyond the tolerance over the
-    backtest) starts one forecaster retraining, tagged performance_degradation."""
-    meta = metadata_of(asset_event)
-    if not meta.get(DEGRADED):
-        return dg.SkipReason(f"forecast accuracy within tolerance: {meta.get('reason', '')}")
-    if skip := busy(context):  # a full retraining (started by drift, say) retrains the forecaster too
-        return skip
-    ratio = f"{meta.get('median_mase_ratio', float('nan')):.3f}"
-    return retrain_request("performance_degradation", asset_event, {"mlops/median_mase_ratio": ratio})
 
 
 def build_stale_model_sensor(settings: Settings) -> dg.SensorDefinition:
@@ -106,7 +117,7 @@ def build_stale_model_sensor(settings: Settings) -> dg.SensorDefinition:
         stale_model), whatever the freshness daemon shows; the training times in the run key
         make one stale state start one run."""
         trained = {}
-        for name in MODEL_ASSETS:
+        for name in training_assets_of(settings):
             event = context.instance.get_latest_materialization_event(dg.AssetKey(name))
             trained[name] = event.timestamp if event is not None else None
         stale = monitoring.stale_models(trained, clock(), max_age)
@@ -294,6 +305,7 @@ def build_sensors(settings: Settings, check_keys: Sequence[dg.AssetCheckKey]) ->
     return [
         drift_retrain_sensor,
         performance_retrain_sensor,
+        *([catalog_performance_sensor] if settings.forecast.catalog else []),
         build_stale_model_sensor(settings),
         build_new_data_sensor(settings),
         build_alert_sensor(check_keys),

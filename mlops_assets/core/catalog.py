@@ -257,3 +257,10 @@ def join(parts: list[RowForecasts], n: int, plan: CatalogPlan) -> RowForecasts:
         rows[order], cat("kinds"), cat("chosen"), cat("folds"), cat("baseline"), cat("final"),
         cat("selection_mase"), [note for p in parts for note in p.notes],
     )  # fmt: skip
+
+
+def chunks(n: int, size: int, minimum: int = 1) -> list[np.ndarray]:
+    """Row indices split into consecutive chunks of at most about `size` rows, and at least
+    `minimum` chunks (one per worker) when there are that many rows."""
+    k = min(max(minimum, int(np.ceil(n / max(size, 1)))), max(n, 1))
+    return [part for part in np.array_split(np.arange(n), k) if len(part)]

@@ -14,6 +14,12 @@ LIMITATIONS = {
     "sales_anomaly_detector": "Days in a holiday window are judged against the same window in other years "
     "only; with one or two years of history an anomaly on such a day is mostly absorbed. Needs two "
     "years for a yearly profile.",
+    "catalog_forecaster": "Per-series statistical models (exponential smoothing, window averages; Croston, "
+    "ADIDA and IMAPA for intermittent demand) with no holiday or promotion effects; products with too "
+    "short a "
+    "history get their recent mean shaped by their category's weekly profile. Bands have one width per "
+    "series over the horizon, calibrated on three backtest folds: a season unlike them (December) is "
+    "under-covered.",
     "clv_model": "BG/NBD and Gamma-Gamma assume a stable purchase process and spend independent of "
     "frequency; new customers with one purchase get the population prior.",
 }

@@ -131,3 +131,31 @@ def fourier_terms(index: pd.DatetimeIndex, period_days: float, k: int, origin: p
         angle = 2 * np.pi * i * t / period_days
         cols += [np.sin(angle), np.cos(angle)]
     return np.column_stack(cols)
+
+
+def bottom_series(
+    transactions: pd.DataFrame, products: pd.DataFrame | None, freq: str, end_excl: pd.Timestamp
+) -> tuple[pd.DataFrame, list[str]]:
+    """The catalog's bottom series: net revenue per (product, store, complete period) with the
+    product's category; only periods with lines (core/hierarchy.py zero-fills each series from
+    its first sale). A product missing from the catalog file goes to category 'unknown'."""
+    notes: list[str] = []
+    columns = ["product_id", "store_id", "category", "period", "revenue"]
+    if transactions.empty:
+        return pd.DataFrame(columns=columns), ["no transactions: no catalog series"]
+    lines = transactions[["order_ts", "product_id", "store_id", "amount"]].copy()
+    lines["period"] = period_start(lines["order_ts"], freq)
+    complete = complete_periods(lines["period"].min(), pd.Timestamp(end_excl), freq)
+    lines = lines[lines["period"].isin(complete)]
+    categories = pd.Series(dtype=object)
+    if products is not None and len(products) and "category" in products:
+        categories = products.dropna(subset=["category"]).drop_duplicates("product_id")
+        categories = categories.set_index("product_id")["category"].astype(str)
+    lines["category"] = lines["product_id"].map(categories).fillna("unknown")
+    unknown = lines.loc[lines["category"] == "unknown", "product_id"].nunique()
+    if unknown:
+        notes.append(f"{unknown} products without a category in the products source: category 'unknown'")
+    out = lines.groupby(["product_id", "store_id", "category", "period"], as_index=False, observed=True)
+    out = out["amount"].sum().rename(columns={"amount": "revenue"})
+    out[["product_id", "store_id", "category"]] = out[["product_id", "store_id", "category"]].astype(str)
+    return out[columns], notes

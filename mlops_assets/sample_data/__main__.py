@@ -50,7 +50,11 @@ def sources_yaml(tx_file: str, start: str, end: str) -> dict:
             "columns": {"snapshot_date": "snapshot_date", "product_id": "sku", "on_hand": "units_on_hand"},
         },
         "window": {"start_date": start, "end_date": end},
-        "forecast": {"freq": "D", "horizon": 28, "levels": ["total", "store", "category"]},
+        "forecast": {
+            "freq": "D",
+            "horizon": 28,
+            "levels": ["total", "store", "category", "product", "product_store"],
+        },
     }
 
 
@@ -58,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlops_assets.sample_data", description=__doc__)
     parser.add_argument("--lines", type=int, default=200_000, help="order lines to write")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--products", type=int, default=200, help="products in the catalog (5 stores each)")
     parser.add_argument("--out", type=Path, default=Path("data"))
     parser.add_argument("--start", default="2023-01-01")
     parser.add_argument("--end", default="2024-12-31")
@@ -77,7 +82,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {path} and extended the window in {args.out / 'sources.yaml'}")
         return
 
-    data = generate(lines=args.lines, seed=args.seed, start=args.start, end=args.end)
+    data = generate(
+        lines=args.lines, n_products=args.products, seed=args.seed, start=args.start, end=args.end
+    )
     raw = args.out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     if args.format == "parquet":
