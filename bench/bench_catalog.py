@@ -97,7 +97,8 @@ def main(products: int = 2000, lines: int = 2_000_000, seed: int = 7) -> None:
     print(result.reconciliation.round(3).to_string(index=False))
     for level in dict.fromkeys(h.levels):
         figure = result.metrics[f"geomean_relative_mase_{level}"]
-        print(f"  {level:>13}: holdout geomean MASE / seasonal naive {figure:.3f}")
+        rmse = result.metrics[f"geomean_relative_rmse_{level}"]
+        print(f"  {level:>13}: holdout geomean MASE / seasonal naive {figure:.3f} (RMSE / its: {rmse:.3f})")
     print(f"  coverage 80% {result.metrics['coverage80']:.1%}, 95% {result.metrics['coverage95']:.1%}")
     print(f"  models chosen: {result.choices['chosen_model'].value_counts().to_dict()}")
     score(h, bottom, result, naive)
@@ -110,8 +111,9 @@ def score(h, bottom: pd.DataFrame, result, naive: float) -> None:
     from mlops_assets.assets.catalog import actuals_of
     from mlops_assets.core import forecast_performance as fp
 
-    width = result.forecasts.groupby("series_id")[["mean", "lower80", "upper80", "lower95", "upper95"]].first()
-    held = result.holdout.join(width.drop(columns="mean"), on="series_id")
+    bands = ["mean", "lower80", "upper80", "lower95", "upper95"]
+    width = result.forecasts.groupby("series_id")[bands].first()
+    held = result.holdout.copy()
     half80, half95 = (width["upper80"] - width["mean"]), (width["upper95"] - width["mean"])
     held["lower80"] = (held["mean"] - held["series_id"].map(half80)).clip(lower=0)
     held["upper80"] = held["mean"] + held["series_id"].map(half80)

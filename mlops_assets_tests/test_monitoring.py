@@ -94,6 +94,31 @@ def test_nothing_to_score_before_actuals_arrive():
     assert table.empty and not fp.degradation(table, 0.2)[0]
 
 
+def test_the_mase_scale_of_every_series_and_origin_at_once_is_backtests_own():
+    """The vectorised scale (one join, two shifts) equals backtest.mase_scale per series and
+    origin: seasonal lag past one season of history, lag 1 up to it, NaN for one period."""
+    rng = np.random.default_rng(4)
+    periods = pd.date_range("2024-01-01", periods=40, freq="D")
+    actuals = pd.concat(
+        [
+            pd.DataFrame({"series_id": sid, "period": periods[-n:], "revenue": rng.poisson(5, n) * 1.0})
+            for sid, n in (("long", 40), ("short", 6), ("one", 1))
+        ]
+    )
+    keys = pd.DataFrame(
+        {
+            "series_id": ["long", "long", "short", "one", "long"],
+            "origin": [periods[20], periods[39], periods[39], periods[39], periods[20]],
+        }
+    )
+    got = fp._scales(actuals, keys, 7)
+    for sid, origin in keys.drop_duplicates().itertuples(index=False):
+        train = actuals[(actuals["series_id"] == sid) & (actuals["period"] <= origin)]["revenue"].to_numpy()
+        want = mase_scale(train, 7) if len(train) > 1 else np.nan
+        np.testing.assert_allclose(got.loc[(sid, origin)], want, equal_nan=True)
+    assert np.isfinite(got.loc[("long", periods[39])]) and np.isnan(got.loc[("one", periods[39])])
+
+
 def report(dataset: str, shifted: int, unshifted: int, seed: int = 0, rows: int = 5000) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     ref = pd.DataFrame({f"f{i}": rng.normal(0, 1, rows) for i in range(shifted + unshifted)})

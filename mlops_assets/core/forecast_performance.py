@@ -13,8 +13,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core.backtest import mase_scale
-
 ISSUED_COLUMNS = [
     "series_id", "period", "step", "model", "mean", "lower80", "upper80", "lower95", "upper95",
     "origin", "model_version", "backtest_mase",
@@ -45,14 +43,20 @@ def latest_per_period(archive: pd.DataFrame) -> pd.DataFrame:
 
 
 def _scales(actuals: pd.DataFrame, keys: pd.DataFrame, season: int) -> pd.Series:
-    """Seasonal naive MAE of each series' history up to each origin."""
-    values = {sid: g.set_index("period")["revenue"].sort_index() for sid, g in actuals.groupby("series_id")}
-    out = {}
-    for sid, origin in keys.drop_duplicates().itertuples(index=False):
-        history = values.get(sid)
-        train = history[history.index <= origin].to_numpy(dtype=float) if history is not None else []
-        out[(sid, origin)] = mase_scale(np.asarray(train), season) if len(train) > 1 else np.nan
-    return pd.Series(out, dtype=float)
+    """Seasonal naive MAE of each series' history up to each origin (`backtest.mase_scale`:
+    lag-1 naive for a history of at most one season), for every (series_id, origin) at once:
+    one join and two shifts instead of a loop over series (12,014 catalog series: 50 s as a loop)."""
+    keys = keys.drop_duplicates()
+    history = actuals[["series_id", "period", "revenue"]].sort_values(["series_id", "period"])
+    joined = keys.merge(history, on="series_id")
+    joined = joined[joined["period"] <= joined["origin"]]
+    g = joined.groupby(["series_id", "origin"], sort=False)["revenue"]
+    long = g.transform("size").to_numpy() > season
+    previous = np.where(long, g.shift(season).to_numpy(), g.shift(1).to_numpy())
+    diff = (joined["revenue"].to_numpy(dtype=float) - previous.astype(float))
+    out = pd.Series(np.abs(diff), index=pd.MultiIndex.from_frame(joined[["series_id", "origin"]]))
+    out = out.groupby(level=[0, 1], sort=False).mean()  # NaN for a history of one period
+    return out.reindex(pd.MultiIndex.from_frame(keys[["series_id", "origin"]]))
 
 
 def score(
