@@ -158,7 +158,7 @@ def _pooled(err: np.ndarray, groups: pd.Series) -> dict[int, np.ndarray]:
     the fold errors divided by the level at their fold's origin, pooled over the series of one
     level and demand class (a series' own 84 errors give noisy quantiles, and a series selling
     more since its folds had its bands sized for less: 62% of the 80% bands held on a growing
-    catalog; pooled and level-relative, 81%)."""
+    catalog; pooled and level-relative, 75%; on the sample 80%)."""
     out = {lvl: np.zeros(len(err)) for lvl in (80, 95)}
     for idx in groups.groupby(groups).indices.values():
         flat = err[idx].ravel()
