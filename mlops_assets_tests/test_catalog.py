@@ -101,6 +101,19 @@ def test_the_sparse_reconcilers_agree_with_hierarchicalforecasts_dense_ones(hier
         got = reconciliation.coherent(hierarchy, y_hat, ours)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=atol)
 
+    # top-down by forecast proportions on the strict tree total > store > product-store, as the
+    # dense TopDown computes it, then summed up to every level
+    from hierarchicalforecast.methods import TopDown
+
+    keep, tags = reconciliation.tree(hierarchy)
+    top_down = TopDown(method="forecast_proportions")
+    expected = top_down.fit_predict(S=dense[keep], y_hat=y_hat[keep], tags=tags)
+    expected = dense @ np.maximum(expected["mean"][-hierarchy.n_bottom :], 0)
+    got = reconciliation.coherent(hierarchy, y_hat, "top_down")
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    total = hierarchy.levels == "total"
+    np.testing.assert_allclose(got[total], y_hat[total], rtol=1e-9)  # the total keeps its forecast
+
 
 def test_accuracy_out_of_sample_beats_seasonal_naive_above_the_products(hierarchy, result):
     _, res = result

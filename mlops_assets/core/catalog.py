@@ -37,7 +37,7 @@ from mlops_assets.core.hierarchy import Hierarchy
 BASELINE = "seasonal_naive"
 COMBINATION = "combination"
 FALLBACK = "recent_mean"
-RECONCILERS = ("bottom_up", "mint_wls_struct", "mint_ols")
+RECONCILERS = ("bottom_up", "mint_wls_struct", "mint_ols", "top_down")
 
 
 @dataclass(frozen=True)

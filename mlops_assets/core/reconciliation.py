@@ -29,12 +29,39 @@ def _reconciler(name: str):
     }[name]
 
 
+TREE = ("total", "store", "product_store")  # the strict tree inside the hierarchy
+
+
+def tree(h: Hierarchy) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The rows of the strict hierarchy total > store > product-store, and hierarchicalforecast's
+    tags for it (each level's positions among those rows)."""
+    keep = np.flatnonzero(np.isin(h.levels, TREE))
+    names = ["/".join(TREE[: i + 1]) for i in range(len(TREE))]
+    return keep, {name: np.flatnonzero(h.levels[keep] == lv) for name, lv in zip(names, TREE, strict=True)}
+
+
 def coherent(h: Hierarchy, forecasts: np.ndarray, method: str) -> np.ndarray:
     """Reconciled forecasts (series, horizon), negative product-store values set to zero and
-    summed up again, so they stay coherent and never negative."""
+    summed up again, so they stay coherent and never negative.
+
+    `top_down`: hierarchicalforecast's top-down by forecast proportions on the strict tree total
+    > store > product-store (the catalog's levels cross: a product-store sums both to its store
+    and to its product, which top-down cannot take), so the total keeps its own forecast and
+    each store and product-store its share; products and categories are then their sums. On
+    real wholesale orders it was the method the selection folds chose, and it took the total
+    from 1.72 (bottom-up) to 1.00 relative to seasonal naive."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mean = _reconciler(method).fit_predict(S=h.S, y_hat=forecasts)["mean"]
+        if method == "top_down":
+            from hierarchicalforecast.methods import TopDownSparse
+
+            keep, tags = tree(h)
+            y_hat = np.maximum(forecasts[keep], 0.0)  # proportions of non-negative forecasts
+            top_down = TopDownSparse(method="forecast_proportions")
+            # NaN where a store's product-stores all forecast zero: they get zero
+            mean = np.nan_to_num(top_down.fit_predict(S=h.S[keep], y_hat=y_hat, tags=tags)["mean"])
+        else:
+            mean = _reconciler(method).fit_predict(S=h.S, y_hat=forecasts)["mean"]
     bottom = np.maximum(mean[-h.n_bottom :], 0.0)
     return np.asarray(h.S @ bottom)
 
