@@ -108,7 +108,7 @@ def score(h, bottom: pd.DataFrame, result, naive: float) -> None:
     """Monitoring at catalog scale: the reconciled holdout forecasts, as if issued at the last
     fold's origin with the shipped bands' widths, scored on their actuals by the code
     catalog_forecast_performance runs (core/forecast_performance.py), every series."""
-    from mlops_assets.assets.catalog import actuals_of
+    from mlops_assets.assets.catalog_monitoring import actuals_of
     from mlops_assets.core import forecast_performance as fp
 
     bands = ["mean", "lower80", "upper80", "lower95", "upper95"]

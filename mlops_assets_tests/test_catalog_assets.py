@@ -13,15 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.assets.catalog import (
-    beats_naive_result,
-    coherence_result,
-    coverage_result,
-    hierarchy_of,
-    plan_of,
-)
+from mlops_assets.assets.catalog import plan_of
+from mlops_assets.checks.catalog import beats_naive_result, coherence_result, coverage_result
 from mlops_assets.core import catalog
 from mlops_assets.core.catalog_model import CatalogForecaster, compare
+from mlops_assets.core.hierarchy import hierarchy_of
 from mlops_assets.core.reconciliation import reconcile
 from mlops_assets.sample_data.__main__ import main as generate_cli
 from mlops_assets.settings import load_settings

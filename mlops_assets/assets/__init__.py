@@ -6,6 +6,7 @@ import dagster as dg
 
 from mlops_assets.assets.anomalies import build_anomaly_assets
 from mlops_assets.assets.catalog import build_catalog_assets
+from mlops_assets.assets.catalog_monitoring import build_catalog_monitoring
 from mlops_assets.assets.features import build_feature_assets
 from mlops_assets.assets.forecasting import build_forecasting_assets
 from mlops_assets.assets.ingestion import build_bronze_assets
@@ -27,4 +28,5 @@ def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         *build_anomaly_assets(settings),
         *build_registry_assets(settings),
         *build_monitoring_assets(settings),
+        *build_catalog_monitoring(settings),
     ]

@@ -112,3 +112,13 @@ class Hierarchy:
         all_values = np.asarray(S @ values)
         all_values[np.arange(t)[None, :] < starts[:, None]] = np.nan
         return cls(np.array(ids), np.array(lv), S, periods, all_values, starts)
+
+
+def hierarchy_of(bottom: pd.DataFrame, freq: str) -> Hierarchy:
+    """Every level of the catalog's bottom series (core/series.bottom_series) over the periods
+    from the first to the last one with lines."""
+    periods = pd.to_datetime(bottom["period"])
+    step = "D" if freq == "D" else "W-MON"
+    return Hierarchy.build(
+        bottom.assign(period=periods), pd.date_range(periods.min(), periods.max(), freq=step)
+    )
