@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_assets.assets.catalog_monitoring import build_catalog_monitoring
 from mlops_assets.assets.monitoring import build_monitoring_assets
 from mlops_assets.assets.segmentation import build_segmentation_assets
 from mlops_assets.automation import sensors
@@ -227,6 +228,55 @@ def test_pressure_4_and_10_an_accuracy_drop_is_alerted_and_retrains_within_one_t
     assert alert["check"] == "forecast_accuracy_within_tolerance" and alert["asset"] == "forecast_performance"
     assert "exceeds" in alert["description"] and alert["run_id"] == result.run_id
     print(f"degradation detected and alerted {time.monotonic() - started:.1f} s after the actuals landed")
+
+
+def test_a_catalog_accuracy_drop_is_scored_at_every_level_and_retrains_through_its_own_sensor(
+    small_data_dir, instance
+):
+    """The catalog's monitoring: forecasts issued for one product in one store and every level
+    above it are scored on the catalog's actuals; when sales halve, the check fails and
+    catalog_performance_retrain_sensor requests one forecaster retraining."""
+    edit_sources(small_data_dir, lambda s: s["forecast"].update(levels=["total", "product_store"]))
+    settings = load_settings(small_data_dir)
+    actuals = history(84)
+    ids = ["total", "store=S1", "category=C", "product=P1", "product=P1/store=S1"]
+    folder = settings.catalog_issued_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    issued = issue(actuals, "2024-02-25", 28, "1", backtest_mase=1.0)
+    pd.concat([issued.assign(series_id=i) for i in ids]).to_parquet(folder / "origin=2024-02-25_v1.parquet")
+    defs = build_definitions(settings)
+    assert "catalog_performance_retrain_sensor" in {s.name for s in defs.sensors}
+
+    def bottom(frame):
+        return frame.assign(product_id="P1", store_id="S1", category="C")[
+            ["product_id", "store_id", "category", "period", "revenue"]
+        ]
+
+    def run(frame):
+        stand_in = upstream("catalog_series", "forecasting", bottom(frame))
+        assets = [stand_in, *build_catalog_monitoring(settings)]
+        return materialize(small_data_dir, assets, instance, dg.AssetSelection.all())
+
+    steady = run(actuals)
+    assert steady.get_asset_check_evaluations()[0].passed
+    table = read_table(small_data_dir, "monitoring.catalog_forecast_performance")
+    assert sorted(table["series_id"]) == sorted(ids) and (table["periods"] == 28).all()
+    quiet = tick(defs, "catalog_performance_retrain_sensor", instance)
+    assert not quiet.run_requests and "within tolerance" in quiet.skip_message
+
+    dropped = actuals.assign(
+        revenue=np.where(actuals["period"] > "2024-02-25", actuals["revenue"] * 0.5, actuals["revenue"])
+    )
+    result = run(dropped)
+    check = result.get_asset_check_evaluations()[0]
+    assert check.check_name == "catalog_accuracy_within_tolerance" and not check.passed
+    table = read_table(small_data_dir, "monitoring.catalog_forecast_performance")
+    assert table["degraded"].all() and (table["mase_ratio"] > 1.2).all()
+    (request,) = tick(defs, "catalog_performance_retrain_sensor", instance, quiet.cursor).run_requests
+    assert request.tags[RETRAIN_REASON] == "performance_degradation"
+    assert defs.resolve_sensor_def("catalog_performance_retrain_sensor").job_name == "retrain_forecaster_job"
+    retrains = defs.resolve_job_def("retrain_forecaster_job").asset_layer.executable_asset_keys
+    assert dg.AssetKey("catalog_forecaster") in retrains  # the retraining covers the catalog
 
 
 # ---- new files, corrupt data (pressure test 3) -------------------------------------------------
