@@ -59,12 +59,12 @@ def test_chunks_join_to_the_same_answer_as_one_pass(hierarchy, result):
     base, _ = result
     rows = np.arange(len(hierarchy.ids))
     parts = [catalog.backtest_rows(hierarchy, chunk, PLAN) for chunk in (rows[1::2], rows[::2])]
-    joined = catalog.join(parts, len(rows), PLAN)
+    joined = catalog.join(parts, len(rows))
     assert (joined.chosen == base.chosen).all()
     np.testing.assert_allclose(joined.final, base.final)
     np.testing.assert_allclose(joined.folds, base.folds)
     with pytest.raises(ValueError, match="the chunks cover"):
-        catalog.join(parts[:1], len(rows), PLAN)
+        catalog.join(parts[:1], len(rows))
 
 
 def test_a_product_launched_lately_gets_the_fallback(hierarchy, result):

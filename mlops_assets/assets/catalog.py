@@ -21,10 +21,10 @@ import pandas as pd
 from mlops_assets.assets._governance import TRACKED, champion_output, first_or, govern, not_registered
 from mlops_assets.assets._metadata import frame_metadata, model_selected, only_selected, table_metadata
 from mlops_assets.assets.features import feature_as_of
-from mlops_assets.assets.forecasting import archive_issued
+from mlops_assets.assets.forecasting import SERIES_ASSET, archive_issued
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.freshness import model_freshness
-from mlops_assets.automation.jobs import AFTER_GATES, TRAINING_CONDITION
+from mlops_assets.automation.jobs import TRAINING_CONDITION
 from mlops_assets.checks.catalog import GATES, beats_naive_result, coherence_result, coverage_result
 from mlops_assets.checks.gates import blocks
 from mlops_assets.core import catalog, schemas
@@ -61,14 +61,7 @@ def build_catalog_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     # code location: 197 series in 53 s instead of 1.3 s) and hung after a fork in a test worker
     chunk_plan = replace(plan, workers=1)
 
-    @dg.asset(
-        group_name=GROUP,
-        kinds={"pandas", "duckdb"},
-        metadata={"schema": GROUP},
-        backfill_policy=SINGLE_RUN,
-        automation_condition=AFTER_GATES,
-        code_version="1",
-    )
+    @dg.asset(**SERIES_ASSET)
     def catalog_series(silver_transactions: pd.DataFrame, bronze_products: pd.DataFrame) -> dg.Output:
         """The catalog's bottom series: net revenue per product, store and complete period
         (forecast.freq), with the product's category; periods without lines are zeros."""
@@ -132,7 +125,7 @@ def build_catalog_assets(settings: Settings) -> list[dg.AssetsDefinition]:
 
     @dg.op(out=dg.Out(io_manager_key=STEPS_IO))
     def join_chunks(hierarchy: Hierarchy, parts: list) -> dg.Output:
-        joined = catalog.join(parts, len(hierarchy.ids), plan)
+        joined = catalog.join(parts, len(hierarchy.ids))
         kinds = pd.Series(joined.kinds).value_counts().to_dict()
         return dg.Output(
             {"hierarchy": hierarchy, "base": joined},
@@ -219,7 +212,6 @@ def build_catalog_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             "notes": "\n".join(result.notes) or "none",
             **floats,
         }
-        governance: dict = {}
         if failed:
             if model_selected(context, MODEL):
                 not_registered(context, MODEL, failed)

@@ -1,16 +1,13 @@
 """Monitoring of the catalog forecaster: the forecasts its champions issued (kept under
 forecasts/catalog_issued/ by catalog_forecasts) scored on the actuals that arrive, every level."""
 
-import time
-
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from mlops_assets.assets._metadata import table_metadata
+from mlops_assets.assets.monitoring import scored_issued
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.jobs import AFTER_GATES
-from mlops_assets.core import forecast_performance as fp
 from mlops_assets.core.hierarchy import hierarchy_of
 from mlops_assets.core.series import SEASON
 from mlops_assets.settings import Settings
@@ -43,34 +40,11 @@ def build_catalog_monitoring(settings: Settings) -> list[dg.AssetsDefinition]:
         actuals that arrived since, every level: per series over the last
         monitoring.performance_window periods, MASE against the holdout MASE it was issued
         with, MAPE, bias and 80/95% coverage."""
-        started = time.perf_counter()
-        files = sorted(settings.catalog_issued_dir.glob("*.parquet"))
-        archive = pd.concat(map(pd.read_parquet, files), ignore_index=True) if files else pd.DataFrame()
-        actuals = actuals_of(catalog_series, f.freq, archive)
-        table = fp.score(archive, actuals, SEASON[f.freq], m.performance_window, m.max_mase_degradation)
-        bad, median, text = fp.degradation(table, m.max_mase_degradation)
-        (context.log.error if bad else context.log.info)(text)
-        meta = {
-            "degraded": bad,
-            "reason": text,
-            "issued_files": len(files),
-            "series_scored": len(table),
-            "series_degraded": int(table["degraded"].sum()) if len(table) else 0,
-            "seconds": time.perf_counter() - started,
-            "performance": table_metadata(table.round(3), 50),
-        }
-        if np.isfinite(median):
-            meta |= {"median_mase_ratio": median, "mean_mase": float(table["mase"].mean()),
-                     "coverage80": float(table["coverage80"].mean()),
-                     "coverage95": float(table["coverage95"].mean())}  # fmt: skip
-        yield dg.Output(table, metadata=meta)
-        yield dg.AssetCheckResult(
-            check_name=ACCURACY.name,
-            asset_key=ACCURACY.asset_key,
-            passed=not bad,
-            description=text,
-            metadata={"median_mase_ratio": median if np.isfinite(median) else -1.0},
-        )
+
+        def actuals(archive: pd.DataFrame) -> pd.DataFrame:
+            return actuals_of(catalog_series, f.freq, archive)
+
+        yield from scored_issued(context, settings.catalog_issued_dir, actuals, m, SEASON[f.freq], ACCURACY)
 
     return [catalog_forecast_performance]
 

@@ -137,17 +137,21 @@ def recent(series: dict[str, pd.Series], days: int | None) -> dict[str, pd.Serie
     return {sid: y[y.index > y.index[-1] - cut] if len(y) else y for sid, y in series.items()}
 
 
+# a series table built from silver once its gates pass (sales_series, catalog_series)
+SERIES_ASSET = {
+    "group_name": GROUP,
+    "kinds": {"pandas", "duckdb"},
+    "metadata": {"schema": GROUP},
+    "backfill_policy": SINGLE_RUN,
+    "automation_condition": AFTER_GATES,
+    "code_version": "1",
+}
+
+
 def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     f = settings.forecast
 
-    @dg.asset(
-        group_name=GROUP,
-        kinds={"pandas", "duckdb"},
-        metadata={"schema": GROUP},
-        backfill_policy=SINGLE_RUN,
-        automation_condition=AFTER_GATES,
-        code_version="1",
-    )
+    @dg.asset(**SERIES_ASSET)
     def sales_series(silver_transactions: pd.DataFrame, bronze_products: pd.DataFrame) -> dg.Output:
         """Net revenue and units per complete period (forecast.freq) for the total, each store
         and each category (forecast.levels), zero-filled, with day of week and holiday counts."""

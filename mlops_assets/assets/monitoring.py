@@ -3,7 +3,10 @@ champion forecaster's accuracy on actuals that arrived after it forecast. The se
 automation/ read these assets' metadata to start retraining."""
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import fields
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -195,42 +198,61 @@ def build_monitoring_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         sales_forecasts) scored on the actuals that have arrived since: per series over the
         last monitoring.performance_window periods, MASE against the backtest MASE the
         forecast was issued with, MAPE, bias and 80/95% interval coverage."""
-        files = sorted(settings.issued_forecasts_dir.glob("*.parquet"))
-        archive = pd.concat(map(pd.read_parquet, files), ignore_index=True) if files else pd.DataFrame()
-        actuals = sales_series[["series_id", "period", "revenue"]].assign(
-            period=lambda d: pd.to_datetime(d["period"])
-        )
+
+        def actuals(_archive: pd.DataFrame) -> pd.DataFrame:
+            return sales_series[["series_id", "period", "revenue"]].assign(
+                period=lambda d: pd.to_datetime(d["period"])
+            )
+
         season = SEASON[settings.forecast.freq]
-        table = fp.score(archive, actuals, season, m.performance_window, m.max_mase_degradation)
-        bad, median, text = fp.degradation(table, m.max_mase_degradation)
-        (context.log.error if bad else context.log.info)(text)
-        meta = {
-            DEGRADED: bad,
-            "reason": text,
-            "issued_files": len(files),
-            "series_scored": len(table),
-            "series_degraded": int(table["degraded"].sum()) if len(table) else 0,
-            "performance": table_metadata(table.round(3), 50),
-        }
-        if np.isfinite(median):  # floats the UI charts over time
-            meta |= {
-                "median_mase_ratio": median,
-                "mean_mase": float(table["mase"].mean()),
-                "mean_backtest_mase": float(table["backtest_mase"].mean()),
-                "mean_mape": float(table["mape"].mean()),
-                "coverage80": float(table["coverage80"].mean()),
-                "coverage95": float(table["coverage95"].mean()),
-                "last_scored_period": str(table["last_period"].max().date()),
-                "plot": dg.MetadataValue.md(performance_md(table, m.max_mase_degradation)),
-            }
-        yield dg.Output(table, metadata=meta)
-        yield dg.AssetCheckResult(
-            check_name=ACCURACY.name,
-            asset_key=ACCURACY.asset_key,
-            passed=not bad,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=text,
-            metadata={"median_mase_ratio": median if np.isfinite(median) else -1.0},
-        )
+        yield from scored_issued(context, settings.issued_forecasts_dir, actuals, m, season, ACCURACY)
 
     return [feature_drift_report, forecast_performance]
+
+
+def scored_issued(
+    context: dg.AssetExecutionContext,
+    folder: Path,
+    actuals_for: Callable[[pd.DataFrame], pd.DataFrame],
+    m: MonitoringSettings,
+    season: int,
+    spec: dg.AssetCheckSpec,
+):
+    """The forecasts issued under `folder` scored on the actuals `actuals_for(archive)` gives
+    (series_id, period, revenue): the performance table with the metadata the UI and the retrain
+    sensors read, and the accuracy check `spec` (forecast_performance, and the catalog's)."""
+    started = time.perf_counter()
+    files = sorted(folder.glob("*.parquet"))
+    archive = pd.concat(map(pd.read_parquet, files), ignore_index=True) if files else pd.DataFrame()
+    table = fp.score(archive, actuals_for(archive), season, m.performance_window, m.max_mase_degradation)
+    bad, median, text = fp.degradation(table, m.max_mase_degradation)
+    (context.log.error if bad else context.log.info)(text)
+    meta = {
+        DEGRADED: bad,
+        "reason": text,
+        "issued_files": len(files),
+        "series_scored": len(table),
+        "series_degraded": int(table["degraded"].sum()) if len(table) else 0,
+        "seconds": time.perf_counter() - started,
+        "performance": table_metadata(table.round(3), 50),
+    }
+    if np.isfinite(median):  # floats the UI charts over time
+        meta |= {
+            "median_mase_ratio": median,
+            "mean_mase": float(table["mase"].mean()),
+            "mean_backtest_mase": float(table["backtest_mase"].mean()),
+            "mean_mape": float(table["mape"].mean()),
+            "coverage80": float(table["coverage80"].mean()),
+            "coverage95": float(table["coverage95"].mean()),
+            "last_scored_period": str(table["last_period"].max().date()),
+            "plot": dg.MetadataValue.md(performance_md(table, m.max_mase_degradation)),
+        }
+    yield dg.Output(table, metadata=meta)
+    yield dg.AssetCheckResult(
+        check_name=spec.name,
+        asset_key=spec.asset_key,
+        passed=not bad,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=text,
+        metadata={"median_mase_ratio": median if np.isfinite(median) else -1.0},
+    )

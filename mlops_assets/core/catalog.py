@@ -243,7 +243,7 @@ def backtest_rows(h: Hierarchy, rows: np.ndarray, plan: CatalogPlan, freq: str =
     return out
 
 
-def join(parts: list[RowForecasts], n: int, plan: CatalogPlan) -> RowForecasts:
+def join(parts: list[RowForecasts], n: int) -> RowForecasts:
     """The chunks' results as one, in hierarchy row order (every row exactly once)."""
     rows = np.concatenate([p.rows for p in parts])
     if len(rows) != n or len(np.unique(rows)) != n:
