@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.core import catalog, reconciliation
+from mlops_assets.core import catalog, catalog_median, reconciliation
 from mlops_assets.core.hierarchy import Hierarchy
 from mlops_assets.sample_data.generator import generate
 
@@ -143,3 +143,49 @@ def test_band_widths_follow_the_recent_level_even_where_returns_outweigh_sales()
     assert level[list(h.ids).index("product=a/store=s")] == 20.0  # |-30| and |-10|
     assert level[list(h.ids).index("product=b/store=s")] == 4.0
     assert (level > 0).all()
+
+
+def test_the_median_model_is_the_point_forecast_where_it_wins_the_selection_fold(hierarchy, result):
+    """The global median model (core/catalog_median.py) beside the reconciled mean: a demand class
+    takes the median as its point forecast only when it scored better on the last selection fold;
+    out of sample (the holdout fold, which neither the model nor the choice saw) the point beats
+    the mean by absolute error, and the coherent mean is untouched at every level."""
+    base, plain = result
+    median = catalog_median.median_forecasts(hierarchy, PLAN)
+    res = reconciliation.reconcile(hierarchy, base, PLAN, median)
+    bottom = hierarchy.levels == "product_store"
+    # the coherent mean and its bands are the same with or without the median model
+    pd.testing.assert_frame_equal(res.forecasts.drop(columns=["point", "point_source"]),
+                                  plain.forecasts.drop(columns=["point", "point_source"]))  # fmt: skip
+    f = res.forecasts.set_index("series_id")
+    above = f[f["level"] != "product_store"]
+    assert (above["point"] == above["mean"]).all() and (above["point_source"] == "mean").all()
+    # the choice, recomputed from the last selection fold's figures per demand class
+    cut = catalog.cutoffs(hierarchy, PLAN)
+    actual = np.nan_to_num(hierarchy.values[bottom][:, cut[-2] + 1 : cut[-2] + 1 + PLAN.horizon])
+    naive = np.abs(base.baseline[bottom, -2] - actual).mean(axis=1)
+    naive = np.where(naive > 0, naive, np.nan)
+    mean_fold = reconciliation.coherent(hierarchy, base.folds[:, -2], res.method)[bottom]
+    kinds = base.kinds[bottom]
+    chosen = res.choices.set_index("series_id").loc[hierarchy.ids[bottom], "point_source"].to_numpy()
+    for kind in ("smooth", "intermittent"):
+        at = kinds == kind
+        if not at.any():
+            continue
+        mean_fig = catalog_median.gmean(np.abs(mean_fold[at] - actual[at]).mean(axis=1) / naive[at])
+        median_fig = catalog_median.gmean(np.abs(median.selection[at] - actual[at]).mean(axis=1) / naive[at])
+        want = "median" if median_fig < mean_fig else "mean"
+        assert (chosen[at] == want).all(), (kind, mean_fig, median_fig)
+    assert (chosen[kinds == "short"] == "mean").all()
+    assert (chosen == "median").any()  # on this mostly-zero catalog the median wins somewhere
+    # what was published is the median model's final forecast where chosen
+    ps = f[f["level"] == "product_store"]
+    rows = {sid: i for i, sid in enumerate(hierarchy.ids[bottom])}
+    picked = ps[ps["point_source"] == "median"]
+    expected = median.final[[rows[s] for s in picked.index], picked["step"].to_numpy() - 1]
+    np.testing.assert_allclose(picked["point"].to_numpy(), expected)
+    # out of sample, by the loss the point is chosen for
+    point = res.metrics["geomean_relative_mase_point_product_store"]
+    assert point < res.metrics["geomean_relative_mase_product_store"], res.metrics
+    assert point <= 0.85, res.metrics
+    assert (res.forecasts["point"] >= 0).all() and res.forecasts["point"].notna().all()

@@ -16,6 +16,7 @@ import pytest
 from mlops_assets.assets.catalog import plan_of
 from mlops_assets.checks.catalog import beats_naive_result, coherence_result, coverage_result
 from mlops_assets.core import catalog
+from mlops_assets.core.catalog_median import median_forecasts
 from mlops_assets.core.catalog_model import CatalogForecaster, compare
 from mlops_assets.core.hierarchy import hierarchy_of
 from mlops_assets.core.reconciliation import reconcile
@@ -111,8 +112,9 @@ def test_the_gates_fail_on_incoherent_forecasts_and_on_figures_beyond_their_limi
     result = coherence_result(h, broken)
     assert not result.passed and result.description.startswith("store=s1 differs")
 
-    metrics = {"geomean_relative_mase_product_store": 0.9, "coverage80_product_store": 0.75,
-               "coverage95_product_store": 0.93}  # fmt: skip
+    metrics = {"geomean_relative_mase_point_product_store": 0.9, "geomean_relative_mase_product_store": 0.7,
+               "coverage80_product_store": 0.75, "coverage95_product_store": 0.93}  # fmt: skip
+    # the gate reads the point forecast's figure (the mean's is only reported beside it)
     assert beats_naive_result(metrics, 1.0).passed and not beats_naive_result(metrics, 0.85).passed
     assert coverage_result(metrics, 0.10).passed
     low = coverage_result({**metrics, "coverage80_product_store": 0.65}, 0.10)
@@ -167,6 +169,9 @@ def test_chunks_run_in_separate_processes_join_to_one_pass_and_are_scored_on_arr
     f = read_table(catalog_dir, "forecasting.catalog_forecasts")
     assert set(f["level"]) == {"total", "store", "category", "product", "product_store"}
     assert (f["model_version"] == "1").all() and f["period"].min() == pd.Timestamp("2023-06-01")
+    # the median model ran as its own step beside the chunks; every row has a point forecast
+    assert re.search(r" - \d+ - catalog_base_forecasts\.fit_median_model - STEP_SUCCESS", log)
+    assert f["point"].notna().all() and set(f["point_source"]) <= {"mean", "median"}
     ps = f[f["level"] == "product_store"].assign(
         store=lambda d: d["series_id"].str.split("/store=").str[1],
         product=lambda d: d["series_id"].str.split("/store=").str[0],
@@ -205,7 +210,8 @@ def test_the_catalog_on_real_bike_sales_beats_seasonal_naive_where_it_is_built_f
     lines; no generator behind them), each model in each state a series: 1,157 product-store
     series, all intermittent or too short. Out of sample (the last 28 days, which neither the
     choice nor the reconciliation saw), the selection folds choose top-down reconciliation, the
-    coherent product-store forecasts beat seasonal naive, the bands hold within the gate's
+    coherent product-store forecasts beat seasonal naive (the median model, zero on almost every
+    day, lost the selection fold: the mean stays the point), the bands hold within the gate's
     tolerance, and the total is no worse than seasonal naive. Measured: product-store 0.43,
     total 1.005 (bottom-up, before top-down was a candidate: 0.67 and 1.72), coverage 80% / 92%."""
     raw = pd.read_csv(FIXTURES / "bike_sales_sample.csv", parse_dates=["order_date"])
@@ -214,8 +220,14 @@ def test_the_catalog_on_real_bike_sales_beats_seasonal_naive_where_it_is_built_f
     h = hierarchy_of(bottom, "D")
     plan = catalog.CatalogPlan(workers=1)
     base = catalog.backtest_rows(h, np.arange(len(h.ids)), plan)
-    result = reconcile(h, base, plan)
+    result = reconcile(h, base, plan, median_forecasts(h, plan))
     assert (h.levels == "product_store").sum() == 1157 and set(base.kinds) == {"intermittent", "short"}
+    # here the median model (zero on almost every day) lost the selection fold: the point is the mean
+    assert result.metrics["point_median_share_product_store"] == 0.0
+    said = "intermittent product-store series (958): point forecast = mean"
+    assert any(n.startswith(said) for n in result.notes), result.notes
+    m = result.metrics
+    assert m["geomean_relative_mase_point_product_store"] == m["geomean_relative_mase_product_store"]
     assert coherence_result(h, result.forecasts).passed
     m = result.metrics
     assert result.method == "top_down", result.reconciliation

@@ -29,6 +29,7 @@ from mlops_assets.checks.catalog import GATES, beats_naive_result, coherence_res
 from mlops_assets.checks.gates import blocks
 from mlops_assets.core import catalog, schemas
 from mlops_assets.core import series as series_core
+from mlops_assets.core.catalog_median import median_forecasts
 from mlops_assets.core.catalog_model import CatalogForecaster, compare
 from mlops_assets.core.hierarchy import Hierarchy, hierarchy_of
 from mlops_assets.core.reconciliation import reconcile
@@ -124,21 +125,33 @@ def build_catalog_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         )
 
     @dg.op(out=dg.Out(io_manager_key=STEPS_IO))
-    def join_chunks(hierarchy: Hierarchy, parts: list) -> dg.Output:
+    def fit_median_model(context, hierarchy: Hierarchy) -> dg.Output:
+        """The global median model over every product-store series (core/catalog_median.py):
+        fitted at the last selection fold's origin, the holdout's, and on every period. Its own
+        step, beside the chunks: the executor runs it while they backtest."""
+        if not f.median_model:
+            return dg.Output(None, metadata={"median_model": "off (forecast.median_model)"})
+        result = median_forecasts(hierarchy, plan, f.freq)
+        context.log.info(f"median model: {hierarchy.n_bottom} series, 3 fits in {result.seconds:.1f} s")
+        return dg.Output(result, metadata={"series": hierarchy.n_bottom, "seconds": result.seconds})
+
+    @dg.op(out=dg.Out(io_manager_key=STEPS_IO))
+    def join_chunks(hierarchy: Hierarchy, parts: list, median) -> dg.Output:
         joined = catalog.join(parts, len(hierarchy.ids))
         kinds = pd.Series(joined.kinds).value_counts().to_dict()
         return dg.Output(
-            {"hierarchy": hierarchy, "base": joined},
+            {"hierarchy": hierarchy, "base": joined, "median": median},
             metadata={
                 "series": len(hierarchy.ids),
                 "chunks": len(parts),
+                "median_model": median is not None,
                 **{k: int(v) for k, v in kinds.items()},
             },
         )
 
     @dg.graph_asset(
         group_name=GROUP,
-        kinds={"statsforecast"},
+        kinds={"statsforecast", "lightgbm"},
         automation_condition=TRAINING_CONDITION,
         backfill_policy=SINGLE_RUN,
         code_version="1",
@@ -149,7 +162,7 @@ def build_catalog_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     def catalog_base_forecasts(catalog_series: pd.DataFrame):
         hierarchy, chunks = split_catalog(catalog_series)
         parts = chunks.map(lambda rows: backtest_chunk(hierarchy, rows))
-        return join_chunks(hierarchy, parts.collect())
+        return join_chunks(hierarchy, parts.collect(), fit_median_model(hierarchy))
 
     def _table(description: str) -> dg.AssetOut:
         return dg.AssetOut(
@@ -191,13 +204,15 @@ def build_catalog_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     )
     def train_catalog_forecaster(context: dg.AssetExecutionContext, catalog_base_forecasts: dict):
         h, base = catalog_base_forecasts["hierarchy"], catalog_base_forecasts["base"]
-        result = reconcile(h, base, plan)
+        result = reconcile(h, base, plan, catalog_base_forecasts.get("median"))
         model = CatalogForecaster.of(result)
         m = result.metrics
         checks = [
             beats_naive_result(m, f.max_relative_mase),
             coherence_result(h, result.forecasts),
-            GATES["sane"].validate(schemas.forecast_schema(), result.forecasts, "the catalog forecasts"),
+            GATES["sane"].validate(
+                schemas.catalog_forecast_schema(), result.forecasts, "the catalog forecasts"
+            ),
             coverage_result(m, f.coverage_tolerance),
         ]
         failed = [c for c in checks if blocks(c)]

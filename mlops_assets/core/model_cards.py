@@ -19,7 +19,9 @@ LIMITATIONS = {
     "short a "
     "history get their recent mean shaped by their category's weekly profile. Bands have one width per "
     "series over the horizon, calibrated on three backtest folds: a season unlike them (December) is "
-    "under-covered.",
+    "under-covered. The `point` column is a median (a global LightGBM model) for the demand classes "
+    "where it won the last selection fold: it does not sum across levels and is mostly zero on sparse "
+    "series; use `mean` for totals and orders, `point` where absolute error is the measure.",
     "clv_model": "BG/NBD and Gamma-Gamma assume a stable purchase process and spend independent of "
     "frequency; new customers with one purchase get the population prior.",
 }

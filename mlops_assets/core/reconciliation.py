@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.core.catalog import CatalogPlan, RowForecasts, cutoffs, scales
+from mlops_assets.core.catalog_median import MedianForecasts, prefer_median
 from mlops_assets.core.hierarchy import Hierarchy
 
 # a tenth of the MASE scale added to each series' recent level, so that one without sales in
@@ -69,10 +70,10 @@ def coherent(h: Hierarchy, forecasts: np.ndarray, method: str) -> np.ndarray:
 @dataclass
 class CatalogForecast:
     method: str
-    forecasts: pd.DataFrame  # series_id, level, period, step, model, mean, lower80 .. upper95
+    forecasts: pd.DataFrame  # series_id, level, period, step, model, mean, lower80 .. upper95, point
     choices: pd.DataFrame  # per series: level, kind, chosen model, selection / holdout MASE
     reconciliation: pd.DataFrame  # method x level: selection and holdout MASE (geometric means)
-    holdout: pd.DataFrame  # series_id, level, period, mean, actual: the holdout fold, reconciled
+    holdout: pd.DataFrame  # series_id, level, period, mean, point, actual: the holdout fold
     metrics: dict[str, float]
     notes: list[str]
 
@@ -82,7 +83,12 @@ def _gmean(x: np.ndarray) -> float:
     return float(np.exp(np.log(x).mean())) if len(x) else float("nan")
 
 
-def reconcile(h: Hierarchy, base: RowForecasts, plan: CatalogPlan) -> CatalogForecast:
+def reconcile(
+    h: Hierarchy, base: RowForecasts, plan: CatalogPlan, median: MedianForecasts | None = None
+) -> CatalogForecast:
+    """The reconciliation chosen on the selection folds, its holdout figures, the bands, and the
+    point forecast of each product-store series: the reconciled mean, or the global model's
+    median (`median`) for the demand classes where it scored better on the last selection fold."""
     F, H = plan.folds, plan.horizon
     cut = cutoffs(h, plan)
     scale = scales(h, plan)
@@ -126,6 +132,19 @@ def reconcile(h: Hierarchy, base: RowForecasts, plan: CatalogPlan) -> CatalogFor
     inside = {lvl: np.abs(actual[:, -1] - hold) <= q_hold[lvl][:, None] for lvl in (80, 95)}
     holdout_mase = np.abs(hold - actual[:, -1]).mean(axis=1) / scale
     relative = np.abs(hold - actual[:, -1]).mean(axis=1) / baseline_mae[:, -1]
+    point_hold, point_final, source = hold.copy(), final.copy(), np.full(len(h.ids), "mean", dtype=object)
+    notes = list(base.notes)
+    if median is not None:
+        b = np.arange(len(h.ids) - h.n_bottom, len(h.ids))
+
+        def rel(forecast: np.ndarray, k: int) -> np.ndarray:
+            return np.abs(forecast - actual[b, k]).mean(axis=1) / baseline_mae[b, k]
+
+        use, why = prefer_median(base.kinds[b], rel(folds[b, -2], -2), rel(median.selection, -2))
+        point_hold[b[use]], point_final[b[use]] = median.holdout[use], median.final[use]
+        source[b[use]] = "median"
+        notes += why
+    relative_point = np.abs(point_hold - actual[:, -1]).mean(axis=1) / baseline_mae[:, -1]
     choices = pd.DataFrame(
         {
             "series_id": h.ids,
@@ -135,6 +154,8 @@ def reconcile(h: Hierarchy, base: RowForecasts, plan: CatalogPlan) -> CatalogFor
             "selection_mase": base.selection_mase,
             "holdout_mase": holdout_mase,
             "holdout_relative_mase": relative,
+            "point_source": source,
+            "holdout_relative_mase_point": relative_point,
         }
     )
     metrics = {
@@ -153,6 +174,9 @@ def reconcile(h: Hierarchy, base: RowForecasts, plan: CatalogPlan) -> CatalogFor
         for level in dict.fromkeys(h.levels)
     }
     bottom = h.levels == "product_store"
+    # the point forecast judged by the loss it is chosen for: absolute error, at product-store
+    metrics["geomean_relative_mase_point_product_store"] = _gmean(relative_point[bottom])
+    metrics["point_median_share_product_store"] = float((source[bottom] == "median").mean())
     metrics |= {f"coverage{lvl}_product_store": float(inside[lvl][bottom].mean()) for lvl in (80, 95)}
     held = pd.DataFrame(
         {
@@ -160,12 +184,13 @@ def reconcile(h: Hierarchy, base: RowForecasts, plan: CatalogPlan) -> CatalogFor
             "level": np.repeat(h.levels, H),
             "period": np.tile(h.periods[cut[-1] + 1 : cut[-1] + 1 + H], len(h.ids)),
             "mean": hold.ravel(),
+            "point": point_hold.ravel(),
             "actual": actual[:, -1].ravel(),
         }
     )
     return CatalogForecast(
-        method, _frame(h, final, q_final, base.chosen, plan), choices, table, held, metrics,
-        base.notes,
+        method, _frame(h, final, q_final, base.chosen, (point_final, source)), choices, table, held,
+        metrics, notes,
     )  # fmt: skip
 
 
@@ -190,7 +215,7 @@ def _pooled(err: np.ndarray, groups: pd.Series) -> dict[int, np.ndarray]:
     return out
 
 
-def _frame(h, final, band, chosen, plan: CatalogPlan) -> pd.DataFrame:
+def _frame(h, final, band, chosen, point: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
     n, H = final.shape
     step = pd.tseries.frequencies.to_offset(pd.infer_freq(h.periods[:3]) or "D")
     periods = pd.date_range(h.periods[-1] + step, periods=H, freq=step)
@@ -207,5 +232,7 @@ def _frame(h, final, band, chosen, plan: CatalogPlan) -> pd.DataFrame:
             "upper80": (final + band[80]).ravel(),
             "lower95": np.maximum(final - band[95], 0).ravel(),
             "upper95": (final + band[95]).ravel(),
+            "point": point[0].ravel(),
+            "point_source": np.repeat(point[1], H),
         }
     )

@@ -191,6 +191,12 @@ def _widening(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(ok.to_numpy(), index=frame.index)
 
 
+def catalog_forecast_schema() -> pa.DataFrameSchema:
+    """forecast_schema, and the catalog's point forecast finite and non-negative."""
+    value = pa.Column(float, [pa.Check.ge(0), pa.Check(np.isfinite, name="finite")], nullable=False)
+    return forecast_schema().add_columns({"point": value}).set_name("catalog_forecasts")
+
+
 def forecast_schema() -> pa.DataFrameSchema:
     """Gate on shipped forecasts: finite, non-negative, nested bands, widening intervals."""
     nested = [
