@@ -279,6 +279,9 @@ def build_catalog_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             metadata={
                 "rows": len(table),
                 "reconciliation": champion.method,
+                "point_from_median_series": int(
+                    table.loc[table["point_source"] == "median", "series_id"].nunique()
+                ),
                 "issued_file": str(archived),
                 "model_version": version,
                 "model_uri": catalog_forecaster.uri,
