@@ -138,7 +138,9 @@ def median_forecasts(h: Hierarchy, plan: CatalogPlan, freq: str = "D") -> Median
     and on every period (the forecasts published)."""
     started = time.perf_counter()
     cut = cutoffs(h, plan)
-    fits = [fit_predict(h, int(upto), plan.horizon, plan.season, freq, plan.workers)
+    # one LightGBM thread: an OpenMP thread pool in the step's process would make a later fork
+    # of that process (the top-level forecaster's process pool, in the same run) unsafe
+    fits = [fit_predict(h, int(upto), plan.horizon, plan.season, freq, threads=1)
             for upto in (cut[-2], cut[-1], len(h.periods) - 1)]  # fmt: skip
     selection, holdout, final = fits
     return MedianForecasts(selection, holdout, final, time.perf_counter() - started)
