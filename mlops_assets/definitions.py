@@ -23,7 +23,7 @@ from mlops_assets.automation.jobs import (
 )
 from mlops_assets.automation.schedules import build_schedules
 from mlops_assets.automation.sensors import build_sensors
-from mlops_assets.resources import RegistryModelIOManager, WarehouseIOManager
+from mlops_assets.resources import RegistryModelIOManager, warehouse_io_manager
 from mlops_assets.resources.alerts import WEBHOOK_ENV, AlertWebhook
 from mlops_assets.resources.registry import ModelRegistry
 from mlops_assets.resources.tracking import (
@@ -50,7 +50,7 @@ def registry_resource(settings: Settings) -> ModelRegistry:
 def resources(settings: Settings) -> dict:
     registry = registry_resource(settings)
     return {
-        "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
+        "io_manager": warehouse_io_manager(settings.warehouse_path, settings.warehouse),
         # models move through the registry: no second copy on disk (resources/models.py)
         "model_io_manager": RegistryModelIOManager(registry=registry),
         # the catalog backtest's steps hand the hierarchy and their chunks' forecasts to each
@@ -83,6 +83,21 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
 
 
+def executor_of(settings: Settings) -> dg.ExecutorDefinition:
+    if settings.executor != "celery":
+        return EXECUTORS[settings.executor]
+    from dagster_celery import celery_executor  # the production profile's extra (deploy/cluster)
+
+    return celery_executor.configured(
+        {
+            "broker": {"env": "MLOPS_CELERY_BROKER"},
+            "backend": {"env": "MLOPS_CELERY_BACKEND"},
+            # a step whose worker dies goes back to the queue for another worker
+            "config_source": {"task_acks_late": True, "task_reject_on_worker_lost": True},
+        }
+    )
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     assets = build_assets(settings)
     check_keys = sorted({k for a in assets for k in a.check_keys}, key=lambda k: k.to_user_string())
@@ -99,7 +114,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=build_schedules(settings),
         sensors=[rescore_after_rollback, automation_sensor, *build_sensors(settings, check_keys)],
         resources=resources(settings),
-        executor=EXECUTORS[settings.executor],
+        executor=executor_of(settings),
     )
 
 

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlops_assets.core.schemas import CANONICAL, REQUIRED
+from mlops_assets.core.warehouse import location
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT / "data"
@@ -249,12 +250,20 @@ class Settings(_Strict):
     monitoring: MonitoringSettings = MonitoringSettings()
     # how a run executes its steps: in_process (default) runs them one after another in the run's
     # process, which suits data one machine holds (each step process of multiprocess first imports
-    # the whole stack, about 9 s); multiprocess runs independent steps in parallel processes
-    executor: Literal["in_process", "multiprocess"] = "in_process"
+    # the whole stack, about 9 s); multiprocess runs independent steps in parallel processes;
+    # celery sends each step to the Celery workers of the production profile (deploy/cluster,
+    # broker and result backend from MLOPS_CELERY_BROKER / MLOPS_CELERY_BACKEND). MLOPS_EXECUTOR
+    # in the environment overrides this (the profile sets it for its daemon and webserver)
+    executor: Literal["in_process", "multiprocess", "celery"] = "in_process"
+    # the warehouse's format: duckdb (default; warehouse.duckdb, one writer and no reader while a
+    # run writes) or delta (the folder warehouse/ of Delta tables, readable while runs write; the
+    # production profile's). MLOPS_WAREHOUSE in the environment overrides it
+    warehouse: Literal["duckdb", "delta"] = "duckdb"
 
     @property
     def warehouse_path(self) -> Path:
-        return self.data_dir / "warehouse.duckdb"
+        """The DuckDB file or the Delta folder (core/warehouse.connect reads either)."""
+        return location(self.data_dir, self.warehouse)
 
     @property
     def issued_forecasts_dir(self) -> Path:
@@ -288,6 +297,11 @@ def data_dir_from_env() -> Path:
     return Path(os.environ.get("MLOPS_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
 
 
+EXECUTOR_ENV = "MLOPS_EXECUTOR"
+WAREHOUSE_ENV = "MLOPS_WAREHOUSE"
+ENV_OVERRIDES = {EXECUTOR_ENV: "executor", WAREHOUSE_ENV: "warehouse"}  # environment -> setting
+
+
 def load_settings(data_dir: str | Path | None = None) -> Settings:
     """Read and validate `<data_dir>/sources.yaml` (data_dir defaults to MLOPS_DATA_DIR); read
     once per version of the file (an edited sources.yaml is read again)."""
@@ -297,11 +311,12 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
         version = (stat.st_mtime_ns, stat.st_size)
     except OSError:
         version = None
-    return _load(data_dir, version)
+    overrides = tuple((key, os.environ[env]) for env, key in ENV_OVERRIDES.items() if os.environ.get(env))
+    return _load(data_dir, version, overrides)
 
 
 @functools.cache
-def _load(data_dir: Path, version: tuple[int, int] | None) -> Settings:
+def _load(data_dir: Path, version: tuple[int, int] | None, overrides: tuple = ()) -> Settings:
     sources_file = data_dir / "sources.yaml"
     if not sources_file.is_file():
         raise SettingsError(
@@ -315,6 +330,7 @@ def _load(data_dir: Path, version: tuple[int, int] | None) -> Settings:
         raise SettingsError(f"{sources_file}: expected a mapping of sources at the top level")
     if "transactions" not in raw:
         raise SettingsError(f"{sources_file}: transactions: required source is missing")
+    raw = {**raw, **dict(overrides)}
     try:
         settings = Settings(data_dir=data_dir, sources_file=sources_file, **raw)
     except ValidationError as exc:

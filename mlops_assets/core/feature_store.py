@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlops_assets.core import warehouse
 from mlops_assets.core.clv import PurchaseDays
 from mlops_assets.core.customer_features import customer_features
 from mlops_assets.core.feature_registry import AS_OF, ENTITY, VERSION, features_of, group_version
 from mlops_assets.core.lines import LineCodes
 from mlops_assets.core.product_features import product_features
 from mlops_assets.core.schemas import TEXT
+from mlops_assets.core.warehouse import read_table
 
 EVENT_TS = "event_ts"
 # warehouse tables (schema.table) the stores read; the feature assets write them
@@ -193,25 +195,6 @@ class OnlineFeatureStore:
         )
 
 
-def table_exists(con, table: str) -> bool:
-    """Whether the warehouse connection `con` has `table` (schema.name)."""
-    schema, name = table.split(".")
-    sql = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
-    return bool(con.execute(sql, [schema, name]).fetchall()[0][0])
-
-
-def read_table(database: str | Path, table: str) -> pd.DataFrame | None:
-    import duckdb
-
-    with duckdb.connect(str(database), read_only=True) as con:
-        if not table_exists(con, table):
-            return None
-        arrow = con.sql(f"select * from {table}").to_arrow_table()
-    import pyarrow as pa
-
-    return arrow.to_pandas(types_mapper={pa.string(): TEXT, pa.large_string(): TEXT}.get)
-
-
 def _read_sources(database: str | Path) -> Sources:
     frames = {name: read_table(database, table) for name, table in SOURCES.items()}
     if frames["transactions"] is None:
@@ -234,7 +217,7 @@ def get_historical_features(
     )
 
 
-_ONLINE: dict[str, tuple[float, OnlineFeatureStore]] = {}
+_ONLINE: dict[str, tuple[int, OnlineFeatureStore]] = {}
 
 
 def get_online_features(
@@ -243,7 +226,7 @@ def get_online_features(
     """Latest features for a batch of ids ({column: values}), from an in-memory index of the
     warehouse, reloaded when the warehouse file changes (a new materialization)."""
     path = str(database or _default_warehouse())
-    stamp = Path(path).stat().st_mtime
+    stamp = warehouse.stamp(path)
     cached = _ONLINE.get(path)
     if cached is None or cached[0] != stamp:
         cached = _ONLINE[path] = (stamp, OnlineFeatureStore.from_warehouse(path))

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_assets.core.feature_store import table_exists
 from mlops_assets.core.history_rules import REPLAY_KEY, replay_keys
 from mlops_assets.core.quality import Split, quality_report
 from mlops_assets.core.schemas import CANONICAL, LINEAGE, PARTITION_COLUMN, UNPARSED
+from mlops_assets.core.warehouse import connect, table_exists
 
 TABLES = {
     "bronze": "bronze.bronze_transactions",
@@ -54,12 +54,10 @@ def uncovered_days(
 ) -> Kept:
     """The published days in [start, end) that `bronze` (the run's new lines) has no line of,
     with their published rows of the four tables."""
-    import duckdb
-
     if not Path(database).exists():
         return Kept()
     covered = set(pd.DatetimeIndex(bronze[PARTITION_COLUMN].unique()))
-    with duckdb.connect(str(database), read_only=True) as con:
+    with connect(database, TABLES.values()) as con:
         old = _days(con, TABLES["bronze"], start, end)
         if old is None or old.empty:
             return Kept()
@@ -123,14 +121,12 @@ def with_kept(bronze: pd.DataFrame, split: Split, kept: Kept) -> tuple[pd.DataFr
 def first_line_days(database: str | Path, order_ids: pd.Series, before: pd.Timestamp) -> pd.DataFrame:
     """The lines published in silver or quarantine before `before` for the run's order ids:
     order_id, key (quality.replay_keys), first_day (empty when nothing is published yet)."""
-    import duckdb
-
     empty = pd.DataFrame({"order_id": [], "key": [], "first_day": pd.Series(dtype="datetime64[ns]")})
     if not Path(database).exists():
         return empty
     ids = pd.DataFrame({"order_id": pd.Series(order_ids.dropna().unique(), dtype=object)})
     parts = []
-    with duckdb.connect(str(database), read_only=True) as con:
+    with connect(database, [TABLES["silver"], TABLES["quarantined"]]) as con:
         con.register("run_ids", ids)
         for table in (TABLES["silver"], TABLES["quarantined"]):
             found = _read(
@@ -156,12 +152,10 @@ def first_line_days(database: str | Path, order_ids: pd.Series, before: pd.Times
 def published_sales(database: str | Path, customers: pd.Series, since: pd.Timestamp, before: pd.Timestamp):
     """customer_id, product_id, order_ts of the silver sales (quantity > 0) published in
     [since, before) for the given customers (None when nothing is published)."""
-    import duckdb
-
     if not Path(database).exists():
         return None
     ids = pd.DataFrame({"customer_id": pd.Series(customers.dropna().unique(), dtype=object)})
-    with duckdb.connect(str(database), read_only=True) as con:
+    with connect(database, [TABLES["silver"]]) as con:
         con.register("run_customers", ids)
         return _read(
             con,
@@ -174,11 +168,9 @@ def published_sales(database: str | Path, customers: pd.Series, since: pd.Timest
 
 def day_counts(database: str | Path, since: pd.Timestamp, before: pd.Timestamp) -> pd.Series:
     """Day -> bronze lines published in [since, before), from the data quality report."""
-    import duckdb
-
     if not Path(database).exists():
         return pd.Series(dtype="int64")
-    with duckdb.connect(str(database), read_only=True) as con:
+    with connect(database, [TABLES["report"]]) as con:
         found = _days(con, TABLES["report"], since, before)
     if found is None or found.empty:
         return pd.Series(dtype="int64")
@@ -213,10 +205,8 @@ def stale_tables(
     every one matches."""
     if not Path(database).exists():
         return list(fresh)
-    import duckdb
-
     changed = []
-    with duckdb.connect(str(database), read_only=True) as con:
+    with connect(database, fresh) as con:
         for table, frame in fresh.items():
             published = _days(con, table, since, before)
             cols = CONTENT_KEYS[table]

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.core.feature_registry import AS_OF, group_version
-from mlops_assets.core.feature_store import TABLES, Sources, read_table
+from mlops_assets.core.feature_store import TABLES, Sources
 from mlops_assets.core.schemas import TEXT
+from mlops_assets.core.warehouse import read_table
 
 DIGEST = "inputs_digest"  # snapshot column: the digest of the inputs it was computed from
 

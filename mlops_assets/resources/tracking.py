@@ -59,8 +59,10 @@ def ensure_experiment(uri: str, artifacts: str, name: str = EXPERIMENT) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
+    # a tracking server keeps the artifacts itself (mlflow server --serve-artifacts)
+    served = urlparse(uri).scheme in ("http", "https")
     try:
-        return client.create_experiment(name, artifact_location=artifacts)
+        return client.create_experiment(name, artifact_location=None if served else artifacts)
     except MlflowException:  # another process created it in between
         return client.get_experiment_by_name(name).experiment_id
 

@@ -1,15 +1,24 @@
-"""The DuckDB warehouse: Dagster's own DuckDBPandasIOManager, one schema per asset group."""
+"""The warehouse IO managers, one schema per asset group: DuckDB (Dagster's DuckDBPandasIOManager,
+the default) or Delta tables (dagster-deltalake's DeltaLakeIOManager, the production profile's),
+chosen by `warehouse` in sources.yaml or MLOPS_WAREHOUSE. Both write and load the same tables:
+a partitioned asset's run replaces exactly its partitions' rows, an empty frame still leaves an
+empty table, a column a release adds is added (null in the rows already there)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+from dagster_deltalake import DeltaLakeIOManager, LocalConfig
+from dagster_deltalake_pandas import DeltaLakePandasTypeHandler
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
 from mlops_assets.core.schemas import TEXT
+from mlops_assets.core.warehouse import to_pandas
 
 
 class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
@@ -21,9 +30,7 @@ class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
     schema, table and partition the output maps to.)"""
 
     def handle_output(self, context, table_slice, obj: pd.DataFrame, connection):
-        # an all-null text column would otherwise be typed "NULL" and refuse later text
-        blank = [c for c in obj.columns if obj[c].dtype == object and obj[c].isna().all()]
-        obj = obj.astype({c: TEXT for c in blank}) if blank else obj
+        obj = _typed_blanks(obj)
         table = f"{table_slice.schema}.{table_slice.table}"
         if len(obj.columns):
             connection.execute(f"create table if not exists {table} as select * from obj")
@@ -37,7 +44,13 @@ class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
         if table_slice.partition_dimensions and len(context.asset_partition_keys) == 0:
             return pd.DataFrame()
         table = connection.sql(DuckDbClient.get_select_statement(table_slice)).to_arrow_table()
-        return table.to_pandas(types_mapper={pa.string(): TEXT, pa.large_string(): TEXT}.get)
+        return to_pandas(table)
+
+
+def _typed_blanks(obj: pd.DataFrame) -> pd.DataFrame:
+    """An all-null text column would otherwise be typed "NULL" and refuse later text."""
+    blank = [c for c in obj.columns if obj[c].dtype == object and obj[c].isna().all()]
+    return obj.astype({c: TEXT for c in blank}) if blank else obj
 
 
 def _add_new_columns(connection, table: str, obj: pd.DataFrame) -> None:
@@ -75,3 +88,92 @@ class WarehouseIOManager(DuckDBPandasIOManager):
     @staticmethod
     def type_handlers() -> Sequence[DuckDBPandasTypeHandler]:
         return [_EmptyTablePandasTypeHandler()]
+
+
+def _window(table_slice) -> tuple | None:
+    """(column, start, end) of a partitioned slice's time window (naive, as stored), else None."""
+    if not table_slice.partition_dimensions:
+        return None
+    (dim,) = table_slice.partition_dimensions  # one time dimension (assets/partitions.py)
+    start, end = (t.replace(tzinfo=None) for t in dim.partitions)
+    return dim.partition_expr, start, end
+
+
+class _DeltaPandasTypeHandler(DeltaLakePandasTypeHandler):
+    """Delta's writes with the DuckDB handler's semantics. The stock handler overwrites a
+    partitioned slice by `column = window start` (a range run over months would replace its
+    first day only) and lays one folder per partition value; this one replaces exactly the rows
+    in [start, end) of the window in one atomic commit (`predicate`), merges new columns in,
+    casts columns to the types the table already has (as DuckDB's insert does) and writes an
+    empty frame as an empty table."""
+
+    def handle_output(self, context, table_slice, obj: pd.DataFrame, connection):
+        from deltalake import DeltaTable, write_deltalake
+
+        data = pa.Table.from_pandas(_typed_blanks(obj), preserve_index=False).replace_schema_metadata(None)
+        uri, options = connection.table_uri, connection.storage_options
+        kwargs: dict = {"mode": "overwrite", "schema_mode": "merge", "storage_options": options}
+        if DeltaTable.is_deltatable(uri, storage_options=options):
+            have = DeltaTable(uri, storage_options=options).to_pyarrow_dataset().schema
+            data = _cast_like(data, have, uri)
+            window = _window(table_slice)
+            if window is not None:
+                column, start, end = window
+                stamp = "%Y-%m-%d %H:%M:%S"
+                kwargs["predicate"] = f"{column} >= '{start:{stamp}}' AND {column} < '{end:{stamp}}'"
+        write_deltalake(uri, data, **kwargs)
+        context.add_output_metadata(
+            {**_row_counts(context, len(obj)), "dagster/storage_kind": "deltalake", "table_uri": uri}
+        )
+
+    def load_input(self, context, table_slice, connection) -> pd.DataFrame:
+        from deltalake import DeltaTable
+
+        if table_slice.partition_dimensions and len(context.asset_partition_keys) == 0:
+            return pd.DataFrame()
+        table = DeltaTable(connection.table_uri, storage_options=connection.storage_options)
+        dataset = table.to_pyarrow_dataset()
+        where = None
+        window = _window(table_slice)
+        if window is not None:
+            column, start, end = window
+            kind = dataset.schema.field(column).type
+            where = (pc.field(column) >= pa.scalar(start, kind)) & (pc.field(column) < pa.scalar(end, kind))
+        table = dataset.to_table(columns=table_slice.columns, filter=where)
+        return to_pandas(table)
+
+
+def _cast_like(data: pa.Table, have: pa.Schema, uri: str) -> pa.Table:
+    """The frame's columns that the table already has, cast to the table's types."""
+    for i, field in enumerate(data.schema):
+        if field.name not in have.names:
+            continue
+        want = have.field(field.name).type
+        if field.type == want or (pa.types.is_string(want) and pa.types.is_large_string(field.type)):
+            continue
+        try:
+            data = data.set_column(i, field.name, data.column(i).cast(want))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise TypeError(f"{uri}: column {field.name} is {want} in the table; this output's {field.type} "
+                            f"values do not convert ({exc})") from exc  # fmt: skip
+    return data
+
+
+class DeltaWarehouseIOManager(DeltaLakeIOManager):
+    """Delta tables under `root_uri` (`<root>/<schema>/<table>`): concurrent readers see each
+    table's last committed version while a run writes."""
+
+    @staticmethod
+    def type_handlers():
+        return [_DeltaPandasTypeHandler()]
+
+    @staticmethod
+    def default_load_type():
+        return pd.DataFrame
+
+
+def warehouse_io_manager(database: Path, fmt: str):
+    """The IO manager for the warehouse at `database` in format `fmt` (core.warehouse.location)."""
+    if fmt == "delta":
+        return DeltaWarehouseIOManager(root_uri=str(database), storage_options=LocalConfig())
+    return WarehouseIOManager(database=str(database))
