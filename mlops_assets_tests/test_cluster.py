@@ -5,6 +5,7 @@ Celery workers, its runs and events land in PostgreSQL and its models in the tra
 `deploy/cluster down` stops it all. Each test module starts its own cluster on free ports in a
 folder of its own, so it never meets a developer's."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -171,9 +172,22 @@ def _logs(cluster, run_id: str) -> list:
         return instance.all_logs(run_id)
 
 
+@contextlib.contextmanager
 def _instance(cluster):
-    os.environ.update(cluster["client"])  # the instance's dagster.yaml reads the URL from it
-    return dg.DagsterInstance.from_config(cluster["client"]["DAGSTER_HOME"])
+    """The cluster's Dagster instance. Its dagster.yaml reads the database URL from the
+    environment: set for the instance's life only, never leaked into the tests that run after
+    (an MLflow URI left behind sent their runs to this cluster's stopped server)."""
+    saved = {name: os.environ.get(name) for name in cluster["client"]}
+    os.environ.update(cluster["client"])
+    try:
+        with dg.DagsterInstance.from_config(cluster["client"]["DAGSTER_HOME"]) as instance:
+            yield instance
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _events(logs) -> list:
