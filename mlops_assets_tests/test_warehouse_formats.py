@@ -113,6 +113,7 @@ def test_delta_readers_see_whole_commits_while_a_writer_writes(tmp_path):
     frames = [pd.DataFrame({"x": np.arange(n, dtype="int64")}) for n in sizes]
     write_deltalake(str(root / "s" / "t"), frames[0], mode="overwrite")
     failures: list[BaseException] = []
+    before = warehouse.stamp(root, ["s.t"])  # what caches over the table (the online store) check
 
     def write() -> None:
         try:
@@ -129,6 +130,7 @@ def test_delta_readers_see_whole_commits_while_a_writer_writes(tmp_path):
             seen.append(con.execute("select count(*), max(x) from s.t").fetchone())
     writer.join()
     assert not failures
+    assert warehouse.stamp(root, ["s.t"]) > before > 0
     assert all(count in sizes and top == count - 1 for count, top in seen), seen
     assert len({count for count, _ in seen}) > 1  # the reads ran across commits
     with warehouse.connect(root) as con:

@@ -226,7 +226,7 @@ def get_online_features(
     """Latest features for a batch of ids ({column: values}), from an in-memory index of the
     warehouse, reloaded when the warehouse file changes (a new materialization)."""
     path = str(database or _default_warehouse())
-    stamp = warehouse.stamp(path)
+    stamp = warehouse.stamp(path, [latest for latest, _ in TABLES.values()])
     cached = _ONLINE.get(path)
     if cached is None or cached[0] != stamp:
         cached = _ONLINE[path] = (stamp, OnlineFeatureStore.from_warehouse(path))

@@ -92,10 +92,12 @@ def to_pandas(arrow: pa.Table) -> pd.DataFrame:
     return arrow.to_pandas(types_mapper=TEXT_TYPES.get, coerce_temporal_nanoseconds=True)
 
 
-def stamp(database: str | Path) -> int:
-    """Changes whenever a run writes the warehouse (for caches over it): the file's mtime, or the
-    newest commit of any Delta table."""
+def stamp(database: str | Path, tables: Iterable[str]) -> int:
+    """Changes whenever a run writes one of `tables` (schema.table; for caches over them): the
+    DuckDB file's mtime, or the newest of the tables' `_delta_log` folders' mtimes (a commit adds
+    a file there). A stat per table: cheap enough for a per-request check."""
     path = Path(database)
     if not is_delta(path):
         return path.stat().st_mtime_ns
-    return max((log.stat().st_mtime_ns for log in path.glob("*/*/_delta_log/*.json")), default=0)
+    logs = (path.joinpath(*name.split("."), "_delta_log") for name in tables)
+    return max((log.stat().st_mtime_ns for log in logs if log.is_dir()), default=0)

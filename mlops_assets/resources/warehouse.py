@@ -109,13 +109,17 @@ class _DeltaPandasTypeHandler(DeltaLakePandasTypeHandler):
 
     def handle_output(self, context, table_slice, obj: pd.DataFrame, connection):
         from deltalake import DeltaTable, write_deltalake
+        from deltalake.exceptions import TableNotFoundError
 
         data = pa.Table.from_pandas(_typed_blanks(obj), preserve_index=False).replace_schema_metadata(None)
         uri, options = connection.table_uri, connection.storage_options
         kwargs: dict = {"mode": "overwrite", "schema_mode": "merge", "storage_options": options}
-        if DeltaTable.is_deltatable(uri, storage_options=options):
-            have = DeltaTable(uri, storage_options=options).to_pyarrow_dataset().schema
-            data = _cast_like(data, have, uri)
+        try:
+            have = DeltaTable(uri, storage_options=options).schema().to_arrow()
+        except TableNotFoundError:
+            have = None
+        if have is not None:
+            data = _cast_like(data, pa.schema(have), uri)
             window = _window(table_slice)
             if window is not None:
                 column, start, end = window
