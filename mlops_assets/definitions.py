@@ -38,12 +38,10 @@ from mlops_assets.settings import Settings, load_settings
 
 
 def registry_resource(settings: Settings) -> ModelRegistry:
-    folder = settings.data_dir / "mlflow"
-    return ModelRegistry(
+    return ModelRegistry.of_data_dir(
+        settings.data_dir,
         # a shared tracking server from the environment, else the local SQLite store
-        tracking_uri=dg.EnvVar(TRACKING_ENV) if os.environ.get(TRACKING_ENV) else tracking_uri(settings),
-        lock_file=str(folder / "registry.lock"),
-        audit_file=str(folder / "audit.jsonl"),
+        dg.EnvVar(TRACKING_ENV) if os.environ.get(TRACKING_ENV) else tracking_uri(settings),
     )
 
 

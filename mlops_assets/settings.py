@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mlops_assets.core.schemas import CANONICAL, REQUIRED
 from mlops_assets.core.warehouse import location
+from mlops_assets.serving.config import ServingSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT / "data"
@@ -248,6 +249,7 @@ class Settings(_Strict):
     anomaly: AnomalySettings = AnomalySettings()
     registry: RegistrySettings = RegistrySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    serving: ServingSettings = ServingSettings()  # mlops-serve (mlops_assets/serving)
     # how a run executes its steps: in_process (default) runs them one after another in the run's
     # process, which suits data one machine holds (each step process of multiprocess first imports
     # the whole stack, about 9 s); multiprocess runs independent steps in parallel processes;
@@ -274,6 +276,11 @@ class Settings(_Strict):
     def catalog_issued_dir(self) -> Path:
         """The catalog forecaster's champions' forecasts as issued (catalog_forecasts)."""
         return self.data_dir / "forecasts" / "catalog_issued"
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        """What mlops-serve answered: JSON lines, read back by the served_predictions asset."""
+        return self.data_dir / "serving" / "predictions"
 
     @property
     def catalog_steps_dir(self) -> Path:

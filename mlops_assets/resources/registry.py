@@ -186,6 +186,16 @@ class ModelRegistry(dg.ConfigurableResource):
         if version:
             self.client.set_model_version_tag(name, str(version), f"audit.{event}", row["time"])
 
+    @classmethod
+    def of_data_dir(cls, data_dir: Path, tracking_uri) -> ModelRegistry:
+        """The registry of a data directory: its lock and audit log under `<data dir>/mlflow/`."""
+        folder = Path(data_dir) / "mlflow"
+        return cls(
+            tracking_uri=tracking_uri,
+            lock_file=str(folder / "registry.lock"),
+            audit_file=str(folder / "audit.jsonl"),
+        )
+
     def audit_log(self) -> pd.DataFrame:
         path = Path(self.audit_file)
         if not path.is_file():
