@@ -49,6 +49,9 @@ def test_definitions_have_groups_partitions_and_blocking_checks(small_data_dir):
         "model_cards": "registry",
         "feature_drift_report": "monitoring",
         "forecast_performance": "monitoring",
+        "served_predictions": "serving",
+        "served_input_drift": "monitoring",
+        "shadow_report": "monitoring",
     }
     # `dagster asset materialize --partition-range` (README command 1) refuses any other policy
     policies = {k.to_user_string(): graph.get(k).backfill_policy for k in graph.get_all_asset_keys()}

@@ -319,6 +319,14 @@ def _step_starts(cluster, run_id: str) -> list:
     return [e for e in _events(_logs(cluster, run_id)) if e.event_type == dg.DagsterEventType.STEP_START]
 
 
+# ingestion and the forecaster's training: what the fault tests run (the whole graph is built once)
+FORECAST_PATH = [
+    dg.AssetKey(k)
+    for k in ("bronze_transactions", "silver_transactions", "quarantined_transactions", "data_quality_report",
+              "bronze_products", "bronze_inventory", "product_features", "sales_series", "sales_forecaster")
+]  # fmt: skip
+
+
 def _assert_as_undisturbed(cluster, built) -> None:
     """Silver, quarantine and the quality report hold what the undisturbed build published; no
     run registered a model twice (a retried step registers no second version)."""
@@ -340,10 +348,7 @@ def test_a_killed_worker_leaves_its_step_to_the_other(cluster, built):
     import signal
 
     assert built["status"] == dg.DagsterRunStatus.SUCCESS
-    keys = [dg.AssetKey(k) for k in ("bronze_transactions", "silver_transactions", "quarantined_transactions",
-                                     "data_quality_report", "bronze_products", "bronze_inventory",
-                                     "product_features", "sales_series", "sales_forecaster")]  # fmt: skip
-    run_id = _submit(cluster, keys)
+    run_id = _submit(cluster, FORECAST_PATH)
     workers = {pid: name for name, pid in _pids(cluster["folder"]).items() if name.startswith("celery")}
     deadline = time.monotonic() + 600
     victim = None
@@ -373,12 +378,13 @@ def test_a_killed_worker_leaves_its_step_to_the_other(cluster, built):
 def test_a_postgres_restart_mid_run_ends_the_run_and_a_rerun_completes(cluster, built):
     """Restart PostgreSQL while a run writes its events there: the run ends (it never hangs:
     failed, or finished when every write found the database back), and a re-run of the same
-    selection succeeds, leaving silver, quarantine, the report and the registry as the
-    undisturbed build did, with every event of both runs stored once."""
+    selection (ingestion and the forecaster's training) succeeds, leaving silver, quarantine,
+    the report and the registry as the undisturbed build did, with every event of both runs
+    stored once."""
     import psycopg2
 
     assert built["status"] == dg.DagsterRunStatus.SUCCESS
-    run_id = _submit(cluster)
+    run_id = _submit(cluster, FORECAST_PATH)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if any(e.step_key == "ingest_transactions" for e in _step_starts(cluster, run_id)):
@@ -391,7 +397,7 @@ def test_a_postgres_restart_mid_run_ends_the_run_and_a_rerun_completes(cluster, 
     first = _wait(_graphql(cluster), run_id, timeout=900, tolerate=0)
     assert first in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
 
-    rerun = _submit(cluster, attempts=1)
+    rerun = _submit(cluster, FORECAST_PATH, attempts=1)
     assert _wait(_graphql(cluster), rerun, timeout=900, tolerate=0) == dg.DagsterRunStatus.SUCCESS
     with _instance(cluster) as instance:
         tag = instance.get_run_by_id(rerun).tags["mlops/submission"]

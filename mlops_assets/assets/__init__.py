@@ -14,6 +14,7 @@ from mlops_assets.assets.monitoring import build_monitoring_assets
 from mlops_assets.assets.quality import build_quality_assets
 from mlops_assets.assets.registry import build_registry_assets
 from mlops_assets.assets.segmentation import build_segmentation_assets
+from mlops_assets.assets.serving import build_serving_assets
 from mlops_assets.settings import Settings
 
 
@@ -29,4 +30,5 @@ def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         *build_registry_assets(settings),
         *build_monitoring_assets(settings),
         *build_catalog_monitoring(settings),
+        *build_serving_assets(settings),
     ]

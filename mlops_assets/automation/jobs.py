@@ -58,9 +58,10 @@ retrain_forecaster_job = dg.define_asset_job(
     op_retry_policy=FLAKY,
 )
 
-MONITORING = dg.AssetSelection.groups("bronze", "silver", "quality", "monitoring") | dg.AssetSelection.assets(
-    "customer_features", "product_features", "sales_series"
-)
+# with the serving group: the served inputs' drift and the shadow report read the prediction log
+MONITORING = dg.AssetSelection.groups(
+    "bronze", "silver", "quality", "monitoring", "serving"
+) | dg.AssetSelection.assets("customer_features", "product_features", "sales_series")
 
 refresh_and_monitor_job = dg.define_asset_job(
     "refresh_and_monitor_job",

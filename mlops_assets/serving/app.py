@@ -149,11 +149,11 @@ def create_app(
         return JSONResponse({"detail": errors}, status_code=422)
 
     @app.get("/health", summary="Liveness: the process answers")
-    def health() -> dict:
+    async def health() -> dict:
         return {"status": "ok"}
 
     @app.get("/ready", summary="Readiness: which model versions and features are loaded")
-    def ready() -> JSONResponse:
+    async def ready() -> JSONResponse:
         state = holder.state
         body = {
             "ready": state is not None and _serves_something(state),
@@ -171,7 +171,7 @@ def create_app(
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @app.get("/v1/customers/{customer_id}", summary="Online features, segment and CLV of one customer")
-    def customer(customer_id: str) -> Response:
+    async def customer(customer_id: str) -> Response:
         started, state = time.perf_counter(), holder.state
         if state is None or not state.customers:
             return unavailable("customer", customer_id, started)
@@ -186,6 +186,8 @@ def create_app(
         record("customer", customer_id, 200, alias, started, state, found.inputs, outputs)
         return Response(body, media_type=JSON)
 
+    # the lookups are async (no thread hop: a dict access and a queue append); scoring posted
+    # rows runs the scikit-learn pipeline, so it runs in the threadpool
     @app.post("/v1/segments:score", summary="Segments for posted feature values")
     def score_segments(request: ScoreRequest) -> Response:  # type: ignore[valid-type]
         started, state = time.perf_counter(), holder.state
@@ -205,7 +207,7 @@ def create_app(
         return Response(encode({**answers[alias], "served_by": alias}), media_type=JSON)
 
     @app.get("/v1/forecasts/{series_id:path}", summary="Champion forecasts of one series with 80/95% bands")
-    def forecast(series_id: str, horizon: int | None = Query(None, ge=1)) -> Response:
+    async def forecast(series_id: str, horizon: int | None = Query(None, ge=1)) -> Response:
         started, state = time.perf_counter(), holder.state
         if state is None or not state.forecasts:
             return unavailable("forecast", series_id, started)
