@@ -183,3 +183,25 @@ def test_feature_columns_leave_out_keys_dates_and_flags():
         }
     )
     assert list(monitoring.feature_columns(table).columns) == ["recency_days", "favourite_category"]
+
+
+def test_a_dataset_too_small_for_the_domain_classifier_gets_a_note_not_a_crash():
+    """CDNOW has one product: one product-feature row on each side. The column tests still run;
+    the classifier, which three folds cannot even split, is skipped with a note."""
+    from types import SimpleNamespace
+
+    from mlops_assets.assets.monitoring import drift_tables
+    from mlops_assets.core.drift import MIN_CLASSIFIER_ROWS, DriftSettings
+
+    rng = np.random.default_rng(0)
+    big = pd.DataFrame({"monetary": rng.gamma(2, 50, 500), "frequency": rng.poisson(3, 500)})
+    one = pd.DataFrame({"revenue_28d": [10.0], "units_28d": [3.0]})
+    snapshots = {"customer_features": big, "product_features": one}
+    champion = SimpleNamespace(number="1", reference=snapshots.get)
+    current = {"transactions": pd.DataFrame(), "customer_features": big.sample(frac=1, random_state=1),
+               "product_features": one * 1.1}  # fmt: skip
+    champions = {"sales_forecaster": champion, "customer_segmenter": champion}
+    table, notes, classifier = drift_tables(champions, current, pd.DataFrame(), DriftSettings(), 0.55)
+    assert set(table["dataset"]) == {"customer_features", "product_features"}
+    assert set(classifier) == {"customer_features"} and classifier["customer_features"].auc < 0.55
+    assert any(n.startswith("product_features: 1 rows") and str(MIN_CLASSIFIER_ROWS) in n for n in notes)

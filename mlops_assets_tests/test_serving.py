@@ -157,6 +157,10 @@ def test_bad_requests_get_422_naming_the_field_and_unknowns_404(served):
     assert c.get("/v1/forecasts/store=NOWHERE")[0] == 404
     assert c.get("/v1/customers/NOBODY", headers={})[0] == 401  # every route but /health needs the key
     assert c.get("/ready", headers={"X-API-Key": "wrong"})[0] == 401
+    time.sleep(1.5)  # the log's batch
+    rejected = _logged(served["data"], "total")
+    rejected = rejected[rejected["status"] == 422]
+    assert set(rejected["route"]) == {"forecast"} and rejected["error"].str.contains("horizon").all()
 
 
 def _logged(data: Path, entity: str) -> pd.DataFrame:

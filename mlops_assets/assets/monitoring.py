@@ -18,7 +18,13 @@ from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.jobs import AFTER_GATES, AFTER_GATES_ANY_CHAMPION
 from mlops_assets.core import forecast_performance as fp
 from mlops_assets.core import monitoring
-from mlops_assets.core.drift import ClassifierDrift, DriftSettings, classifier_drift, drift_report
+from mlops_assets.core.drift import (
+    MIN_CLASSIFIER_ROWS,
+    ClassifierDrift,
+    DriftSettings,
+    classifier_drift,
+    drift_report,
+)
 from mlops_assets.core.plots import drift_md, performance_md
 from mlops_assets.core.series import SEASON
 from mlops_assets.resources.models import OPTIONAL_KEY, Champion
@@ -83,7 +89,11 @@ def drift_tables(
             notes.append(f"{dataset}: no current rows")
             continue
         parts.append(_part(dataset, model, champion.number, reference, current[dataset], s))
-        if classifier_threshold is not None:
+        rows = min(len(reference), len(current[dataset]))
+        if classifier_threshold is not None and rows < MIN_CLASSIFIER_ROWS:
+            notes.append(f"{dataset}: {rows} rows on a side, too few for the domain classifier "
+                         f"(at least {MIN_CLASSIFIER_ROWS})")  # fmt: skip
+        elif classifier_threshold is not None:
             classifier[dataset] = classifier_drift(reference, current[dataset], classifier_threshold)
     segmenter = champions.get("customer_segmenter")
     if segmenter is not None and len(customer_features):

@@ -221,6 +221,11 @@ def dataset_drift(report: pd.DataFrame, settings: DriftSettings | None = None) -
     return share >= s.drift_share, share
 
 
+# rows per side below which a cross-validated classifier says nothing (CDNOW's one product has
+# one feature row on each side: three folds cannot even be cut)
+MIN_CLASSIFIER_ROWS = 30
+
+
 @dataclass(frozen=True)
 class ClassifierDrift:
     auc: float  # cross-validated ROC AUC of telling current rows from reference rows

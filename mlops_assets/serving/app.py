@@ -30,6 +30,7 @@ from mlops_assets.serving.state import SEGMENTER, ServingState, StateHolder, enc
 from mlops_assets.settings import Settings, load_settings
 
 JSON = "application/json"
+ROUTES = {"customer": "customer", "score_segments": "segments_score", "forecast": "forecast"}  # log names
 
 
 class Router:
@@ -144,7 +145,8 @@ def create_app(
         errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         entity = request.path_params.get("customer_id") or request.path_params.get("series_id")
-        record(request.url.path, entity, 422, None, time.perf_counter(), holder.state,
+        endpoint = getattr(request.scope.get("route"), "name", "")
+        record(ROUTES.get(endpoint, request.url.path), entity, 422, None, time.perf_counter(), holder.state,
                error=f"{'.'.join(map(str, first['loc']))}: {first['msg']}")  # fmt: skip
         return JSONResponse({"detail": errors}, status_code=422)
 

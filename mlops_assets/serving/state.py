@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
 from mlops_assets.core import warehouse
 from mlops_assets.core.clv import rfm_summary
@@ -94,20 +93,17 @@ def _key(versions: dict, stamp: int) -> tuple:
 
 
 def registry_versions(registry: ModelRegistry) -> dict[str, dict[str, str | None]]:
-    """model -> alias -> version number, None where the alias is not set (or no such model)."""
-    client = registry.client
+    """model -> alias -> version number, None where the alias is not set (or no such model).
+    One registry query for every model: the poll stays light beside the requests it shares the
+    process with."""
+    aliases = {m.name: m.aliases or {} for m in registry.client.search_registered_models(max_results=1000)}
     out: dict[str, dict[str, str | None]] = {}
     for model in MODELS:
-        out[model] = {}
-        for alias in ALIASES:
-            try:
-                out[model][alias] = str(client.get_model_version_by_alias(model, alias).version)
-            except MlflowException:
-                out[model][alias] = None
-    # a challenger that is also the champion (the first version) is not a second model
-    for aliases in out.values():
-        if aliases[CHALLENGER] == aliases[CHAMPION]:
-            aliases[CHALLENGER] = None
+        found = aliases.get(model, {})
+        out[model] = {a: str(found[a]) if a in found else None for a in ALIASES}
+        # a challenger that is also the champion (the first version) is not a second model
+        if out[model][CHALLENGER] == out[model][CHAMPION]:
+            out[model][CHALLENGER] = None
     return out
 
 
