@@ -33,10 +33,14 @@ def test_the_log_keeps_every_complete_line_and_counts_the_rest(tmp_path):
     path = next(tmp_path.glob("predictions-*.jsonl"))
     with path.open("a") as fh:
         fh.write("{not json}\n")
+        fh.write('{"route": "customer"}\n')  # JSON, but no time or status: not a record of this log
+        fh.write(json.dumps({**_record(7), "ts": "yesterday-ish"}) + "\n")
+        fh.flush()
+        fh.buffer.write(b"\xff\xfe{\n")  # bytes that are not UTF-8
         fh.write(json.dumps(_record(9))[:40])  # a line the writer has not finished
     table, stats = read_log(tmp_path)
     assert len(table) == 5 and list(table["request_id"]) == [f"r{i}" for i in range(5)]
-    assert stats == {"files": 1, "records": 5, "unfinished_lines": 1, "unreadable_lines": 1}
+    assert stats == {"files": 1, "records": 5, "unfinished_lines": 1, "unreadable_lines": 4}
     assert str(table["ts"].dtype) == "datetime64[ns, UTC]" and table["status"].dtype == "int64"
     log.close()
 

@@ -100,11 +100,24 @@ def read_log(folder: Path) -> tuple[pd.DataFrame, dict[str, int]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
+                record = None
+            if not _valid(record):  # not JSON, or not a record of this log (edited, foreign)
                 stats["unreadable_lines"] += 1
                 continue
             rows.append(record)
     stats["records"] = len(rows)
     return log_frame(rows), stats
+
+
+def _valid(record) -> bool:
+    """A record the table can hold: a mapping with a parseable time and an integer status."""
+    if not isinstance(record, dict) or not isinstance(record.get("status"), int):
+        return False
+    try:
+        pd.Timestamp(record.get("ts"))
+    except (TypeError, ValueError):
+        return False
+    return record.get("ts") is not None
 
 
 def log_frame(rows: list[dict]) -> pd.DataFrame:
