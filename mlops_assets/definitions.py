@@ -14,6 +14,7 @@ import dagster as dg
 from mlops_assets.assets import build_assets
 from mlops_assets.automation.jobs import (
     ingest_job,
+    promote_challenger_job,
     refresh_and_monitor_job,
     rescore_after_rollback,
     rescore_job,
@@ -108,6 +109,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             retrain_forecaster_job,
             rescore_job,
             rollback_model_job,
+            promote_challenger_job,
         ],
         schedules=build_schedules(settings),
         sensors=[rescore_after_rollback, automation_sensor, *build_sensors(settings, check_keys)],

@@ -268,3 +268,39 @@ def test_a_new_champion_is_served_within_30_s_under_load_without_a_dropped_reque
     assert len(after) > 10 and set(after) == {"2"}  # once swapped, only the new champion answers
     status, ready = Client(port).get("/ready")
     assert ready["models"]["customer_segmenter"] == {"champion": "2", "challenger": "1"}
+
+
+def test_the_challenger_is_promoted_on_its_shadow_reports_recommendation_only(served):
+    from mlops_assets.assets.serving import _tag_challengers
+    from mlops_assets.automation.jobs import promote_challenger_job
+    from mlops_assets.core import serving_monitor as sm
+    from mlops_assets.definitions import registry_resource
+    from mlops_assets_tests.test_serving_log import accurate_challenger_log
+
+    registry = registry_resource(load_settings(served["data"]))
+
+    def promote(model: str, force: bool = False) -> bool:
+        config = {"model_name": model, "force": force}
+        outcome = promote_challenger_job.execute_in_process(
+            run_config={"ops": {"promote_challenger": {"config": config}}},
+            resources={"registry": registry},
+            instance=dg.DagsterInstance.ephemeral(),
+        )
+        assert outcome.success
+        return outcome.output_for_node("promote_challenger")
+
+    # customer_segmenter's challenger (v1 after the swap) was never shadowed: kept, and audited
+    assert promote("customer_segmenter") is False
+    assert str(registry.champion("customer_segmenter").version) == "2"
+    last = registry.audit_log().iloc[-1]
+    assert (last["event"], last["version"]) == ("rejection", "1") and "no shadow report" in last["reason"]
+
+    # a shadow report over served forecasts whose actuals arrived, the challenger the accurate one
+    log, actuals = accurate_challenger_log()
+    report = sm.shadow_report(sm.shadow_pairs(log), actuals)
+    report = report.assign(champion_version="1", challenger_version="2")  # this registry's versions
+    _tag_challengers(registry, report[report["model"] == "sales_forecaster"])
+    assert promote("sales_forecaster") is True
+    champion = registry.champion("sales_forecaster")
+    assert str(champion.version) == "2"
+    assert champion.tags["decision_reason"].startswith("shadow report: promote")

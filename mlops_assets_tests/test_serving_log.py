@@ -59,7 +59,9 @@ def test_served_inputs_are_the_current_champions_feature_rows():
     assert current["route"].tolist() == ["customer", "segments_score", "segments_score"]
 
 
-def test_shadow_report_measures_agreement_and_recommends_on_actuals():
+def accurate_challenger_log() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A log of 30 daily forecasts of `total` served in shadow, the challenger's far closer to
+    the actuals that arrived; and 10 customers the two segmenters disagree on 3 times."""
     rng = np.random.default_rng(0)
     periods = pd.date_range("2024-01-01", periods=30, freq="D")
     actual = rng.uniform(50, 150, len(periods))
@@ -74,8 +76,11 @@ def test_shadow_report_measures_agreement_and_recommends_on_actuals():
     for i in range(10):  # the segmenters disagree on 3 of 10 customers
         seg = lambda v, s: {"segment": {"segment_id": s, "model_version": v}, "clv_12m": None}  # noqa: E731
         rows.append(_record(100 + i, entity=f"C{i}", champion=seg("1", 0), challenger=seg("2", int(i < 3))))
-    log = log_frame(rows)
-    actuals = pd.DataFrame({"series_id": "total", "period": periods, "actual": actual})
+    return log_frame(rows), pd.DataFrame({"series_id": "total", "period": periods, "actual": actual})
+
+
+def test_shadow_report_measures_agreement_and_recommends_on_actuals():
+    log, actuals = accurate_challenger_log()
     report = sm.shadow_report(sm.shadow_pairs(log), actuals).set_index("model")
     seg = report.loc["customer_segmenter"]
     assert seg["agreement"] == pytest.approx(0.7) and seg["requests"] == 10 and seg["actuals"] == 0

@@ -1,6 +1,9 @@
-"""Jobs over the asset graph, and the registry's rollback."""
+"""Jobs over the asset graph, and the registry's rollback and promotion from shadow."""
 
 import dagster as dg
+from mlflow.exceptions import MlflowException
+
+from mlops_assets.core.promotion import Decision
 
 # One retraining policy, three kinds of trigger that never overlap:
 # - data: new_data_sensor (files) and daily_monitoring_schedule (the calendar, skipped when the
@@ -97,14 +100,64 @@ def rollback_model_job():
     rollback_model()
 
 
+class PromoteConfig(dg.Config):
+    model_name: str
+    # False: promote only when the shadow report (shadow_report, tagged shadow.* on the
+    # challenger) recommends it; True: a person's decision, audited as such
+    force: bool = False
+
+
+def shadow_decision(challenger, force: bool) -> Decision:
+    """Whether the challenger version (an MLflow ModelVersion) replaces the champion, from the
+    shadow report's tags on it."""
+    tags = challenger.tags
+    said = tags.get("shadow.recommendation")
+    if force:
+        return Decision(True, f"promoted by hand (shadow report: {said or 'none'})")
+    if said is None:
+        return Decision(False, f"no shadow report for v{challenger.version}: serve it in shadow mode, "
+                               "materialize shadow_report, or promote with force")  # fmt: skip
+    stats = {k.removeprefix("shadow."): float(v) for k, v in tags.items()
+             if k in ("shadow.p_value", "shadow.agreement", "shadow.actuals")}  # fmt: skip
+    return Decision(said.startswith("promote"), f"shadow report: {said}", stats)
+
+
+@dg.op(required_resource_keys={"registry"})
+def promote_challenger(context: dg.OpExecutionContext, config: PromoteConfig) -> bool:
+    """Make the model's `challenger` its champion when its shadow report says so (or by hand)."""
+    registry = context.resources.registry
+    try:
+        challenger = registry.client.get_model_version_by_alias(config.model_name, "challenger")
+    except MlflowException:
+        raise ValueError(f"{config.model_name} has no challenger version to promote") from None
+    champion = registry.champion(config.model_name)
+    if champion is not None and champion.version == challenger.version:
+        raise ValueError(f"{config.model_name} v{challenger.version} is already the champion")
+    decision = registry.promote(
+        config.model_name, str(challenger.version), lambda _: shadow_decision(challenger, config.force),
+        context.run.run_id,
+    )  # fmt: skip
+    log = context.log.info if decision.promote else context.log.warning
+    outcome = "promoted" if decision.promote else "kept as challenger"
+    log(f"{config.model_name} v{challenger.version}: {outcome} ({decision.reason})")
+    return decision.promote
+
+
+@dg.job(description="Promote a model's challenger to champion on its shadow report's recommendation "
+        "(or by hand, with force); audited.")  # fmt: skip
+def promote_challenger_job():
+    promote_challenger()
+
+
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[rollback_model_job],
+    monitored_jobs=[rollback_model_job, promote_challenger_job],
     request_job=rescore_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def rescore_after_rollback(context: dg.RunStatusSensorContext):
-    """A successful rollback re-publishes the batch outputs from the restored champion."""
+    """A successful rollback (or promotion from shadow) re-publishes the batch outputs from the
+    champion it left."""
     return dg.RunRequest(run_key=context.dagster_run.run_id)
 
 
