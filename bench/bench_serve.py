@@ -143,25 +143,9 @@ def sample_dir(tmp: Path) -> Path:
     sys.path.insert(0, str(ROOT))
     import dagster as dg
 
-    from mlops_assets.sample_data.__main__ import main as generate
-    from mlops_assets_tests.conftest import SMALL, edit_sources, run_graph
+    from mlops_assets_tests.conftest import SMALL, generate_small, run_graph
 
-    out = tmp / "data"
-    generate(
-        [
-            "--lines",
-            "6000",
-            "--seed",
-            "3",
-            "--out",
-            str(out),
-            "--start",
-            SMALL["start"],
-            "--end",
-            SMALL["end"],
-        ]
-    )
-    edit_sources(out, lambda s: s["forecast"].update(levels=["total", "store", "category"]))
+    out = generate_small(tmp / "data")
     with dg.instance_for_test() as instance:
         if not run_graph(out, SMALL["start"], SMALL["end"], instance=instance).success:
             raise RuntimeError("the sample build failed")

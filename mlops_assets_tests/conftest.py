@@ -44,27 +44,21 @@ def _fresh_definitions_state():
         yield
 
 
-@pytest.fixture(scope="session")
-def _small_template(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("small_template")
+def generate_small(out: Path) -> Path:
+    """The small generated sample (3 months, 6k lines) in `out`, its forecast levels the top ones."""
     generate_cli(
-        [
-            "--lines",
-            str(SMALL["lines"]),
-            "--seed",
-            "3",
-            "--out",
-            str(out),
-            "--start",
-            SMALL["start"],
-            "--end",
-            SMALL["end"],
-        ]
-    )
+        ["--lines", str(SMALL["lines"]), "--seed", "3", "--out", str(out),
+         "--start", SMALL["start"], "--end", SMALL["end"]]
+    )  # fmt: skip
     # three months are too short for the catalog's backtest (four folds of 28 days, and four
     # weeks to fit on: it says so and fails); the catalog's tests generate longer data
     edit_sources(out, lambda s: s["forecast"].update(levels=["total", "store", "category"]))
     return out
+
+
+@pytest.fixture(scope="session")
+def _small_template(tmp_path_factory) -> Path:
+    return generate_small(tmp_path_factory.mktemp("small_template"))
 
 
 @pytest.fixture

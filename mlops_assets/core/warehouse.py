@@ -77,12 +77,13 @@ def table_exists(con, table: str) -> bool:
     return bool(con.execute(sql, [schema, name]).fetchall()[0][0])
 
 
-def read_table(database: str | Path, table: str) -> pd.DataFrame | None:
-    """The whole table (text arrow-backed, as the IO manager loads it), or None when absent."""
+def read_table(database: str | Path, table: str, sql: str = "select * from {table}") -> pd.DataFrame | None:
+    """The whole table (text arrow-backed, as the IO manager loads it), or what `sql` (with
+    `{table}` in it) selects from it; None when the table is absent."""
     with connect(database, [table]) as con:
         if not table_exists(con, table):
             return None
-        arrow = con.sql(f"select * from {table}").to_arrow_table()
+        arrow = con.sql(sql.format(table=table)).to_arrow_table()
     return to_pandas(arrow)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,10 +79,6 @@ class ServingState:
     def key(self) -> tuple:
         return _key(self.versions, self.stamp)
 
-    @property
-    def has_challenger(self) -> bool:
-        return any(v.get(CHALLENGER) for v in self.versions.values())
-
     def version_of(self, model: str, alias: str) -> str | None:
         return self.versions.get(model, {}).get(alias)
 
@@ -127,42 +122,31 @@ def build_state(database: Path, versions: dict, stamp: int, models: ModelCache) 
     return state
 
 
-def _read(database: Path, sql_of: Callable[[str], str], table: str) -> pd.DataFrame | None:
-    with warehouse.connect(database, [table]) as con:
-        if not warehouse.table_exists(con, table):
-            return None
-        return warehouse.to_pandas(con.sql(sql_of(table)).to_arrow_table())
-
-
 def _customers(state: ServingState, database: Path, models: ModelCache) -> None:
-    features = _read(database, lambda t: f"select * from {t}", FEATURES)
+    features = warehouse.read_table(database, FEATURES)
     if features is None:
         state.notes.append(f"no {FEATURES} in the warehouse yet: customers are not served")
         return
-    as_of = _read(database, lambda t: f"select max(feature_as_of) as as_of from {t}", SNAPSHOTS)
+    as_of = warehouse.read_table(database, SNAPSHOTS, "select max(feature_as_of) as as_of from {table}")
     as_of = None if as_of is None or as_of["as_of"].isna().all() else pd.Timestamp(as_of["as_of"].iloc[0])
     state.feature_as_of = as_of.isoformat() if as_of is not None else None
     key = ENTITY["customer"]
     ids = features[key].astype(str).tolist()
     inputs = features.drop(columns=[key]).astype(object).where(features.drop(columns=[key]).notna(), None)
     inputs = [{k: _plain(v) for k, v in row.items()} for row in inputs.to_dict("records")]
-    parts: dict[str, list] = {}  # alias -> per customer (segment answer, clv answer)
     summary = _Summary(database, as_of, state)
-    for alias in ALIASES:
-        segments = _segments(state, features, models, alias)
-        clv = _clv(state, summary, ids, models, alias)
-        if segments is None and clv is None:
-            continue
-        parts[alias] = [segments, clv]
-    if CHAMPION not in parts:
-        parts[CHAMPION] = [None, None]
+    scored = {
+        a: (_segments(state, features, models, a), _clv(state, summary, ids, models, a)) for a in ALIASES
+    }
+    # a challenger answer takes the champion's part where only one of the two models has a
+    # challenger; with neither, there is no challenger answer
+    answers = {CHAMPION: scored[CHAMPION]}
+    if any(part is not None for part in scored[CHALLENGER]):
+        answers[CHALLENGER] = tuple(
+            mine if mine is not None else theirs
+            for mine, theirs in zip(scored[CHALLENGER], scored[CHAMPION], strict=True)
+        )
     version = group_version("customer")
-    answers = {}
-    for alias, (segments, clv) in parts.items():
-        # a challenger answer uses the champion where only one of the two models has a challenger
-        seg = segments if segments is not None else parts[CHAMPION][0]
-        val = clv if clv is not None else parts[CHAMPION][1]
-        answers[alias] = (seg, val)
     for i, cid in enumerate(ids):
         per_alias = {}
         for alias, (seg, val) in answers.items():
@@ -204,8 +188,8 @@ class _Summary:
 
     def get(self) -> pd.DataFrame | None:
         if self._value is None and self.as_of is not None:
-            sql = "select customer_id, order_ts, quantity, amount from {} where customer_id is not null"
-            lines = _read(self.database, sql.format, SILVER)
+            sql = "select customer_id, order_ts, quantity, amount from {table} where customer_id is not null"
+            lines = warehouse.read_table(self.database, SILVER, sql)
             if lines is None:
                 self.state.notes.append(f"no {SILVER} in the warehouse: CLV is not served")
                 self.as_of = None
