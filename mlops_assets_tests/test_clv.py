@@ -155,14 +155,17 @@ def test_the_gradient_fit_finds_the_finite_difference_optimum(simulated):
     assert exact == pytest.approx(finite, rel=1e-3)
 
 
-def test_purchase_days_give_the_grouped_summary_at_every_midnight(simulated):
-    days = clv.PurchaseDays(simulated)
-    for weeks in (1, 30, 104, 160):
+def test_the_features_clv_reads_the_grouped_summary_at_every_midnight(simulated):
+    """clv_12m of the features (from the lines reduced per customer and day) is the model's
+    prediction on rfm_summary's rows (grouped from the lines as of the instant)."""
+    from mlops_assets.core.customer_features import customer_features
+
+    model = clv.fit_clv(clv.rfm_summary(simulated, START + pd.Timedelta(weeks=104)))
+    simulated = simulated.assign(product_id="P1")  # features count products too
+    for weeks in (30, 104, 160):
         as_of = START + pd.Timedelta(weeks=weeks)
-        grouped = clv.rfm_summary(simulated, as_of).sort_index()
-        fast = clv.rfm_summary(simulated, as_of, days).sort_index()
-        assert len(fast) > 0 and list(fast.index) == list(grouped.index)
-        np.testing.assert_allclose(fast.to_numpy(), grouped.to_numpy(), rtol=1e-12, equal_nan=True)
-    # not at midnight: the lines are grouped (a purchase day can be cut in two)
-    noon = START + pd.Timedelta(weeks=30, hours=12)
-    pd.testing.assert_frame_equal(clv.rfm_summary(simulated, noon, days), clv.rfm_summary(simulated, noon))
+        table = customer_features(simulated, as_of, clv_model=model)
+        expected = model.predict(clv.rfm_summary(simulated, as_of), 365.0)
+        expected = expected.reindex(pd.Index(table["customer_id"].astype(object))).fillna(0.0)
+        assert (expected > 0).sum() > 50
+        np.testing.assert_allclose(table["clv_12m"].to_numpy(), expected.to_numpy(), rtol=1e-9)

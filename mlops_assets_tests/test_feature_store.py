@@ -8,6 +8,7 @@ from mlops_assets.core import feature_store as fs
 from mlops_assets.core import snapshots
 from mlops_assets.core.feature_registry import AS_OF, VERSION
 from mlops_assets.core.snapshots import DIGEST
+from mlops_assets.core.warehouse import read_table
 
 AS_OF_LATEST = pd.Timestamp("2023-04-01")
 
@@ -114,34 +115,60 @@ def test_historical_needs_entity_and_timestamp(store):
 # ---- incremental snapshots: only instants whose inputs changed are computed --------------------
 
 
-@pytest.mark.parametrize("group", ["customer", "product"])
-def test_refresh_recomputes_only_instants_after_a_changed_day(small_lines, group):
-    tx, catalog, inventory = small_lines
-    dates = fs.snapshot_dates(pd.Timestamp("2023-01-01"), AS_OF_LATEST)
-    first = snapshots.refresh_snapshots(fs.Sources(tx, catalog, inventory), group, dates)
-    assert first.computed == dates and not first.reused
+def _warehouse(tmp_path, lines: pd.DataFrame, fmt: str):
+    """A warehouse holding `lines` as silver.silver_transactions, in format `fmt`."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    where = tmp_path / ("warehouse.duckdb" if fmt == "duckdb" else "warehouse")
+    if fmt == "duckdb":
+        import duckdb
 
-    # one line of 2023-03-08 changes: snapshots up to that day are reused, later ones recomputed
+        with duckdb.connect(str(where)) as con:
+            con.execute("create schema if not exists silver")
+            con.execute("create or replace table silver.silver_transactions as select * from lines")
+    else:
+        from deltalake import write_deltalake
+
+        write_deltalake(str(where / "silver" / "silver_transactions"), lines, mode="overwrite")
+    return where
+
+
+def _stored(where, group: str) -> pd.DataFrame:
+    table = read_table(where, fs.TABLES[group][1])
+    return table.sort_values([AS_OF, table.columns[0]], ignore_index=True)
+
+
+@pytest.mark.parametrize("fmt", ["duckdb", "delta"])
+@pytest.mark.parametrize("group", ["customer", "product"])
+def test_refresh_recomputes_only_instants_after_a_changed_day(small_lines, tmp_path, group, fmt):
+    tx, catalog, inventory = small_lines
+    tx = tx.assign(order_ts=tx["order_ts"].astype("datetime64[us]"))
+    dates = fs.snapshot_dates(pd.Timestamp("2023-01-01"), AS_OF_LATEST)
+    where = _warehouse(tmp_path / "a", tx, fmt)
+    first = snapshots.refresh_snapshots(where, group, dates, catalog, inventory)
+    assert first.computed == dates and not first.reused
+    stored = _stored(where, group)
+    assert set(stored[AS_OF]) == set(dates) and stored[DIGEST].nunique() == len(dates)
+    # the table is the features of each instant, as a frame of the same lines gives them
+    direct = fs.Sources(tx, catalog, inventory).snapshots(group, dates)
+    pd.testing.assert_frame_equal(
+        stored.drop(columns=DIGEST), direct.sort_values([AS_OF, direct.columns[0]], ignore_index=True),
+        check_dtype=False, check_exact=False, rtol=1e-12,
+    )  # fmt: skip
+
+    # one line of 2023-03-08 changes: snapshots up to that day are kept, later ones recomputed
     changed = tx.copy()
     row = changed.index[changed["order_ts"].dt.strftime("%Y-%m-%d") == "2023-03-08"][0]
     changed.loc[row, "quantity"] = changed.loc[row, "quantity"] + 1
     changed.loc[row, "amount"] = changed.loc[row, "quantity"] * changed.loc[row, "unit_price"]
-    sources = fs.Sources(changed, catalog, inventory)
-    again = snapshots.refresh_snapshots(sources, group, dates, previous=first.table)
+    _warehouse(tmp_path / "a", changed, fmt)
+    again = snapshots.refresh_snapshots(where, group, dates, catalog, inventory)
     cut = pd.Timestamp("2023-03-08")
     assert again.reused == [d for d in dates if d <= cut] and again.computed == [d for d in dates if d > cut]
-    # the reused and recomputed table is the one a full recomputation gives
-    full = snapshots.refresh_snapshots(sources, group, dates)
-    pd.testing.assert_frame_equal(again.table, full.table)
-    # nothing changed: nothing computed
-    assert not snapshots.refresh_snapshots(sources, group, dates, previous=full.table).computed
-
-
-def test_refresh_spread_over_processes_equals_one_process(small_lines):
-    tx, catalog, inventory = small_lines
-    sources = fs.Sources(tx, catalog, inventory)
-    dates = fs.snapshot_dates(pd.Timestamp("2023-01-01"), AS_OF_LATEST)
-    one = snapshots.refresh_snapshots(sources, "customer", dates, workers=1).table
-    two = snapshots.refresh_snapshots(sources, "customer", dates, workers=2).table
-    pd.testing.assert_frame_equal(one, two)
-    assert one[DIGEST].nunique() == len(dates)  # every instant saw different inputs
+    # the kept and recomputed table is the one a full computation gives
+    fresh = _warehouse(tmp_path / "b", changed, fmt)
+    assert snapshots.refresh_snapshots(fresh, group, dates, catalog, inventory).computed == dates
+    pd.testing.assert_frame_equal(_stored(where, group), _stored(fresh, group), check_dtype=False)
+    # nothing changed: nothing computed; an instant no longer wanted is dropped
+    assert not snapshots.refresh_snapshots(where, group, dates, catalog, inventory).computed
+    snapshots.refresh_snapshots(where, group, dates[1:], catalog, inventory)
+    assert set(_stored(where, group)[AS_OF]) == set(dates[1:])

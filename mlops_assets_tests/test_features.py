@@ -52,7 +52,7 @@ TINY = lines(
 
 def test_customer_features_known_answers():
     got = customer_features(TINY, AS_OF, CATALOG, with_clv=False).set_index("customer_id")
-    assert list(got.index) == ["A", "B"]
+    assert list(got.index) == ["B", "A"]  # in the order of their first line: B's is in 2023
     a, b = got.loc["A"], got.loc["B"]
     assert a["recency_days"] == pytest.approx(28 + 14 / 24)  # Feb 1 10:00 -> Mar 1 (leap year)
     assert a["frequency"] == 2

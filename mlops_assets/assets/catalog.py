@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.assets._governance import TRACKED, champion_output, first_or, govern, not_registered
+from mlops_assets.assets._lines import SILVER_IN, silver_lines
 from mlops_assets.assets._metadata import frame_metadata, model_selected, only_selected, table_metadata
 from mlops_assets.assets.features import feature_as_of
 from mlops_assets.assets.forecasting import SERIES_ASSET, archive_issued
@@ -62,13 +63,15 @@ def build_catalog_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     # code location: 197 series in 53 s instead of 1.3 s) and hung after a fork in a test worker
     chunk_plan = replace(plan, workers=1)
 
-    @dg.asset(**SERIES_ASSET)
-    def catalog_series(silver_transactions: pd.DataFrame, bronze_products: pd.DataFrame) -> dg.Output:
+    @dg.asset(**SERIES_ASSET, ins=SILVER_IN)
+    def catalog_series(bronze_products: pd.DataFrame) -> dg.Output:
         """The catalog's bottom series: net revenue per product, store and complete period
-        (forecast.freq), with the product's category; periods without lines are zeros."""
-        end = feature_as_of(silver_transactions, settings)
+        (forecast.freq), with the product's category; periods without lines are zeros. Summed in
+        the engine (DuckDB, out of core): one row per series and period comes into the step."""
         products = bronze_products if len(bronze_products) else None
-        table, notes = series_core.bottom_series(silver_transactions, products, f.freq, end)
+        with silver_lines(settings) as lines:
+            end = feature_as_of(lines, settings)
+            table, notes = series_core.bottom_series(lines, products, f.freq, end)
         pairs = table[["product_id", "store_id"]].drop_duplicates() if len(table) else table
         return dg.Output(
             table,

@@ -3,15 +3,17 @@ gates; their weekly point-in-time snapshots (the offline store read by
 core.feature_store); and the holdout validation of the CLV model behind clv_12m."""
 
 import dagster as dg
+import ibis
 import pandas as pd
 
 from mlops_assets.assets._governance import TRACKED, govern
+from mlops_assets.assets._lines import SILVER_IN, silver_lines
 from mlops_assets.assets._metadata import frame_metadata, table_metadata
 from mlops_assets.assets.partitions import SINGLE_RUN, window_of
 from mlops_assets.automation.freshness import model_freshness
 from mlops_assets.automation.jobs import AFTER_GATES, TRAINING_CONDITION
 from mlops_assets.checks.gates import Gate
-from mlops_assets.core import clv, feature_store, schemas, snapshots
+from mlops_assets.core import clv, engine, feature_store, schemas, snapshots
 from mlops_assets.core.feature_registry import AS_OF, ENTITY, features_of, group_version, registry_table
 from mlops_assets.core.promotion import Decision
 from mlops_assets.core.schemas import PARTITION_COLUMN
@@ -53,12 +55,14 @@ def audit(gates: dict[str, Gate], table: pd.DataFrame, group: str, settings: Set
     ]
 
 
-def feature_as_of(silver: pd.DataFrame, settings: Settings) -> pd.Timestamp:
-    """Midnight after the last loaded day of silver (the latest complete day), within the window."""
+def feature_as_of(silver: ibis.Table, settings: Settings) -> pd.Timestamp:
+    """Midnight after the last loaded day of silver (the latest complete day), within the window.
+    `silver`: the lines as an Ibis table (assets/_lines.py)."""
     end = window_of(settings).bounds.end
-    if silver.empty:
+    last = engine.to_frame(silver.aggregate(last=silver[PARTITION_COLUMN].max()))["last"].iloc[0]
+    if last is None or pd.isna(last):
         return pd.Timestamp(settings.window.start_date)
-    last_day = pd.Timestamp(silver[PARTITION_COLUMN].max()) + pd.Timedelta(days=1)
+    last_day = pd.Timestamp(last) + pd.Timedelta(days=1)
     return feature_store.latest_complete_day(min(end, last_day), pd.Timestamp.now())
 
 
@@ -71,11 +75,10 @@ def summary_table(table: pd.DataFrame, group: str) -> pd.DataFrame:
     ]
 
 
-def _sources(group: str, silver: pd.DataFrame, refs: dict[str, pd.DataFrame]) -> feature_store.Sources:
-    products = refs.get("bronze_products")
-    inventory = refs.get("bronze_inventory")
-    return feature_store.Sources(
-        silver,
+def _references(refs: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The catalog and the inventory, None where absent or empty."""
+    products, inventory = refs.get("bronze_products"), refs.get("bronze_inventory")
+    return (
         products if products is not None and len(products) else None,
         inventory if inventory is not None and len(inventory) else None,
     )
@@ -88,7 +91,7 @@ def _common(name: str, group: str) -> dict:
         "name": name,
         "group_name": GROUP,
         "kinds": {"pandas", "duckdb"},
-        "ins": {"silver_transactions": dg.AssetIn(), **{r: dg.AssetIn() for r in INPUTS[group]}},
+        "ins": {**SILVER_IN, **{r: dg.AssetIn() for r in INPUTS[group]}},
         "metadata": {"schema": GROUP},
         "backfill_policy": SINGLE_RUN,
         "automation_condition": AFTER_GATES,
@@ -108,9 +111,11 @@ def _feature_asset(settings: Settings, group: str) -> dg.AssetsDefinition:
         "one row per entity, definitions and versions in core/feature_registry.py. The online "
         "store serves this table.",
     )
-    def _asset(context: dg.AssetExecutionContext, silver_transactions: pd.DataFrame, **refs):
-        as_of = feature_as_of(silver_transactions, settings)
-        table = _sources(group, silver_transactions, refs).features(group, as_of)
+    def _asset(context: dg.AssetExecutionContext, **refs):
+        products, inventory = _references(refs)
+        with silver_lines(settings) as lines:  # the lines stay in the engine; a row per entity returns
+            as_of = feature_as_of(lines, settings)
+            table = feature_store.Sources(lines, products, inventory).features(group, as_of)
         results = audit(gates, table, group, settings, f"{name} as of {as_of.date()}")
         failed = [r for r in results if not r.passed]
         for r in failed:
@@ -151,39 +156,35 @@ def _snapshot_asset(settings: Settings, group: str) -> dg.AssetsDefinition:
         f"before its `{AS_OF}`; training sets join on it as of any past date "
         "(core.feature_store.FeatureStore.get_historical_features).",
     )
-    def _asset(context: dg.AssetExecutionContext, silver_transactions: pd.DataFrame, **refs):
-        as_of = feature_as_of(silver_transactions, settings)
+    def _asset(context: dg.AssetExecutionContext, **refs) -> dg.MaterializeResult:
+        products, inventory = _references(refs)
+        with silver_lines(settings) as lines:
+            as_of = feature_as_of(lines, settings)
         dates = feature_store.snapshot_dates(
             settings.window.start_date, as_of, settings.features.snapshot_freq
         )
-        previous, why = snapshots.stored_snapshots(settings.warehouse_path, group)
-        if why:
-            context.log.info(f"{name}: {why}; computing every instant")
-        done = snapshots.refresh_snapshots(
-            _sources(group, silver_transactions, refs), group, dates, previous, settings.features.workers
-        )
-        table = done.table
+        done = snapshots.refresh_snapshots(settings.warehouse_path, group, dates, products, inventory)
         context.log.info(
             f"{name}: {len(done.computed)} of {len(dates)} instants computed, {len(done.reused)} reused "
             "(inputs unchanged)"
         )
-        per_snapshot = table.groupby(AS_OF).size().rename("entities").reset_index()
-        computed = pd.DataFrame({AS_OF: done.computed})
-        return dg.Output(
-            table,
-            metadata={
-                "snapshots": len(dates),
-                "snapshots_computed": len(done.computed),
-                "snapshots_reused": len(done.reused),
-                "computed_instants": table_metadata(computed.tail(12), 12),
-                "first_snapshot": dates[0].isoformat(),
-                "last_snapshot": dates[-1].isoformat(),
-                "feature_version": group_version(group),
-                "rows": len(table),
-                "entities_per_snapshot": table_metadata(per_snapshot.tail(12), 12),
-                "dagster/column_schema": frame_metadata(table)["dagster/column_schema"],
-            },
-        )
+        per_snapshot = snapshots.instant_counts(settings.warehouse_path, group)
+        computed = pd.DataFrame({AS_OF: done.computed, "entities": [done.rows[d] for d in done.computed]})
+        meta = {
+            "snapshots": len(dates),
+            "snapshots_computed": len(done.computed),
+            "snapshots_reused": len(done.reused),
+            "computed_instants": table_metadata(computed.tail(12), 12),
+            "first_snapshot": dates[0].isoformat(),
+            "last_snapshot": dates[-1].isoformat(),
+            "feature_version": group_version(group),
+            "dagster/row_count": int(per_snapshot["entities"].sum()),
+            "entities_per_snapshot": table_metadata(per_snapshot.tail(12), 12),
+            "dagster/storage_kind": "delta" if settings.warehouse == "delta" else "duckdb",
+        }
+        if done.columns is not None:
+            meta["dagster/column_schema"] = frame_metadata(done.columns)["dagster/column_schema"]
+        return dg.MaterializeResult(metadata=meta)
 
     return _asset
 
@@ -197,24 +198,24 @@ def _clv_validation_asset(settings: Settings) -> dg.AssetsDefinition:
         automation_condition=TRAINING_CONDITION,
         code_version="1",
         freshness_policy=model_freshness(settings),
+        ins=SILVER_IN,
         **TRACKED,
     )
-    def clv_validation_report(
-        context: dg.AssetExecutionContext, silver_transactions: pd.DataFrame
-    ) -> dg.Output:
+    def clv_validation_report(context: dg.AssetExecutionContext) -> dg.Output:
         """The CLV model behind clv_12m on a calibration / holdout split: fitted on history
         before (latest complete day - horizon), scored on the horizon that followed, against
-        the naive "next 12 months = last 12 months" guess."""
+        the naive "next 12 months = last 12 months" guess. The lines are summed per customer in
+        the engine (DuckDB, out of core)."""
         horizon = settings.features.clv_horizon_days
-        as_of = feature_as_of(silver_transactions, settings)
-        calibration_end = as_of - pd.Timedelta(days=horizon)
-        history_days = (calibration_end - pd.Timestamp(settings.window.start_date)).days
-        try:  # validate_clv refuses a history with too few repeat customers to fit
-            report = (
-                clv.validate_clv(silver_transactions, calibration_end, horizon) if history_days > 0 else None
-            )
-        except ValueError:
-            report = None
+        with silver_lines(settings) as lines:
+            as_of = feature_as_of(lines, settings)
+            calibration_end = as_of - pd.Timedelta(days=horizon)
+            history_days = (calibration_end - pd.Timestamp(settings.window.start_date)).days
+            try:  # validate_clv refuses a history with too few repeat customers to fit
+                report = clv.validate_clv(lines, calibration_end, horizon) if history_days > 0 else None
+            except ValueError:
+                report = None
+            summary = clv.rfm_summary(lines, as_of) if report is not None else None
         if report is None:
             note = (
                 f"not enough history: a {horizon}-day holdout before {as_of.date()} leaves "
@@ -231,7 +232,7 @@ def _clv_validation_asset(settings: Settings) -> dg.AssetsDefinition:
             ]
         )
         params = pd.DataFrame([report["params"]])
-        governance = _govern_clv(context, silver_transactions, as_of, report, table)
+        governance = _govern_clv(context, summary, as_of, report, table)
         return dg.Output(
             table,
             metadata={
@@ -252,10 +253,11 @@ def _clv_validation_asset(settings: Settings) -> dg.AssetsDefinition:
     return clv_validation_report
 
 
-def _govern_clv(context, transactions: pd.DataFrame, as_of, report: dict, table: pd.DataFrame) -> dict:
+def _govern_clv(context, summary: pd.DataFrame, as_of, report: dict, table: pd.DataFrame) -> dict:
     """The CLV model behind clv_12m (refitted on all history, as the features do) is tracked and
-    registered; it is champion while it beats the naive guess on the holdout."""
-    model = clv.fit_clv(clv.rfm_summary(transactions, as_of))
+    registered; it is champion while it beats the naive guess on the holdout. Its training data
+    is what it is fitted on: the customers' (x, t_x, T, m) summary as of the latest day."""
+    model = clv.fit_clv(summary)
     ratio = float(report["mae_ratio_vs_naive"])
     verdict = Decision(
         ratio < 1,
@@ -273,10 +275,10 @@ def _govern_clv(context, transactions: pd.DataFrame, as_of, report: dict, table:
             "model_mae": float(report["model"]["mae"]),
             "naive_mae": float(report["naive"]["mae"]),
         },
-        data=transactions[["customer_id", "order_id", "order_ts", "quantity", "amount"]],
+        data=summary.reset_index(),
         artifacts={"clv_validation_report.csv": table},
         asset="clv_validation_report",  # the model's code is this asset's
-        example=clv.rfm_summary(transactions, as_of).head(5),  # pyfunc: CLV of rfm_summary rows
+        example=summary.head(5),  # pyfunc: CLV of rfm_summary rows
     )
 
 

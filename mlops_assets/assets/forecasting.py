@@ -12,6 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from mlops_assets.assets._governance import TRACKED, champion_output, first_or, govern, not_registered
+from mlops_assets.assets._lines import SILVER_IN, silver_lines
 from mlops_assets.assets._metadata import frame_metadata, model_selected, only_selected, table_metadata
 from mlops_assets.assets.features import feature_as_of
 from mlops_assets.assets.partitions import SINGLE_RUN
@@ -151,20 +152,23 @@ SERIES_ASSET = {
 def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     f = settings.forecast
 
-    @dg.asset(**SERIES_ASSET)
-    def sales_series(silver_transactions: pd.DataFrame, bronze_products: pd.DataFrame) -> dg.Output:
+    @dg.asset(**SERIES_ASSET, ins=SILVER_IN)
+    def sales_series(bronze_products: pd.DataFrame) -> dg.Output:
         """Net revenue and units per complete period (forecast.freq) for the total, each store
-        and each category (forecast.levels), zero-filled, with day of week and holiday counts."""
-        end = feature_as_of(silver_transactions, settings)
-        built = series_core.sales_series(
-            silver_transactions,
-            bronze_products if len(bronze_products) else None,
-            f.freq,
-            f.top_levels,
-            pd.Timestamp(settings.window.start_date),
-            end,
-            f.country,
-        )
+        and each category (forecast.levels), zero-filled, with day of week and holiday counts.
+        The lines are summed in the engine (DuckDB, out of core); only the totals per store,
+        category and period come into the step."""
+        with silver_lines(settings) as lines:
+            end = feature_as_of(lines, settings)
+            built = series_core.sales_series(
+                lines,
+                bronze_products if len(bronze_products) else None,
+                f.freq,
+                f.top_levels,
+                pd.Timestamp(settings.window.start_date),
+                end,
+                f.country,
+            )
         table = built.frame
         return dg.Output(
             table,
@@ -204,13 +208,13 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         check_specs=[g.spec for g in GATES.values()],
         backfill_policy=SINGLE_RUN,
         can_subset=True,
+        ins=SILVER_IN,
         code_version="1",
         **TRACKED,
     )
     def forecast_sales(
         context: dg.AssetExecutionContext,
         sales_series: pd.DataFrame,
-        silver_transactions: pd.DataFrame,
         product_features: pd.DataFrame,
     ):
         built = series_core.SeriesSet(sales_series)
@@ -273,7 +277,7 @@ def build_forecasting_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                     "forecasts.csv": forecasts,
                     **{f"{k}.png": png_of(v.value) for k, v in plots.items()},
                 },
-                reference=_reference(silver_transactions, product_features, settings),
+                reference=_reference(product_features, settings),
             )
             yield from only_selected(context, _outputs(bundle, choices, report, floats, plots, governance))
         yield from only_selected(context, checks)
@@ -319,13 +323,15 @@ def archive_issued(bundle, version: str, settings: Settings, folder: Path | None
     return path
 
 
-def _reference(lines: pd.DataFrame, products: pd.DataFrame, settings: Settings) -> dict[str, pd.DataFrame]:
+def _reference(products: pd.DataFrame, settings: Settings) -> dict[str, pd.DataFrame]:
     """What drift is later measured against: the transaction lines of the last
-    monitoring.window_days of training, and the product features at training."""
+    monitoring.window_days of training (selected in the engine), and the product features at
+    training."""
     out = {}
-    if len(lines):
-        as_of = feature_as_of(lines, settings)
-        out["transactions"] = transaction_columns(lines, as_of, settings.monitoring.window_days)
+    with silver_lines(settings) as lines:
+        if lines.count().to_pyarrow().as_py():
+            as_of = feature_as_of(lines, settings)
+            out["transactions"] = transaction_columns(lines, as_of, settings.monitoring.window_days)
     if len(products):
         out["product_features"] = feature_columns(products)
     return out

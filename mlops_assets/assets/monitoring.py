@@ -12,6 +12,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from mlops_assets.assets._lines import SILVER_IN, silver_lines
 from mlops_assets.assets._metadata import table_metadata
 from mlops_assets.assets.features import feature_as_of
 from mlops_assets.assets.partitions import SINGLE_RUN
@@ -151,11 +152,10 @@ def build_monitoring_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         **{**common, "automation_condition": AFTER_GATES_ANY_CHAMPION},
         check_specs=[NO_DRIFT],
-        ins=CHAMPION_INS,
+        ins={**CHAMPION_INS, **SILVER_IN},
     )
     def feature_drift_report(
         context: dg.AssetExecutionContext,
-        silver_transactions: pd.DataFrame,
         customer_features: pd.DataFrame,
         product_features: pd.DataFrame,
         customer_segmenter: Champion | None,
@@ -165,11 +165,13 @@ def build_monitoring_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         customer and product features against the snapshots the champions were trained on
         (stored with each registered version), and of the champion segmenter's segment shares:
         one row per dataset and column with the method's statistic, p-value, PSI and verdict."""
-        as_of = feature_as_of(silver_transactions, settings) if len(silver_transactions) else None
+        recent, as_of = pd.DataFrame(), None
+        with silver_lines(settings) as lines:  # the window's lines, selected in the engine
+            if lines.count().to_pyarrow().as_py():
+                as_of = feature_as_of(lines, settings)
+                recent = monitoring.transaction_columns(lines, as_of, m.window_days)
         current = {
-            "transactions": monitoring.transaction_columns(silver_transactions, as_of, m.window_days)
-            if as_of is not None
-            else pd.DataFrame(),
+            "transactions": recent,
             "customer_features": monitoring.feature_columns(customer_features),
             "product_features": monitoring.feature_columns(product_features),
         }

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import ibis
 import numpy as np
 import pandas as pd
 from scipy import optimize, special
+
+from mlops_assets.core import engine
 
 WEEK = pd.Timedelta(days=7)
 
@@ -189,69 +192,38 @@ class CLVModel:
         return {**asdict(self.purchases), **asdict(self.spend)}
 
 
-def rfm_summary(
-    transactions: pd.DataFrame, as_of: pd.Timestamp, days: PurchaseDays | None = None
-) -> pd.DataFrame:
-    """Per customer, from purchase lines strictly before as_of: x, t_x, T (weeks), m. `days`
-    (the lines' purchase days, prepared once) answers in a few milliseconds for an as_of at
-    midnight, which many snapshots ask for; the lines are grouped otherwise."""
+def _purchases(lines: ibis.Table) -> ibis.Table:
+    """Purchase lines of known customers (returns and guest lines leave the CLV inputs)."""
+    return lines.filter((lines.quantity > 0) & lines.customer_id.notnull())
+
+
+def rfm_summary(transactions: pd.DataFrame | ibis.Table, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per customer (sorted by id), from purchase lines strictly before as_of: x, t_x, T
+    (weeks), m. The lines (a frame, or an Ibis table on the engine) are summed per customer and
+    day in the engine, out of core; one row per customer comes back."""
     as_of = pd.Timestamp(as_of)
-    if days is not None and as_of == as_of.floor("D"):
-        return days.summary(as_of)
-    lines = transactions[
-        (transactions["order_ts"] < as_of)
-        & (transactions["quantity"] > 0)
-        & transactions["customer_id"].notna()
-    ]
-    daily = lines.groupby(
-        [lines["customer_id"], lines["order_ts"].dt.floor("D").rename("day")], observed=True
-    )["amount"].sum()
-    daily = daily.reset_index().sort_values(["customer_id", "day"], kind="stable")
-    per = daily.groupby("customer_id", sort=False, observed=True).agg(
-        first=("day", "min"), last=("day", "max"), days=("day", "size"), revenue=("amount", "sum")
+    buys = _purchases(engine.as_table(transactions))
+    buys = buys.filter(buys.order_ts < as_of.to_pydatetime())
+    daily = buys.group_by([buys.customer_id, buys.order_ts.truncate("D").name("day")]).aggregate(
+        amount=engine.exact_sum(buys.amount)
     )
-    first_spend = daily.groupby("customer_id", sort=False, observed=True)["amount"].first()
+    per = daily.group_by("customer_id").aggregate(
+        first=daily.day.min(),
+        last=daily.day.max(),
+        days=daily.count(),
+        repeat_revenue=(daily.amount.sum() - daily.amount.argmin(daily.day)).cast("float64"),
+    )
+    per = engine.to_frame(per.order_by("customer_id")).set_index("customer_id")
+    first, last = (per[c].astype("datetime64[ns]") for c in ("first", "last"))
     x = per["days"] - 1
     return pd.DataFrame(
         {
             "x": x.astype(float),
-            "t_x": (per["last"] - per["first"]) / WEEK,
-            "T": (as_of.floor("D") - per["first"]) / WEEK,
-            "m": ((per["revenue"] - first_spend) / x.where(x > 0)).astype(float),
+            "t_x": (last - first) / WEEK,
+            "T": (as_of.floor("D") - first) / WEEK,
+            "m": (per["repeat_revenue"] / x.where(x > 0)).astype(float),
         }
     )
-
-
-class PurchaseDays:
-    """Every customer's purchase days and the revenue of each, sorted by customer and day,
-    grouped once: the summary as of a midnight is then a prefix per customer (the days before
-    it), found with array operations instead of a groupby over all lines."""
-
-    def __init__(self, transactions: pd.DataFrame):
-        lines = transactions[(transactions["quantity"] > 0) & transactions["customer_id"].notna()]
-        codes, self.customers = pd.factorize(lines["customer_id"], sort=True)
-        day = lines["order_ts"].dt.floor("D").to_numpy().view("int64")
-        frame = pd.DataFrame({"c": codes, "d": day, "a": lines["amount"].to_numpy(dtype=float)})
-        daily = frame.groupby(["c", "d"], sort=True)["a"].sum()
-        self.code = daily.index.get_level_values(0).to_numpy()
-        self.day = daily.index.get_level_values(1).to_numpy()
-        self.amount = daily.to_numpy()
-
-    def summary(self, as_of: pd.Timestamp) -> pd.DataFrame:
-        keep = self.day < pd.Timestamp(as_of).value
-        code, day, amount = self.code[keep], self.day[keep], self.amount[keep]
-        seen, start, count = np.unique(code, return_index=True, return_counts=True)
-        first, last = day[start], day[start + count - 1]
-        revenue = np.add.reduceat(amount, start) if len(start) else np.zeros(0)
-        x = (count - 1).astype(float)
-        week = WEEK.value
-        with np.errstate(divide="ignore", invalid="ignore"):
-            m = np.where(x > 0, (revenue - amount[start]) / x, np.nan)
-        index = pd.Index(np.asarray(self.customers)[seen], name="customer_id")
-        return pd.DataFrame(
-            {"x": x, "t_x": (last - first) / week, "T": (pd.Timestamp(as_of).value - first) / week, "m": m},
-            index=index,
-        )
 
 
 MIN_REPEAT_CUSTOMERS = 20  # fewer customers with a repeat purchase cannot identify the models
@@ -269,20 +241,27 @@ def fit_clv(summary: pd.DataFrame) -> CLVModel:
     return CLVModel(purchases, spend, customers=len(summary))
 
 
-def validate_clv(transactions: pd.DataFrame, calibration_end: pd.Timestamp, holdout_days: int = 365) -> dict:
+def validate_clv(
+    transactions: pd.DataFrame | ibis.Table, calibration_end: pd.Timestamp, holdout_days: int = 365
+) -> dict:
     """Fit on lines before `calibration_end`, predict the next `holdout_days` of gross revenue
-    per calibration customer, and compare with the naive "next period = last period" guess."""
+    per calibration customer, and compare with the naive "next period = last period" guess.
+    The lines (a frame or an Ibis table) are summed per customer in the engine."""
     summary = rfm_summary(transactions, calibration_end)
     model = fit_clv(summary)
     predicted = model.predict(summary, holdout_days)
     end = calibration_end + pd.Timedelta(days=holdout_days)
     start = calibration_end - pd.Timedelta(days=holdout_days)
-    purchases = transactions[(transactions["quantity"] > 0) & transactions["customer_id"].notna()]
-    ts = purchases["order_ts"]
-    actual = purchases[(ts >= calibration_end) & (ts < end)].groupby("customer_id")["amount"].sum()
-    naive = purchases[(ts >= start) & (ts < calibration_end)].groupby("customer_id")["amount"].sum()
-    actual = actual.reindex(summary.index, fill_value=0.0)
-    naive = naive.reindex(summary.index, fill_value=0.0)
+    buys = _purchases(engine.as_table(transactions))
+    ts, cut = buys.order_ts, calibration_end.to_pydatetime()
+    sums = buys.filter((ts >= start.to_pydatetime()) & (ts < end.to_pydatetime()))
+    sums = sums.group_by("customer_id").aggregate(
+        actual=engine.exact_float_sum(sums.amount, where=sums.order_ts >= cut),
+        naive=engine.exact_float_sum(sums.amount, where=sums.order_ts < cut),
+    )
+    sums = engine.to_frame(sums).set_index("customer_id")
+    actual = sums["actual"].astype(float).reindex(summary.index).fillna(0.0)
+    naive = sums["naive"].astype(float).reindex(summary.index).fillna(0.0)
 
     def errors(guess: pd.Series) -> dict[str, float]:
         diff = guess - actual

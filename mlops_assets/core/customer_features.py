@@ -1,149 +1,157 @@
 """Customer features as of an instant, from order lines strictly before it.
 
-One pass of integer-coded aggregations (np.bincount over factorized ids) rather than a string
-groupby per feature: the whole table costs a small multiple of one minimal RFM groupby.
+The lines are reduced once to a row per (customer, day) in the engine (core/line_features.py);
+the features of an instant are one query over the days before it, a row per customer back.
 """
 
 from __future__ import annotations
 
+import ibis
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core import clv
+from mlops_assets.core import clv, engine
 from mlops_assets.core.feature_registry import ENTITY, conform
-from mlops_assets.core.lines import LineCodes, refactorize
+from mlops_assets.core.line_features import DAY, DailyTables, before, categories_of
 
 YEAR = pd.Timedelta(days=365)
 DAY_NS = 86_400 * 10**9
 
 
 def customer_features(
-    transactions: pd.DataFrame,
+    transactions: pd.DataFrame | ibis.Table | None,
     as_of: pd.Timestamp,
     products: pd.DataFrame | None = None,
     clv_model: clv.CLVModel | None = None,
     with_clv: bool = True,
     horizon_days: float = 365.0,
-    days: clv.PurchaseDays | None = None,
-    codes: LineCodes | None = None,
+    daily: DailyTables | None = None,
 ) -> pd.DataFrame:
     """One row per customer seen before `as_of` (guest lines have no customer and are left out),
-    in the order of their first line. `days` (clv.PurchaseDays) and `codes` (LineCodes): the
-    lines prepared once, for many instants.
+    in the order of their first line (then by id). `daily`: the lines' reduced tables, built
+    once for many instants (as_of must then be a midnight); otherwise `transactions` are reduced
+    here, on days aligned to as_of's time of day.
 
     `clv_model` reuses a fitted model; otherwise, with `with_clv`, one is fitted on the same
     history (still strictly before as_of). Category features need `products` with a category.
     """
     as_of = pd.Timestamp(as_of)
-    codes = codes if codes is not None else LineCodes.of(transactions)
-    keep = (codes.ts < as_of.value) & (codes.customer >= 0)
-    # integer codes refactorized in first-line order: the same customers, in the same order,
-    # as factorizing the ids of these lines
-    cust, seen = refactorize(codes.customer[keep])
-    customers = codes.customers[seen]
-    n = len(customers)
-    ts, qty, amount = codes.ts[keep], codes.quantity[keep], codes.amount[keep]
-    buy = qty > 0
-    since_year = ts >= (as_of - YEAR).value
-
-    # purchase orders: the first purchase line of each order id stands for the order
-    order = codes.order[keep]
-    first_line = np.zeros(len(ts), dtype=bool)
-    buy_idx = np.flatnonzero(buy)
-    first_line[buy_idx[~pd.Series(order[buy_idx]).duplicated(keep="first").to_numpy()]] = True
-
-    def per_customer(mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        w = None if weights is None else weights[mask]
-        return np.bincount(cust[mask], weights=w, minlength=n)
-
-    orders = per_customer(first_line)
-    gross = per_customer(buy, amount)
-    first_ts = _extreme(cust, ts, np.ones(len(ts), bool), n, "min")
-    first_buy = _extreme(cust, ts, buy, n, "min")
-    last_buy = _extreme(cust, ts, buy, n, "max")
-    bought_units = per_customer(buy, qty)
-    returned_units = 0.0 - per_customer(~buy, qty)  # 0.0 - x: no negative zeros
-    product = codes.product[keep]
-    # (customer, product) pairs; product + 1 keeps a missing product (-1) off its neighbours
-    pairs = cust.astype(np.int64) * (len(codes.products) + 1) + (product + 1)
-    distinct = per_customer(buy & ~pd.Series(pairs).duplicated(keep="first").to_numpy())
-
+    if daily is None:
+        daily, as_of = DailyTables.aligned(transactions, products, as_of)
+    elif as_of != as_of.floor("D"):
+        raise ValueError(f"features from daily tables are as of a midnight, not {as_of}")
+    days = before(daily.customers, as_of)
+    buy = days.buy_lines > 0
+    year = days[DAY] >= (as_of - YEAR).to_pydatetime()
+    per = days.group_by("customer_id").aggregate(
+        first_ts=days.first_ts.min(),
+        first_buy=days.first_buy_ts.min(),
+        last_buy=days.last_buy_ts.max(),
+        orders=days.new_orders.sum(),
+        frequency=days.new_orders.sum(where=year),
+        gross=days.gross.sum().cast("float64"),
+        monetary=days.net.sum(where=year).cast("float64"),
+        bought=days.bought.sum().cast("float64"),
+        returned=days.returned.sum().cast("float64"),
+        distinct_products=days.new_products.sum(),
+        # the CLV models' purchase days (a day with a purchase line): count, first, last, and
+        # the revenue of all but the first
+        purchase_days=buy.sum(),
+        first_day=days[DAY].min(where=buy),
+        last_day=days[DAY].max(where=buy),
+        repeat_revenue=(days.gross.sum(where=buy) - days.gross.argmin(days[DAY], where=buy)).cast("float64"),
+    )
+    per = engine.to_frame(per.order_by(["first_ts", "customer_id"]))
+    sums = ["orders", "frequency", "gross", "monetary", "bought", "returned", "distinct_products"]
+    per[sums] = per[sums].fillna(0)  # a sum over no rows is null in SQL, zero here
+    stamps = {c: _ns(per[c]) for c in ("first_ts", "first_buy", "last_buy")}
+    orders = per["orders"].to_numpy(dtype=float)
+    gross, bought = per["gross"].to_numpy(dtype=float), per["bought"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = pd.DataFrame(
             {
-                ENTITY["customer"]: pd.array(customers, dtype="string[pyarrow]"),
-                "recency_days": (as_of.value - last_buy) / DAY_NS,
-                "frequency": per_customer(first_line & since_year).astype("int64"),
-                "monetary": per_customer(since_year, amount),
+                ENTITY["customer"]: per["customer_id"].astype("string[pyarrow]"),
+                "recency_days": (as_of.value - stamps["last_buy"]) / DAY_NS,
+                "frequency": per["frequency"].astype("int64"),
+                "monetary": per["monetary"].to_numpy(dtype=float),
                 "avg_order_value": np.where(orders > 0, gross / orders, np.nan),
-                "tenure_days": (as_of.value - first_ts) / DAY_NS,
+                "tenure_days": (as_of.value - stamps["first_ts"]) / DAY_NS,
                 "avg_days_between_orders": np.where(
-                    orders > 1, (last_buy - first_buy) / DAY_NS / (orders - 1), np.nan
+                    orders > 1, (stamps["last_buy"] - stamps["first_buy"]) / DAY_NS / (orders - 1), np.nan
                 ),
-                "return_rate": np.where(bought_units > 0, returned_units / bought_units, np.nan),
-                "distinct_products": distinct.astype("int64"),
+                "return_rate": np.where(bought > 0, per["returned"].to_numpy(dtype=float) / bought, np.nan),
+                "distinct_products": per["distinct_products"].astype("int64"),
             }
         )
     sources = {"transactions"}
-    if products is not None and "category" in products and products["category"].notna().any():
+    if daily.categories is not None:
         sources.add("products")
-        fav, share = _favourite_category(product, codes.products, cust, n, buy, amount, products)
+        fav, share = _favourite_category(daily.categories, as_of, out[ENTITY["customer"]], products)
         out["favourite_category"], out["favourite_category_share"] = fav, share
     if clv_model is not None or with_clv:
-        out["clv_12m"] = customer_clv(
-            transactions, as_of, out[ENTITY["customer"]], clv_model, horizon_days, days
-        )
+        summary = _rfm(per, as_of)
+        out["clv_12m"] = customer_clv(summary, out[ENTITY["customer"]], clv_model, horizon_days)
     else:
         out["clv_12m"] = np.nan
     return conform(out, "customer", sources)
 
 
-def _extreme(codes: np.ndarray, values: np.ndarray, mask: np.ndarray, n: int, how: str) -> np.ndarray:
-    """Min or max of int64 `values` per code over `mask`; NaN where a code has none."""
-    ufunc, empty = (
-        (np.minimum, np.iinfo(np.int64).max) if how == "min" else (np.maximum, np.iinfo(np.int64).min)
-    )
-    picked = np.full(n, empty, dtype=np.int64)
-    ufunc.at(picked, codes[mask], values[mask])
-    return np.where(picked == empty, np.nan, picked.astype(float))
+def _ns(stamps: pd.Series) -> np.ndarray:
+    """Timestamps as float nanoseconds, NaN where missing."""
+    values = pd.to_datetime(stamps).astype("datetime64[ns]")
+    return np.where(values.isna(), np.nan, values.to_numpy().view("int64").astype(float))
 
 
-def _favourite_category(product, product_ids, cust, n, buy, amount, products) -> tuple[pd.Series, np.ndarray]:
-    catalog = products.dropna(subset=["category"]).drop_duplicates("product_id")
-    # map the few distinct products to categories, then spread by code (no per-line lookup)
-    per_product = pd.Index(catalog["product_id"].astype(object)).get_indexer(
-        pd.Index(product_ids).astype(object)
+def _rfm(per: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The CLV models' input (clv.rfm_summary's frame) of the customers with a purchase, by id."""
+    rows = per[per["purchase_days"].fillna(0) > 0].sort_values("customer_id")
+    first = pd.to_datetime(rows["first_day"]).astype("datetime64[ns]")
+    last = pd.to_datetime(rows["last_day"]).astype("datetime64[ns]")
+    x = rows["purchase_days"].astype(float) - 1
+    return pd.DataFrame(
+        {
+            "x": x.to_numpy(),
+            "t_x": ((last - first) / clv.WEEK).to_numpy(),
+            "T": ((as_of - first) / clv.WEEK).to_numpy(),
+            "m": (rows["repeat_revenue"] / x.where(x > 0)).astype(float).to_numpy(),
+        },
+        index=pd.Index(rows["customer_id"].astype(object), name="customer_id"),
     )
-    cat_of_catalog, names = pd.factorize(catalog["category"])
-    cat_of_product = np.where(per_product >= 0, cat_of_catalog[per_product.clip(0)], -1)
-    cat = (
-        np.where(product >= 0, cat_of_product[product.clip(0)], -1)
-        if len(cat_of_product)
-        else np.full(len(product), -1)
+
+
+def _favourite_category(
+    spend_days: ibis.Table, as_of: pd.Timestamp, customers: pd.Series, products: pd.DataFrame
+) -> tuple[pd.Series, np.ndarray]:
+    """The category with the most gross revenue before as_of (ties: the catalog's first) and
+    its share of the customer's gross revenue in catalog categories."""
+    days = before(spend_days, as_of)
+    spend = engine.to_frame(
+        days.group_by(["customer_id", "category"]).aggregate(spend=days.spend.sum().cast("float64"))
     )
-    known = buy & (cat >= 0)
-    k = max(len(names), 1)
-    spend = np.bincount(cust[known] * k + cat[known], weights=amount[known], minlength=n * k).reshape(n, k)
-    total = spend.sum(axis=1)
-    best = spend.argmax(axis=1)
-    fav = pd.Series(np.asarray(names, dtype=object)[best] if len(names) else None, dtype="string[pyarrow]")
-    fav[total <= 0] = pd.NA
+    names = pd.factorize(categories_of(products)["category"])[1]
+    spend["rank"] = pd.Index(names).get_indexer(spend["category"].astype(object))
+    spend = spend.sort_values(["customer_id", "spend", "rank"], ascending=[True, False, True], kind="stable")
+    best = spend.drop_duplicates("customer_id").set_index("customer_id")
+    total = spend.groupby("customer_id")["spend"].sum()
+    ids = pd.Index(customers.astype(object))
+    best = best.reindex(ids)
+    total = total.reindex(ids).to_numpy(dtype=float)
+    fav = pd.Series(best["category"].to_numpy(dtype=object), dtype="string[pyarrow]")
+    fav[~(total > 0)] = pd.NA
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(total > 0, spend.max(axis=1) / total, np.nan)
+        share = np.where(total > 0, best["spend"].to_numpy(dtype=float) / total, np.nan)
     return fav, share
 
 
 def customer_clv(
-    transactions: pd.DataFrame,
-    as_of: pd.Timestamp,
+    summary: pd.DataFrame,
     customers: pd.Series,
     model: clv.CLVModel | None = None,
     horizon_days: float = 365.0,
-    days: clv.PurchaseDays | None = None,
 ) -> np.ndarray:
     """Predicted gross revenue over the horizon for each customer (0 when never purchased;
-    NaN for everyone while the history is too short to fit the models)."""
-    summary = clv.rfm_summary(transactions, as_of, days)
+    NaN for everyone while the history is too short to fit the models). `summary`: the
+    customers' rfm_summary rows."""
     if model is None and not clv.can_fit(summary):
         return np.full(len(customers), np.nan)
     model = model or clv.fit_clv(summary)

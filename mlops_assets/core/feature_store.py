@@ -14,14 +14,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ibis
 import numpy as np
 import pandas as pd
 
 from mlops_assets.core import warehouse
-from mlops_assets.core.clv import PurchaseDays
 from mlops_assets.core.customer_features import customer_features
 from mlops_assets.core.feature_registry import AS_OF, ENTITY, VERSION, features_of, group_version
-from mlops_assets.core.lines import LineCodes
+from mlops_assets.core.line_features import DailyTables
 from mlops_assets.core.product_features import product_features
 from mlops_assets.core.schemas import TEXT
 from mlops_assets.core.warehouse import read_table
@@ -52,32 +52,28 @@ def snapshot_dates(start: pd.Timestamp, as_of: pd.Timestamp, freq: str = "W-MON"
 
 @dataclass
 class Sources:
-    """The inputs of the feature functions: silver lines, catalog, inventory (last two optional)."""
+    """The inputs of the feature functions: silver lines (a frame or an Ibis table; None when
+    `daily` holds them already), catalog and inventory (both optional), and the lines reduced to
+    a row per entity and day (core/line_features.py), built once for every instant."""
 
-    transactions: pd.DataFrame
+    transactions: pd.DataFrame | ibis.Table | None
     products: pd.DataFrame | None = None
     inventory: pd.DataFrame | None = None
-    _days: PurchaseDays | None = field(default=None, repr=False)
-    _codes: LineCodes | None = field(default=None, repr=False)
+    daily: DailyTables | None = field(default=None, repr=False)
 
-    def purchase_days(self) -> PurchaseDays:
-        """The lines' purchase days, grouped once for every instant (the CLV inputs)."""
-        if self._days is None:
-            self._days = PurchaseDays(self.transactions)
-        return self._days
-
-    def line_codes(self) -> LineCodes:
-        """The lines' ids as integer codes, prepared once for every instant."""
-        if self._codes is None:
-            self._codes = LineCodes.of(self.transactions)
-        return self._codes
+    def tables(self) -> DailyTables:
+        if self.daily is None:
+            self.daily = DailyTables.of(self.transactions, self.products)
+        return self.daily
 
     def features(self, group: str, as_of: pd.Timestamp) -> pd.DataFrame:
+        as_of = pd.Timestamp(as_of)
+        midnight = as_of == as_of.floor("D")  # the reduced tables answer for midnights
+        daily = self.tables() if midnight else None
+        lines = None if midnight else self.transactions
         if group == "customer":
-            return customer_features(
-                self.transactions, as_of, self.products, days=self.purchase_days(), codes=self.line_codes()
-            )
-        return product_features(self.transactions, self.products, self.inventory, as_of, self.line_codes())
+            return customer_features(lines, as_of, self.products, daily=daily)
+        return product_features(lines, self.products, self.inventory, as_of, daily=daily)
 
     def snapshot(self, group: str, as_of: pd.Timestamp) -> pd.DataFrame:
         """Features as of one instant, stamped with that instant and the group's version."""

@@ -6,30 +6,49 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ibis
 import numpy as np
 import pandas as pd
 
+from mlops_assets.core import engine
 from mlops_assets.core.drift import DriftSettings, dataset_drift, is_numeric, psi, report_row
 
 NONE, MODERATE, SIGNIFICANT = "none", "moderate", "significant"
 
 
-def transaction_columns(lines: pd.DataFrame, as_of: pd.Timestamp, days: int) -> pd.DataFrame:
+# drift statistics on a uniform sample of at most this many lines of the window: a chain's 28
+# days hold millions of lines, and KS / PSI / a domain classifier settle far below that
+MAX_DRIFT_LINES = 500_000
+
+
+def transaction_columns(
+    lines: pd.DataFrame | ibis.Table, as_of: pd.Timestamp, days: int, max_lines: int = MAX_DRIFT_LINES
+) -> pd.DataFrame:
     """The transaction-level columns drift is measured on, over the `days` up to `as_of`:
-    quantity, unit price, line amount, store, product, hour of the order and guest/member."""
+    quantity, unit price, line amount, store, product, hour of the order and guest/member.
+    Selected in the engine; a window of more than `max_lines` lines comes back as a
+    repeatable uniform sample of about that many."""
     start = pd.Timestamp(as_of) - pd.Timedelta(days=days)
-    window = lines[(lines["order_ts"] > start) & (lines["order_ts"] <= as_of)]
-    return pd.DataFrame(
-        {
-            "quantity": window["quantity"].astype(float),
-            "unit_price": window["unit_price"].astype(float),
-            "amount": window["amount"].astype(float),
-            "store_id": window["store_id"].astype("string"),
-            "product_id": window["product_id"].astype("string"),
-            "order_hour": window["order_ts"].dt.hour.astype("string"),
-            "customer_type": np.where(window["customer_id"].isna(), "guest", "member"),
-        }
-    ).reset_index(drop=True)
+    lines = engine.as_table(lines)
+    window = lines.filter(
+        (lines.order_ts > start.to_pydatetime()) & (lines.order_ts <= pd.Timestamp(as_of).to_pydatetime())
+    )
+    count = int(window.count().to_pyarrow().as_py())
+    if count > max_lines:
+        window = window.sample(max_lines / count, seed=0)
+    cols = window.order_by(["order_ts", "order_id"]).select(
+        quantity=window.quantity.cast("float64"),
+        unit_price=window.unit_price.cast("float64"),
+        amount=window.amount.cast("float64"),
+        store_id=window.store_id,
+        product_id=window.product_id,
+        order_hour=window.order_ts.hour().cast("string"),
+        customer_type=window.customer_id.isnull().ifelse("guest", "member"),
+    )
+    frame = engine.to_frame(cols)
+    return frame.astype({"store_id": "string", "product_id": "string", "order_hour": "string"}).assign(
+        customer_type=frame["customer_type"].to_numpy(dtype=object)
+    )
 
 
 def segment_shift(at_training: pd.Series, now: pd.Series, settings: DriftSettings) -> dict:

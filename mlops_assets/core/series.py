@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import holidays
+import ibis
 import numpy as np
 import pandas as pd
+
+from mlops_assets.core import engine
 
 PERIOD = {"D": "D", "W": "W-SUN"}  # weekly periods run Monday..Sunday, labelled by the Monday
 SEASON = {"D": 7, "W": 52}  # the seasonal period the models and MASE use
@@ -63,8 +66,67 @@ def calendar_features(periods: pd.DatetimeIndex, freq: str, country: str) -> pd.
     )
 
 
+def _period(ts, freq: str):
+    """The period an Ibis timestamp falls in: its day, or its week's Monday (ISO weeks)."""
+    return ts.truncate("D" if freq == "D" else "W")
+
+
+def _categories(products: pd.DataFrame | None) -> pd.DataFrame | None:
+    """product_id -> category of the catalog (first row per product), or None without categories."""
+    if products is None or not len(products) or "category" not in products:
+        return None
+    if products["category"].isna().all():
+        return None
+    catalog = products.dropna(subset=["category"]).drop_duplicates("product_id")
+    return pd.DataFrame(
+        {"product_id": catalog["product_id"].astype(str), "category": catalog["category"].astype(str)}
+    )
+
+
+def _with_category(lines: ibis.Table, categories: pd.DataFrame | None) -> ibis.Table:
+    """Each line with its product's category ('unknown' off the catalog); none without a catalog."""
+    if categories is None:
+        return lines
+    catalog = ibis.memtable(categories).rename(catalog_product="product_id", catalog_category="category")
+    joined = lines.left_join(catalog, lines.product_id == catalog.catalog_product)
+    return joined.mutate(category=joined.catalog_category.fill_null("unknown")).drop(
+        "catalog_product", "catalog_category"
+    )
+
+
+def period_totals(
+    lines: ibis.Table | pd.DataFrame,
+    products: pd.DataFrame | None,
+    freq: str,
+    first: pd.Timestamp,
+    last: pd.Timestamp,
+) -> ibis.Table:
+    """Net revenue (`amount`) and units (`quantity`) per (store, category, period) of the lines
+    in periods first..last, exact: the one line-level query behind every level of the sales
+    series. Returned as a small in-memory table (one row per store, category and period)."""
+    lines = engine.as_table(lines)
+    lines = _with_category(lines.mutate(period=_period(lines.order_ts, freq)), _categories(products))
+    lines = lines.filter((lines.period >= first.to_pydatetime()) & (lines.period <= last.to_pydatetime()))
+    keys = ["store_id", "period"] + (["category"] if "category" in lines.columns else [])
+    totals = lines.group_by(keys).aggregate(
+        amount=engine.exact_sum(lines.amount), quantity=engine.exact_sum(lines.quantity)
+    )
+    return ibis.memtable(totals.to_pyarrow())
+
+
+def _level_totals(totals: ibis.Table, key: str | None) -> pd.DataFrame:
+    """One level's (key, period, amount, quantity), summed exactly, in key and period order."""
+    keys = ["period"] if key is None else [totals[key].cast("string").name("key"), "period"]
+    out = totals.group_by(keys).aggregate(
+        amount=totals.amount.sum().cast("float64"), quantity=totals.quantity.sum().cast("float64")
+    )
+    out = engine.to_frame(out.order_by(["period"] if key is None else ["key", "period"]))
+    out["period"] = out["period"].astype("datetime64[ns]")
+    return out.assign(key="total") if key is None else out
+
+
 def sales_series(
-    transactions: pd.DataFrame,
+    lines: ibis.Table | pd.DataFrame,
     products: pd.DataFrame | None,
     freq: str,
     levels: list[str],
@@ -73,33 +135,25 @@ def sales_series(
     country: str = "US",
 ) -> SeriesSet:
     """Net revenue and units per complete period for each level; a level whose dimension is
-    absent (one store "ALL", no catalog categories) is skipped with a note."""
+    absent (one store "ALL", no catalog categories) is skipped with a note. `lines`: silver
+    order lines on any Ibis backend; only their totals per store, category and period leave it."""
     periods = complete_periods(pd.Timestamp(start), pd.Timestamp(end_excl), freq)
     notes: list[str] = []
-    lines = transactions[["order_ts", "product_id", "store_id", "quantity", "amount"]].copy()
-    lines["period"] = period_start(lines["order_ts"], freq)
-    lines = lines[lines["period"].isin(periods)]
-    if (
-        products is not None
-        and len(products)
-        and "category" in products
-        and products["category"].notna().any()
-    ):
-        catalog = products.dropna(subset=["category"]).drop_duplicates("product_id").set_index("product_id")
-        lines["category"] = lines["product_id"].map(catalog["category"]).fillna("unknown")
+    totals = period_totals(lines, products, freq, periods[0], periods[-1]) if len(periods) else None
     parts = []
     for level in levels:
+        if totals is None:
+            break
         if level == "total":
-            keys = pd.Series("total", index=lines.index)
+            grouped = _level_totals(totals, None)
         else:
             column = DIMENSION[level]
-            if column not in lines or lines[column].nunique() <= 1:
+            if column not in totals.columns or totals[column].nunique().to_pyarrow().as_py() <= 1:
                 notes.append(f"level '{level}' skipped: {column} is absent or has a single value")
                 continue
-            keys = lines[column].astype(str)
-        grouped = lines.groupby([keys.rename("key"), "period"])[["amount", "quantity"]].sum()
-        for key in sorted(grouped.index.get_level_values("key").unique()):
-            one = grouped.xs(key, level="key").reindex(periods, fill_value=0.0)
+            grouped = _level_totals(totals, column)
+        for key, one in grouped.groupby("key", sort=True):
+            one = one.set_index("period")[["amount", "quantity"]].reindex(periods, fill_value=0.0)
             series_id = "total" if level == "total" else f"{level}={key}"
             parts.append(
                 pd.DataFrame(
@@ -134,28 +188,40 @@ def fourier_terms(index: pd.DatetimeIndex, period_days: float, k: int, origin: p
 
 
 def bottom_series(
-    transactions: pd.DataFrame, products: pd.DataFrame | None, freq: str, end_excl: pd.Timestamp
+    lines: ibis.Table | pd.DataFrame, products: pd.DataFrame | None, freq: str, end_excl: pd.Timestamp
 ) -> tuple[pd.DataFrame, list[str]]:
     """The catalog's bottom series: net revenue per (product, store, complete period) with the
     product's category; only periods with lines (core/hierarchy.py zero-fills each series from
-    its first sale). A product missing from the catalog file goes to category 'unknown'."""
+    its first sale). A product missing from the catalog file goes to category 'unknown'.
+    `lines`: silver order lines on any Ibis backend; one row per series and period leaves it."""
     notes: list[str] = []
     columns = ["product_id", "store_id", "category", "period", "revenue"]
-    if transactions.empty:
+    lines = engine.as_table(lines)
+    first_ts = engine.to_frame(lines.aggregate(first=lines.order_ts.min()))["first"].iloc[0]
+    if pd.isna(first_ts):
         return pd.DataFrame(columns=columns), ["no transactions: no catalog series"]
-    lines = transactions[["order_ts", "product_id", "store_id", "amount"]].copy()
-    lines["period"] = period_start(lines["order_ts"], freq)
-    complete = complete_periods(lines["period"].min(), pd.Timestamp(end_excl), freq)
-    lines = lines[lines["period"].isin(complete)]
-    categories = pd.Series(dtype=object)
-    if products is not None and len(products) and "category" in products:
-        categories = products.dropna(subset=["category"]).drop_duplicates("product_id")
-        categories = categories.set_index("product_id")["category"].astype(str)
-    lines["category"] = lines["product_id"].map(categories).fillna("unknown")
-    unknown = lines.loc[lines["category"] == "unknown", "product_id"].nunique()
+    first = pd.Series([pd.Timestamp(first_ts)]).pipe(period_start, freq).iloc[0]
+    complete = complete_periods(first, pd.Timestamp(end_excl), freq)
+    if not len(complete):
+        return pd.DataFrame(columns=columns), notes
+    categories = _categories(products)
+    if categories is None:
+        categories = pd.DataFrame({"product_id": pd.Series(dtype=str), "category": pd.Series(dtype=str)})
+    lines = _with_category(lines.mutate(period=_period(lines.order_ts, freq)), categories)
+    lines = lines.filter(
+        (lines.period >= complete[0].to_pydatetime())
+        & (lines.period <= complete[-1].to_pydatetime())
+        & lines.product_id.notnull()
+        & lines.store_id.notnull()
+    )
+    unknown = lines.filter(lines.category == "unknown").product_id.nunique()
+    unknown = int(engine.to_frame(unknown.name("n").as_table())["n"].iloc[0])
     if unknown:
         notes.append(f"{unknown} products without a category in the products source: category 'unknown'")
-    out = lines.groupby(["product_id", "store_id", "category", "period"], as_index=False, observed=True)
-    out = out["amount"].sum().rename(columns={"amount": "revenue"})
+    keys = ["product_id", "store_id", "category", "period"]
+    out = engine.to_frame(
+        lines.group_by(keys).aggregate(revenue=engine.exact_float_sum(lines.amount)).order_by(keys)
+    )
+    out["period"] = out["period"].astype("datetime64[ns]")
     out[["product_id", "store_id", "category"]] = out[["product_id", "store_id", "category"]].astype(str)
-    return out[columns], notes
+    return out[columns].astype({"revenue": float}), notes

@@ -1,122 +1,133 @@
-"""Incremental snapshots of the offline store: each instant's rows carry a digest of the inputs
-its features read, and a refresh computes only the instants whose digest changed (spread over
-worker processes), reusing the stored rows of the others."""
+"""Incremental snapshots of the offline store, computed in the engine and written to the
+warehouse without ever holding all of them: each instant's rows carry a digest of the inputs
+its features read; a refresh computes only the instants whose digest changed (from the lines
+reduced once to a row per entity and day, core/line_features.py), stages each as Parquet, and
+replaces exactly those instants in the warehouse table, leaving the others where they are."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import ibis
+import ibis.expr.datatypes as dt
 import numpy as np
 import pandas as pd
 
+from mlops_assets.core import engine, schemas, warehouse
 from mlops_assets.core.feature_registry import AS_OF, group_version
 from mlops_assets.core.feature_store import TABLES, Sources
+from mlops_assets.core.line_features import DailyTables
 from mlops_assets.core.schemas import TEXT
-from mlops_assets.core.warehouse import read_table
 
 DIGEST = "inputs_digest"  # snapshot column: the digest of the inputs it was computed from
+MOD = 2**64
 
 
-def digests(sources: Sources, group: str, dates: list[pd.Timestamp]) -> list[str]:
-    """Per instant, a digest of everything the group's features as of it read: the lines
-    strictly before it (their count and the order-free sum of their row hashes), the
-    catalog, the inventory snapshots before it (products), and the feature version. Equal
-    digests mean equal features, so a stored snapshot with the same digest is reused."""
-    parts = [_cumulative(sources.transactions, "order_ts", dates)]
-    if sources.products is not None:
-        parts.append([_table_hash(sources.products)] * len(dates))
-    if group == "product" and sources.inventory is not None:
-        parts.append(_cumulative(sources.inventory, "snapshot_date", dates))
-    version = group_version(group)
-    return [":".join([version, *p]) for p in zip(*parts, strict=True)]
-
-
-def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+def line_digests(lines: ibis.Table, dates: list[pd.Timestamp]) -> list[str]:
+    """Per instant (a midnight): the count and the order-free sum of the row hashes of the lines
+    strictly before it, from one pass that sums per day in the engine."""
+    row = ibis.struct({c: lines[c] for c in lines.columns}).hash().cast(dt.Decimal(38, 0))
+    per_day = lines.group_by(lines.order_ts.truncate("D").name("day")).aggregate(n=lines.count(), h=row.sum())
+    per_day = engine.to_frame(per_day.order_by("day"))
+    days = per_day["day"].astype("datetime64[ns]").to_numpy()
+    counts = np.concatenate([[0], np.cumsum(per_day["n"].to_numpy(dtype=np.int64))])
+    sums = [0]
+    for h in per_day["h"]:  # exact integers: Python's, modulo 2**64
+        sums.append((sums[-1] + int(h)) % MOD)
+    ends = np.searchsorted(days, np.asarray(dates, dtype="datetime64[ns]"), side="left")
+    return [f"{int(counts[k])}-{sums[k]:x}" for k in ends]
 
 
 def _table_hash(frame: pd.DataFrame) -> str:
-    return f"{len(frame)}-{int(_row_hashes(frame).sum(dtype=np.uint64)):x}"
+    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+    return f"{len(frame)}-{int(hashes.sum(dtype=np.uint64)):x}"
 
 
 def _cumulative(frame: pd.DataFrame, ts: str, dates: list[pd.Timestamp]) -> list[str]:
     """For each instant, count and hash-sum of the rows with `ts` strictly before it."""
     order = np.argsort(frame[ts].to_numpy(), kind="stable")
     stamps = frame[ts].to_numpy()[order]
-    sums = np.concatenate([[0], np.cumsum(_row_hashes(frame)[order], dtype=np.uint64)]).astype(np.uint64)
+    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)[order]
+    sums = np.concatenate([[0], np.cumsum(hashes, dtype=np.uint64)]).astype(np.uint64)
     ends = np.searchsorted(stamps, np.asarray(dates, dtype=stamps.dtype), side="left")
     return [f"{int(k)}-{int(sums[k]):x}" for k in ends]
 
 
-_WORKER_SOURCES: Sources | None = None
+def digests(
+    lines: ibis.Table, products: pd.DataFrame | None, inventory: pd.DataFrame | None, group: str, dates
+) -> list[str]:
+    """Per instant, a digest of everything the group's features as of it read: the lines
+    strictly before it, the catalog, the inventory snapshots before it (products), and the
+    feature version. Equal digests mean equal features, so a stored snapshot is kept."""
+    parts = [line_digests(lines, dates)]
+    if products is not None:
+        parts.append([_table_hash(products)] * len(dates))
+    if group == "product" and inventory is not None:
+        parts.append(_cumulative(inventory, "snapshot_date", dates))
+    version = group_version(group)
+    return [":".join([version, *p]) for p in zip(*parts, strict=True)]
 
 
-def _init_worker(sources: Sources) -> None:
-    global _WORKER_SOURCES
-    from mlops_assets.core.forecasting import single_threaded
-
-    single_threaded()
-    _WORKER_SOURCES = sources
-
-
-def _snapshot_in_worker(args: tuple[str, pd.Timestamp]) -> pd.DataFrame:
-    return _WORKER_SOURCES.snapshot(*args)
+def stored_digests(con: ibis.BaseBackend, group: str) -> dict[pd.Timestamp, str]:
+    """Instant -> the digest its stored rows were computed from (one query, a row per instant)."""
+    table = engine.table(con, TABLES[group][1])
+    if table is None or DIGEST not in table.columns:
+        return {}
+    per = table.group_by(AS_OF).aggregate(low=table[DIGEST].min(), high=table[DIGEST].max())
+    per = engine.to_frame(per)
+    same = per[per["low"] == per["high"]]
+    return dict(zip((pd.Timestamp(t) for t in same[AS_OF]), same["low"], strict=True))
 
 
 @dataclass
 class Refresh:
-    table: pd.DataFrame
     reused: list[pd.Timestamp]
     computed: list[pd.Timestamp]
+    rows: dict[pd.Timestamp, int] = field(default_factory=dict)  # rows of each computed instant
+    columns: pd.DataFrame | None = None  # an empty frame with the table's columns and dtypes
 
 
 def refresh_snapshots(
-    sources: Sources,
+    database: str | Path,
     group: str,
     dates: list[pd.Timestamp],
-    previous: pd.DataFrame | None = None,
-    workers: int = 1,
+    products: pd.DataFrame | None,
+    inventory: pd.DataFrame | None,
 ) -> Refresh:
-    """The snapshots as of `dates`, each stamped with the digest of its inputs. An instant whose
-    digest matches a stored snapshot (`previous`) is reused as stored; only the others are
-    computed, spread over `workers` processes when there are several."""
-    stamps = dict(zip(dates, digests(sources, group, dates), strict=True))
-    kept: dict[pd.Timestamp, pd.DataFrame] = {}
-    if previous is not None and DIGEST in previous.columns and len(previous):
-        for when, part in previous.groupby(AS_OF, sort=False):
-            when = pd.Timestamp(when)
-            if when in stamps and (part[DIGEST] == stamps[when]).all():
-                kept[when] = part
-    todo = [d for d in dates if d not in kept]
-    if todo:  # once, before the workers copy the sources
-        sources.line_codes()
-        if group == "customer":
-            sources.purchase_days()
-    if workers > 1 and len(todo) >= 2 * workers:
-        from concurrent.futures import ProcessPoolExecutor
+    """Bring the warehouse's snapshot table of `group` to exactly the instants `dates`: the
+    silver lines are read in the engine; instants whose inputs' digest matches the stored one
+    stay as stored; the others are computed one at a time (a row per entity in memory) and
+    replace theirs; instants no longer wanted are dropped."""
+    database = Path(database)
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".snapshots-", dir=database.parent) as stage:
+        with engine.connect(database) as con:
+            lines = engine.silver(con)
+            if lines is None:
+                empty = schemas.empty_frame("transactions")
+                lines = engine.frame_lines(empty.assign(**{schemas.PARTITION_COLUMN: empty["order_ts"]}))
+            stamps = dict(zip(dates, digests(lines, products, inventory, group, dates), strict=True))
+            stored = stored_digests(con, group)
+            todo = [d for d in dates if stored.get(d) != stamps[d]]
+            done = Refresh([d for d in dates if d not in todo], todo)
+            files = []
+            if todo:
+                sources = Sources(None, products, inventory, DailyTables.build(con, lines, products))
+                for i, when in enumerate(todo):
+                    table = sources.snapshot(group, when)
+                    table[DIGEST] = pd.Series(stamps[when], index=table.index, dtype=TEXT)
+                    files.append(Path(stage) / f"{i:05d}.parquet")
+                    table.to_parquet(files[-1], index=False)
+                    done.rows[when] = len(table)
+                    done.columns = table.head(0) if done.columns is None else done.columns
+        warehouse.replace_rows(database, TABLES[group][1], files, AS_OF, todo, dates)
+    return done
 
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(sources,)) as pool:
-            fresh = list(pool.map(_snapshot_in_worker, [(group, d) for d in todo], chunksize=4))
-    else:
-        fresh = [sources.snapshot(group, d) for d in todo]
-    for when, table in zip(todo, fresh, strict=True):
-        kept[when] = table.assign(**{DIGEST: pd.Series(stamps[when], index=table.index, dtype=TEXT)})
-    frames = [kept[d] for d in dates]
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if len(table) and todo:  # stored snapshots come back with the warehouse's dtypes: match fresh ones
-        table = table.astype(kept[todo[0]].dtypes.to_dict())
-    return Refresh(table, [d for d in dates if d not in todo], todo)
 
-
-def stored_snapshots(database: str | Path, group: str) -> tuple[pd.DataFrame | None, str]:
-    """The group's snapshot table as the warehouse holds it, and why it could not be read when
-    it could not (no warehouse yet, no table, the file locked by another writer): then every
-    instant is computed, which is always correct, only slower."""
-    if not Path(database).exists():
-        return None, "no warehouse yet"
-    try:
-        table = read_table(database, TABLES[group][1])
-    except Exception as exc:  # a lock held by another process: compute instead of waiting
-        return None, f"stored snapshots unreadable ({type(exc).__name__}: {exc})"[:300]
-    return table, "" if table is not None else "no stored snapshots yet"
+def instant_counts(database: str | Path, group: str) -> pd.DataFrame:
+    """Rows per instant of the stored snapshot table (what the UI shows about it)."""
+    sql = f"select {AS_OF}, count(*) as entities from {{table}} group by 1 order by 1"
+    table = warehouse.read_table(database, TABLES[group][1], sql)
+    return table if table is not None else pd.DataFrame({AS_OF: [], "entities": []})

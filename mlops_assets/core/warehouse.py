@@ -56,18 +56,24 @@ def connect(database: str | Path, tables: Iterable[str] | None = None) -> Iterat
         with duckdb.connect(str(database), read_only=True) as con:
             yield con
         return
+    with duckdb.connect() as con:
+        register_delta(con, database, tables)
+        yield con
+
+
+def register_delta(con, root: str | Path, tables: Iterable[str] | None = None) -> None:
+    """Views `<schema>.<table>` on DuckDB connection `con` over the Delta tables under `root`
+    (each table's current version, filters pushed down); `tables` limits which are opened."""
     from deltalake import DeltaTable
 
     wanted = None if tables is None else set(tables)
-    with duckdb.connect() as con:
-        for name, folder in delta_tables(database).items():
-            if wanted is not None and name not in wanted:
-                continue
-            schema, table = name.split(".")
-            con.execute(f'create schema if not exists "{schema}"')
-            con.register(f"__delta__{schema}__{table}", DeltaTable(str(folder)).to_pyarrow_dataset())
-            con.execute(f'create view "{schema}"."{table}" as select * from "__delta__{schema}__{table}"')
-        yield con
+    for name, folder in delta_tables(root).items():
+        if wanted is not None and name not in wanted:
+            continue
+        schema, table = name.split(".")
+        con.execute(f'create schema if not exists "{schema}"')
+        con.register(f"__delta__{schema}__{table}", DeltaTable(str(folder)).to_pyarrow_dataset())
+        con.execute(f'create view "{schema}"."{table}" as select * from "__delta__{schema}__{table}"')
 
 
 def table_exists(con, table: str) -> bool:
@@ -102,3 +108,91 @@ def stamp(database: str | Path, tables: Iterable[str]) -> int:
         return path.stat().st_mtime_ns
     logs = (path.joinpath(*name.split("."), "_delta_log") for name in tables)
     return max((log.stat().st_mtime_ns for log in logs if log.is_dir()), default=0)
+
+
+def replace_rows(
+    database: str | Path, table: str, staged: list[Path], column: str, replace: list, keep: list
+) -> None:
+    """Write a table that a step computed out of memory (staged Parquet files), one
+    transaction: drop the rows whose `column` is in `replace` or not in `keep`, append the
+    staged rows (new columns are added, null in the rows kept). The table is created from the
+    staged files when absent. `database`: the DuckDB file or the Delta folder."""
+    values = sorted({pd.Timestamp(v) for v in replace})
+    wanted = sorted({pd.Timestamp(v) for v in keep})
+    if is_delta(database):
+        _replace_delta(Path(database).joinpath(*table.split(".")), staged, column, values, wanted)
+        return
+    import duckdb
+
+    files = [str(p) for p in staged]
+    with duckdb.connect(str(database)) as con:
+        con.execute("begin")
+        schema, _ = table.split(".")
+        con.execute(f'create schema if not exists "{schema}"')
+        if files:
+            con.execute(
+                f"create table if not exists {table} as select * from read_parquet(?) limit 0", [files]
+            )
+            have = {row[0] for row in con.execute(f"describe {table}").fetchall()}
+            new = con.execute(
+                "describe select * from read_parquet(?, union_by_name = true)", [files]
+            ).fetchall()
+            for name, kind, *_ in new:
+                if name not in have:
+                    con.execute(f'alter table {table} add column "{name}" {kind}')
+        if table_exists(con, table):
+            con.execute(
+                f"delete from {table} where {column} in (select unnest(?::timestamp[])) "
+                f"or {column} not in (select unnest(?::timestamp[]))",
+                [values, wanted],
+            )
+        if files:
+            con.execute(
+                f"insert into {table} by name select * from read_parquet(?, union_by_name = true)", [files]
+            )
+        con.execute("commit")
+
+
+def _replace_delta(uri: Path, staged: list[Path], column: str, values: list, wanted: list) -> None:
+    import pyarrow.dataset as ds
+    from deltalake import DeltaTable, write_deltalake
+    from deltalake.exceptions import TableNotFoundError
+
+    def listed(stamps: list) -> str:
+        return ", ".join(f"'{s:%Y-%m-%d %H:%M:%S}'" for s in stamps) or "NULL"
+
+    try:
+        current = DeltaTable(str(uri))
+    except TableNotFoundError:
+        current = None
+    if current is not None and wanted:
+        current.delete(f"{column} not in ({listed(wanted)})")
+    if not staged:
+        return
+    files = [str(p) for p in staged]
+    if current is None:
+        write_deltalake(str(uri), ds.dataset(files, format="parquet").scanner().to_reader(), mode="overwrite")
+        return
+    # read the staged rows as the table's types (as DuckDB's insert casts), batch by batch
+    have = pa.schema(current.schema().to_arrow())
+    fields = ds.dataset(files, format="parquet").schema
+    target = pa.schema([have.field(f.name) if f.name in have.names else f for f in fields])
+    rows = ds.dataset(files, format="parquet", schema=target).scanner().to_reader()
+    write_deltalake(str(uri), rows, mode="overwrite", schema_mode="merge",
+                    predicate=f"{column} in ({listed(values)})")  # fmt: skip
+
+
+def _cast_like(data: pa.Table, have: pa.Schema, uri: str) -> pa.Table:
+    """The frame's columns that the table already has, cast to the table's types."""
+    for i, field in enumerate(data.schema):
+        if field.name not in have.names:
+            continue
+        want = have.field(field.name).type
+        if field.type == want or (pa.types.is_string(want) and pa.types.is_large_string(field.type)):
+            continue
+        try:
+            data = data.set_column(i, field.name, data.column(i).cast(want))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise TypeError(f"{uri}: column {field.name} is {want} in the table; this output's {field.type} "
+                            f"values do not convert ({exc})") from exc  # fmt: skip
+    return data

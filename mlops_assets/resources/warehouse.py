@@ -18,7 +18,7 @@ from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
 from mlops_assets.core.schemas import TEXT
-from mlops_assets.core.warehouse import to_pandas
+from mlops_assets.core.warehouse import _cast_like, to_pandas
 
 
 class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
@@ -145,22 +145,6 @@ class _DeltaPandasTypeHandler(DeltaLakePandasTypeHandler):
             where = (pc.field(column) >= pa.scalar(start, kind)) & (pc.field(column) < pa.scalar(end, kind))
         table = dataset.to_table(columns=table_slice.columns, filter=where)
         return to_pandas(table)
-
-
-def _cast_like(data: pa.Table, have: pa.Schema, uri: str) -> pa.Table:
-    """The frame's columns that the table already has, cast to the table's types."""
-    for i, field in enumerate(data.schema):
-        if field.name not in have.names:
-            continue
-        want = have.field(field.name).type
-        if field.type == want or (pa.types.is_string(want) and pa.types.is_large_string(field.type)):
-            continue
-        try:
-            data = data.set_column(i, field.name, data.column(i).cast(want))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise TypeError(f"{uri}: column {field.name} is {want} in the table; this output's {field.type} "
-                            f"values do not convert ({exc})") from exc  # fmt: skip
-    return data
 
 
 class DeltaWarehouseIOManager(DeltaLakeIOManager):

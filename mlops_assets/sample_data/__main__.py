@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from mlops_assets.sample_data import generate
+from mlops_assets.sample_data.generator import Shards
 from mlops_assets.sample_data.next_period import Shift, next_period
 
 
@@ -68,6 +69,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--end", default="2024-12-31")
     parser.add_argument("--format", choices=["csv", "parquet"], default="csv")
     parser.add_argument("--no-compress", action="store_true", help="plain .csv instead of .csv.gz")
+    parser.add_argument(
+        "--shard-lines",
+        type=int,
+        default=2_000_000,
+        help="above this many lines, write customer shards of about this size "
+        "(raw/transactions-NNN.csv.gz, one in memory at a time): a chain-sized log in bounded memory",
+    )
     scenario = parser.add_argument_group("next period (drift scenario) of an existing --out")
     scenario.add_argument("--next-period", type=int, metavar="DAYS", help="days to add after the window")
     scenario.add_argument("--price-level", type=float, default=1.0, help="unit prices times this")
@@ -82,11 +90,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {path} and extended the window in {args.out / 'sources.yaml'}")
         return
 
+    raw = args.out / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    if args.lines > args.shard_lines:
+        _write_shards(args, raw)
+        return
     data = generate(
         lines=args.lines, n_products=args.products, seed=args.seed, start=args.start, end=args.end
     )
-    raw = args.out / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
     if args.format == "parquet":
         tx_file = "transactions.parquet"
         data.transactions.to_parquet(raw / tx_file, index=False)
@@ -95,8 +106,31 @@ def main(argv: list[str] | None = None) -> None:
         # mtime=0 keeps the gzip bytes identical from run to run
         compression = None if args.no_compress else {"method": "gzip", "mtime": 0}
         data.transactions.to_csv(raw / tx_file, index=False, compression=compression)
-    data.products.to_csv(raw / "products.csv", index=False)
-    data.inventory.to_csv(raw / "inventory.csv", index=False)
+    _write_reference(args, raw, tx_file, data.products, data.inventory, len(data.transactions))
+
+
+def _write_shards(args, raw: Path) -> None:
+    """One customer shard generated and written at a time (generator.Shards)."""
+    for old in raw.glob("transactions*"):
+        old.unlink()
+    shards = Shards(args.lines, args.seed, args.start, args.end, args.products, args.shard_lines)
+    suffix = ".parquet" if args.format == "parquet" else ".csv" if args.no_compress else ".csv.gz"
+    written = 0
+    for k, lines in shards.transactions():
+        path = raw / f"transactions-{k:03d}{suffix}"
+        if args.format == "parquet":
+            lines.to_parquet(path, index=False)
+        else:  # a fast gzip level: a 50M-line log is written in minutes, not an hour
+            compression = None if args.no_compress else {"method": "gzip", "mtime": 0, "compresslevel": 1}
+            lines.to_csv(path, index=False, compression=compression)
+        written += len(lines)
+        print(f"shard {k + 1}/{len(shards.sizes)}: {len(lines):,} lines to {path.name}", flush=True)
+    _write_reference(args, raw, f"transactions-*{suffix}", shards.products, shards.inventory(), written)
+
+
+def _write_reference(args, raw: Path, tx_file: str, products, inventory, lines: int) -> None:
+    products.to_csv(raw / "products.csv", index=False)
+    inventory.to_csv(raw / "inventory.csv", index=False)
     spec = sources_yaml(tx_file, args.start, args.end)
     with open(args.out / "sources.yaml", "w") as fh:
         fh.write(
@@ -105,8 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         yaml.safe_dump(spec, fh, sort_keys=False)
     print(
-        f"wrote {len(data.transactions):,} order lines, {len(data.products)} products, "
-        f"{len(data.inventory):,} inventory rows to {raw}"
+        f"wrote {lines:,} order lines, {len(products)} products, {len(inventory):,} inventory rows to {raw}"
     )
 
 

@@ -48,16 +48,8 @@ def generate(
     rng_cat, rng_promo, rng_cust, rng_lines, rng_dirt, rng_inv = (np.random.default_rng(s) for s in streams)
     products = catalog.make_products(rng_cat, n_products, days[0])
     promos = catalog.make_promotions(rng_promo, days)
-    # a pilot run on a small population calibrates customers-per-line for the target size
-    pilot = _orders(np.random.default_rng(seed + 1), days, 2_000)
-    lines_per_customer = len(pilot) * 2.2 / 2_000
-    n_clean = lines - round(lines * DUPLICATE_SHARE)
-    n_customers = max(50, int(n_clean / lines_per_customer * 1.1))
-    orders = _orders(rng_cust, days, n_customers)
-    sales = _lines(rng_lines, orders, products, promos, days)
-    sales = pd.concat([sales, _returns(rng_lines, sales, days)], ignore_index=True)
-    sales = _trim(rng_lines, sales, n_clean)
-    inventory = _inventory(rng_inv, sales, products, days)
+    sales = _sales(rng_cust, rng_lines, seed, days, lines, products, promos)
+    inventory = _inventory(rng_inv, _weekly_demand(sales, products, days), products, days)
     transactions = _dirty(rng_dirt, sales, lines, days)
     return SampleData(
         transactions=transactions,
@@ -65,6 +57,58 @@ def generate(
         inventory=inventory,
         promotions=promos,
     )
+
+
+@dataclass
+class Shards:
+    """A chain-sized log generated one customer shard at a time: `transactions()` yields each
+    shard's lines (its own customers and order ids, the whole window, about `shard_lines`
+    lines), and `inventory()`, after the last shard, the chain's weekly on-hand snapshots."""
+
+    lines: int
+    seed: int = 7
+    start: str = "2023-01-01"
+    end: str = "2024-12-31"
+    n_products: int = 200
+    shard_lines: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        self.days = pd.date_range(self.start, self.end, freq="D")
+        streams = np.random.SeedSequence(self.seed).spawn(3)
+        rng_cat, rng_promo, self._rng_inv = (np.random.default_rng(s) for s in streams)
+        products = catalog.make_products(rng_cat, self.n_products, self.days[0])
+        self.promotions = catalog.make_promotions(rng_promo, self.days)
+        self._catalog = products
+        self.products = products.drop(columns="_popularity")
+        self._demand = np.zeros((len(_weeks(self.days)), len(products)))
+        count = max(1, -(-self.lines // self.shard_lines))
+        self.sizes = [self.lines // count + (k < self.lines % count) for k in range(count)]
+
+    def transactions(self):
+        """(shard number, its lines as the file holds them), one shard in memory at a time."""
+        for k, size in enumerate(self.sizes):
+            streams = np.random.SeedSequence([self.seed, k + 1]).spawn(3)
+            rng_cust, rng_lines, rng_dirt = (np.random.default_rng(s) for s in streams)
+            sales = _sales(rng_cust, rng_lines, self.seed + k, self.days, size, self._catalog,
+                           self.promotions, shard=k)  # fmt: skip
+            self._demand += _weekly_demand(sales, self._catalog, self.days)
+            yield k, _dirty(rng_dirt, sales, size, self.days)
+
+    def inventory(self) -> pd.DataFrame:
+        return _inventory(self._rng_inv, self._demand, self._catalog, self.days)
+
+
+def _sales(rng_cust, rng_lines, seed, days, lines, products, promos, shard=None) -> pd.DataFrame:
+    """About `lines` clean lines (sales and returns), before dirt and duplicates."""
+    # a pilot run on a small population calibrates customers-per-line for the target size
+    pilot = _orders(np.random.default_rng(seed + 1), days, 2_000)
+    lines_per_customer = len(pilot) * 2.2 / 2_000
+    n_clean = lines - round(lines * DUPLICATE_SHARE)
+    n_customers = max(50, int(n_clean / lines_per_customer * 1.1))
+    orders = _orders(rng_cust, days, n_customers)
+    sales = _lines(rng_lines, orders, products, promos, days, shard)
+    sales = pd.concat([sales, _returns(rng_lines, sales, days)], ignore_index=True)
+    return _trim(rng_lines, sales, n_clean)
 
 
 def _orders(rng: np.random.Generator, days: pd.DatetimeIndex, n_customers: int) -> pd.DataFrame:
@@ -119,7 +163,9 @@ def _category_shares() -> np.ndarray:
     return shares / shares.sum()
 
 
-def _lines(rng, orders, products, promos, days) -> pd.DataFrame:
+def _lines(rng, orders, products, promos, days, shard: int | None = None) -> pd.DataFrame:
+    # a shard's ids carry its number, so shards never share a customer or an order
+    tag = "" if shard is None else f"{shard:03d}"
     n = len(orders)
     hours = np.where(
         orders["store"].to_numpy() == WEB,
@@ -129,7 +175,7 @@ def _lines(rng, orders, products, promos, days) -> pd.DataFrame:
     seconds = hours * 3600 + rng.integers(0, 3600, n)
     ts = days[orders["day"].to_numpy()] + pd.to_timedelta(seconds, unit="s")
     orders = orders.assign(ts=ts).sort_values("ts", kind="stable", ignore_index=True)
-    orders["order_id"] = [f"SO{i:07d}" for i in range(1, n + 1)]
+    orders["order_id"] = [f"SO{tag}{i:07d}" for i in range(1, n + 1)]
     n_lines = 1 + rng.poisson(1.25, n)
     lines = orders.loc[orders.index.repeat(n_lines)].reset_index(drop=True)
     day = lines["day"].to_numpy()
@@ -167,7 +213,7 @@ def _lines(rng, orders, products, promos, days) -> pd.DataFrame:
             "invoice_ts": lines["ts"],
             "customer": np.where(
                 lines["customer"] >= 0,
-                "C" + lines["customer"].astype(str).str.zfill(6),
+                "C" + tag + lines["customer"].astype(str).str.zfill(6),
                 None,
             ),
             "sku": products["sku"].to_numpy()[product],
@@ -227,9 +273,13 @@ def _dirty(rng, sales: pd.DataFrame, lines: int, days) -> pd.DataFrame:
     return out.iloc[np.argsort(position, kind="stable")].reset_index(drop=True)
 
 
-def _inventory(rng, sales: pd.DataFrame, products: pd.DataFrame, days) -> pd.DataFrame:
-    """Weekly Monday snapshots of on-hand units per product under an order-up-to policy."""
-    weeks = pd.date_range(days[0], days[-1], freq="W-MON")
+def _weeks(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    return pd.date_range(days[0], days[-1], freq="W-MON")
+
+
+def _weekly_demand(sales: pd.DataFrame, products: pd.DataFrame, days) -> np.ndarray:
+    """Units sold per (Monday week, product): what the inventory policy reorders against."""
+    weeks = _weeks(days)
     sold = sales[sales["qty"] > 0]
     week_of = np.searchsorted(weeks.to_numpy(), sold["invoice_ts"].to_numpy(), side="right") - 1
     pidx = products["sku"].reset_index().set_index("sku")["index"]
@@ -240,6 +290,12 @@ def _inventory(rng, sales: pd.DataFrame, products: pd.DataFrame, days) -> pd.Dat
         (week_of[ok], pidx.reindex(sold["sku"][ok]).to_numpy().astype(int)),
         sold["qty"].to_numpy()[ok],
     )
+    return demand
+
+
+def _inventory(rng, demand: np.ndarray, products: pd.DataFrame, days) -> pd.DataFrame:
+    """Weekly Monday snapshots of on-hand units per product under an order-up-to policy."""
+    weeks = _weeks(days)
     avg = demand.mean(0) + 0.5
     target = avg * rng.uniform(3, 8, len(products)) + 5
     on_hand = target.copy()

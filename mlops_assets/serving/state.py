@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core import warehouse
+from mlops_assets.core import engine, warehouse
 from mlops_assets.core.clv import rfm_summary
 from mlops_assets.core.feature_registry import ENTITY, group_version
 from mlops_assets.resources.registry import CHALLENGER, CHAMPION, ModelRegistry
@@ -188,13 +188,13 @@ class _Summary:
 
     def get(self) -> pd.DataFrame | None:
         if self._value is None and self.as_of is not None:
-            sql = "select customer_id, order_ts, quantity, amount from {table} where customer_id is not null"
-            lines = warehouse.read_table(self.database, SILVER, sql)
-            if lines is None:
-                self.state.notes.append(f"no {SILVER} in the warehouse: CLV is not served")
-                self.as_of = None
-                return None
-            self._value = rfm_summary(lines, self.as_of)
+            with engine.connect(self.database) as con:  # summed per customer in the engine
+                lines = engine.silver(con)
+                if lines is None:
+                    self.state.notes.append(f"no {SILVER} in the warehouse: CLV is not served")
+                    self.as_of = None
+                    return None
+                self._value = rfm_summary(lines, self.as_of)
         return self._value
 
 

@@ -1,0 +1,163 @@
+"""The order lines reduced, once, to what the features of any instant read: one row per
+(customer, day) and per (product, day), summed exactly in the engine. Features as of a midnight
+then read only the days before it, never the lines: the day is the finest grain a feature's
+window needs (every window ends at a midnight), and the reduced tables hold a row per entity and
+active day, whatever the number of lines.
+
+    daily = DailyTables.build(con, lines, products)     # staged in the engine's scratch database
+    customer_features(None, as_of, products, daily=daily)   # a row per customer seen before as_of
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import pandas as pd
+
+from mlops_assets.core import engine
+
+DAY = "day"
+
+
+def _buys(lines: ibis.Table) -> ibis.BooleanValue:
+    return lines.quantity > 0
+
+
+def customer_days(lines: ibis.Table) -> ibis.Table:
+    """Per (customer, day) of lines with a customer: the first line's time, the first and last
+    purchase times, gross (purchases) and net revenue, units bought and returned, purchase lines,
+    and how many orders and (customer, product) pairs had their first purchase that day."""
+    lines = lines.filter(lines.customer_id.notnull()).mutate(day=lines.order_ts.truncate("D"))
+    buy = _buys(lines)
+    daily = lines.group_by(["customer_id", DAY]).aggregate(
+        first_ts=lines.order_ts.min(),
+        first_buy_ts=lines.order_ts.min(where=buy),
+        last_buy_ts=lines.order_ts.max(where=buy),
+        gross=engine.exact_sum(lines.amount, where=buy),
+        net=engine.exact_sum(lines.amount),
+        bought=engine.exact_sum(lines.quantity, where=buy),
+        returned=engine.exact_sum(-lines.quantity, where=~buy),
+        buy_lines=buy.sum(),
+    )
+    purchases = lines.filter(buy)
+    # an order stands once, on the day of its first purchase line, for that line's customer
+    orders = purchases.group_by("order_id").aggregate(
+        customer_id=purchases.customer_id.argmin(purchases.order_ts), first=purchases.order_ts.min()
+    )
+    orders = orders.group_by(["customer_id", orders.first.truncate("D").name(DAY)]).aggregate(
+        new_orders=orders.count()
+    )
+    pairs = purchases.group_by(["customer_id", "product_id"]).aggregate(first=purchases[DAY].min())
+    pairs = pairs.group_by(["customer_id", pairs.first.name(DAY)]).aggregate(new_products=pairs.count())
+    keys = ["customer_id", DAY]
+    out = daily.left_join(orders, keys).drop("customer_id_right", "day_right")
+    out = out.left_join(pairs, keys).drop("customer_id_right", "day_right")
+    return out.mutate(new_orders=out.new_orders.fill_null(0), new_products=out.new_products.fill_null(0))
+
+
+def customer_category_days(lines: ibis.Table, categories: pd.DataFrame) -> ibis.Table:
+    """Per (customer, category, day): gross revenue of purchases of catalog products."""
+    catalog = ibis.memtable(categories).rename(catalog_product="product_id")
+    buys = lines.filter(_buys(lines) & lines.customer_id.notnull())
+    joined = buys.join(catalog, buys.product_id == catalog.catalog_product)
+    return joined.group_by(["customer_id", "category", joined.order_ts.truncate("D").name(DAY)]).aggregate(
+        spend=engine.exact_sum(joined.amount)
+    )
+
+
+def product_days(lines: ibis.Table) -> ibis.Table:
+    """Per (product, day): the first line's time, gross revenue, units sold and returned."""
+    lines = lines.mutate(day=lines.order_ts.truncate("D"))
+    buy = _buys(lines)
+    return lines.group_by(["product_id", DAY]).aggregate(
+        first_ts=lines.order_ts.min(),
+        gross=engine.exact_sum(lines.amount, where=buy),
+        sold=engine.exact_sum(lines.quantity, where=buy),
+        returned=engine.exact_sum(-lines.quantity, where=~buy),
+    )
+
+
+def product_price_days(lines: ibis.Table) -> ibis.Table:
+    """Per (product, day, unit price): how many lines sold at that price (for median prices)."""
+    priced = lines.filter(lines.unit_price > 0)
+    return priced.group_by(["product_id", priced.order_ts.truncate("D").name(DAY), "unit_price"]).aggregate(
+        lines=priced.count()
+    )
+
+
+def categories_of(products: pd.DataFrame | None) -> pd.DataFrame | None:
+    """product_id -> category of the catalog (the first row of each product), None without."""
+    if products is None or not len(products) or "category" not in products:
+        return None
+    catalog = products.dropna(subset=["category"]).drop_duplicates("product_id")
+    if catalog.empty:
+        return None
+    return pd.DataFrame(
+        {"product_id": catalog["product_id"].astype(str), "category": catalog["category"].astype(str)}
+    )
+
+
+@dataclass
+class DailyTables:
+    """The reduced tables, staged in the engine (a scratch table each) for many instants."""
+
+    customers: ibis.Table
+    products: ibis.Table
+    prices: ibis.Table | None  # None when the lines have no unit price
+    categories: ibis.Table | None  # None without catalog categories
+
+    @classmethod
+    def of(cls, lines: pd.DataFrame | ibis.Table, products: pd.DataFrame | None) -> DailyTables:
+        """The reduced tables as expressions over `lines` (a frame or a table), not staged: each
+        query of an instant reduces the lines again, which suits one instant or small inputs."""
+        lines = engine.as_table(lines)
+        cats = categories_of(products)
+        return cls(
+            customer_days(lines),
+            product_days(lines),
+            product_price_days(lines) if "unit_price" in lines.columns else None,
+            None if cats is None else customer_category_days(lines, cats),
+        )
+
+    @classmethod
+    def build(cls, con: ibis.BaseBackend, lines: ibis.Table, products: pd.DataFrame | None) -> DailyTables:
+        """The reduced tables staged in the engine's scratch database, for many instants."""
+        lazy = cls.of(lines, products)
+        staged = {
+            "customer_days": lazy.customers,
+            "product_days": lazy.products,
+            "product_price_days": lazy.prices,
+            "customer_category_days": lazy.categories,
+        }
+        tables = {n: con.create_table(n, e) for n, e in staged.items() if e is not None}  # a fresh scratch
+        return cls(
+            tables["customer_days"],
+            tables["product_days"],
+            tables.get("product_price_days"),
+            tables.get("customer_category_days"),
+        )
+
+    @classmethod
+    def aligned(
+        cls, lines: pd.DataFrame | ibis.Table, products: pd.DataFrame | None, as_of: pd.Timestamp
+    ) -> tuple[DailyTables, pd.Timestamp]:
+        """The reduced tables of one instant's lines (a frame or a table), and the instant to
+        ask them for: for an instant that is not a midnight, the lines are moved back by its
+        time of day, so its days end at it (every feature is a difference of times)."""
+        lines = engine.as_table(lines)
+        as_of = pd.Timestamp(as_of)
+        offset = as_of - as_of.floor("D")
+        if offset:
+            shift = ibis.interval(offset.value // 1000, unit="us")
+            lines = lines.mutate(order_ts=lines.order_ts - shift)
+        return cls.of(lines, products), as_of.floor("D")
+
+
+def before(table: ibis.Table, as_of: pd.Timestamp, days: int | None = None) -> ibis.Table:
+    """The rows of the days before `as_of` (a midnight), or only the `days` before it."""
+    end = pd.Timestamp(as_of)
+    keep = table[DAY] < end.to_pydatetime()
+    if days is not None:
+        keep &= table[DAY] >= (end - pd.Timedelta(days=days)).to_pydatetime()
+    return table.filter(keep)
