@@ -123,19 +123,19 @@ def _favourite_category(
     spend_days: ibis.Table, as_of: pd.Timestamp, customers: pd.Series, products: pd.DataFrame
 ) -> tuple[pd.Series, np.ndarray]:
     """The category with the most gross revenue before as_of (ties: the catalog's first) and
-    its share of the customer's gross revenue in catalog categories."""
+    its share of the customer's gross revenue in catalog categories, ranked in the engine."""
     days = before(spend_days, as_of)
-    spend = engine.to_frame(
-        days.group_by(["customer_id", "category"]).aggregate(spend=days.spend.sum().cast("float64"))
-    )
     names = pd.factorize(categories_of(products)["category"])[1]
-    spend["rank"] = pd.Index(names).get_indexer(spend["category"].astype(object))
-    spend = spend.sort_values(["customer_id", "spend", "rank"], ascending=[True, False, True], kind="stable")
-    best = spend.drop_duplicates("customer_id").set_index("customer_id")
-    total = spend.groupby("customer_id")["spend"].sum()
-    ids = pd.Index(customers.astype(object))
-    best = best.reindex(ids)
-    total = total.reindex(ids).to_numpy(dtype=float)
+    rank = ibis.memtable(pd.DataFrame({"category": names.astype(str), "rank": np.arange(len(names))}))
+    spend = days.group_by(["customer_id", "category"]).aggregate(spend=days.spend.sum().cast("float64"))
+    spend = spend.join(rank, "category")
+    order = ibis.window(group_by="customer_id", order_by=[ibis.desc("spend"), "rank"])
+    spend = spend.mutate(
+        place=ibis.row_number().over(order), total=spend.spend.sum().over(ibis.window(group_by="customer_id"))
+    )
+    best = engine.to_frame(spend.filter(spend.place == 0).select("customer_id", "category", "spend", "total"))
+    best = best.set_index(best["customer_id"].astype(object)).reindex(pd.Index(customers.astype(object)))
+    total = best["total"].to_numpy(dtype=float)
     fav = pd.Series(best["category"].to_numpy(dtype=object), dtype="string[pyarrow]")
     fav[~(total > 0)] = pd.NA
     with np.errstate(divide="ignore", invalid="ignore"):
