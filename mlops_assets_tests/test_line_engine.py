@@ -198,3 +198,18 @@ def test_product_windows_are_whole_days_for_date_only_lines():
     assert fref.product_features(lines, None, None, as_of).set_index("product_id").loc[
         "P1", "sales_velocity_28d"
     ] == pytest.approx(27 / 28)
+
+
+def test_running_totals_give_each_instant_what_one_step_gives(small_lines):
+    """Snapshots advance the customers' running totals a week at a time (core/customer_state.py);
+    the features of every instant equal, to the bit, those of a state brought there in one step."""
+    from mlops_assets.core import feature_store as fs
+
+    silver, products, inventory = small_lines
+    dates = fs.snapshot_dates(pd.Timestamp("2023-01-01"), pd.Timestamp("2023-04-01"))
+    sources = fs.Sources(silver, products, inventory)
+    stepped = {d: sources.features("customer", d) for d in dates}
+    for when in dates[::3] + [dates[-1]]:
+        once = customer_features(silver, when, products)
+        assert len(once) > 100 or when < pd.Timestamp("2023-01-10")
+        pd.testing.assert_frame_equal(stepped[when], once)

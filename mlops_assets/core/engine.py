@@ -73,6 +73,15 @@ def exact_sum(column: ibis.Column, where: ibis.BooleanValue | None = None) -> ib
     return column.cast(EXACT).sum(where=where)
 
 
+NANO = 10**9  # money and quantities in billionths, as int64: exact running totals to 9.2e9 each
+
+
+def nano_sum(column: ibis.Column, where: ibis.BooleanValue | None = None) -> ibis.Scalar:
+    """The exact sum in billionths of a unit, as an integer (null over no rows): running totals
+    of such integers are exact, so any order of adding them gives the same total."""
+    return (exact_sum(column, where) * NANO).round().cast("int64")
+
+
 def exact_float_sum(column: ibis.Column, where: ibis.BooleanValue | None = None) -> ibis.Scalar:
     """The exact sum, rounded once to the nearest float64."""
     return exact_sum(column, where).cast("float64")

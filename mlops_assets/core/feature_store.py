@@ -20,6 +20,7 @@ import pandas as pd
 
 from mlops_assets.core import warehouse
 from mlops_assets.core.customer_features import customer_features
+from mlops_assets.core.customer_state import CustomerState
 from mlops_assets.core.feature_registry import AS_OF, ENTITY, VERSION, features_of, group_version
 from mlops_assets.core.line_features import DailyTables
 from mlops_assets.core.product_features import product_features
@@ -60,6 +61,7 @@ class Sources:
     products: pd.DataFrame | None = None
     inventory: pd.DataFrame | None = None
     daily: DailyTables | None = field(default=None, repr=False)
+    _state: CustomerState | None = field(default=None, repr=False)
 
     def tables(self) -> DailyTables:
         if self.daily is None:
@@ -72,7 +74,9 @@ class Sources:
         daily = self.tables() if midnight else None
         lines = None if midnight else self.transactions
         if group == "customer":
-            return customer_features(lines, as_of, self.products, daily=daily)
+            if midnight and self._state is None:  # running totals, advanced instant by instant
+                self._state = CustomerState(daily, self.products)
+            return customer_features(lines, as_of, self.products, state=self._state if midnight else None)
         return product_features(lines, self.products, self.inventory, as_of, daily=daily)
 
     def snapshot(self, group: str, as_of: pd.Timestamp) -> pd.DataFrame:
