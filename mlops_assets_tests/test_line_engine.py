@@ -213,3 +213,12 @@ def test_running_totals_give_each_instant_what_one_step_gives(small_lines):
         once = customer_features(silver, when, products)
         assert len(once) > 100 or when < pd.Timestamp("2023-01-10")
         pd.testing.assert_frame_equal(stepped[when], once)
+
+
+def test_totals_beyond_exact_billionths_are_refused_with_the_customer_named():
+    lines = pd.DataFrame({"order_id": ["O1", "O2"], "order_ts": pd.to_datetime(["2024-01-02", "2024-01-03"]),
+                          "customer_id": ["BIG", "C2"], "product_id": "P1", "store_id": "S1",
+                          "quantity": 1.0, "unit_price": [5e9, 10.0], "amount": [5e9, 10.0]})  # fmt: skip
+    with pytest.raises(ValueError, match="customer BIG's gross totals 5e\\+09"):
+        customer_features(lines, pd.Timestamp("2024-02-01"))
+    assert len(customer_features(lines[lines["customer_id"] == "C2"], pd.Timestamp("2024-02-01"))) == 1

@@ -29,6 +29,18 @@ def _ns(values: pd.Series, missing: int) -> np.ndarray:
     return np.where(stamps.isna(), missing, stamps.to_numpy().view("int64"))
 
 
+def _within_range(totals: pd.DataFrame) -> None:
+    """Refuse, with a sentence, a customer whose all-time totals would overflow the billionths."""
+    for column in ("gross", "net", "bought", "returned"):
+        worst = totals[column].abs()
+        if len(worst) and worst.max() >= 2**62:
+            who = totals["customer_id"].iloc[int(worst.to_numpy().argmax())]
+            raise ValueError(
+                f"customer {who}'s {column} totals {worst.max() / engine.NANO:.3g} over the history: above "
+                f"{2**62 / engine.NANO:.3g}, the most the features add up exactly (in billionths)"
+            )
+
+
 def _between(table: ibis.Table, low: pd.Timestamp | None, high: pd.Timestamp) -> ibis.Table:
     keep = table[DAY] < high.to_pydatetime()
     if low is not None:
@@ -41,8 +53,10 @@ class CustomerState:
 
     def __init__(self, daily: DailyTables, products: pd.DataFrame | None):
         days = daily.customers
-        firsts = days.group_by("customer_id").aggregate(first_ts=days.first_ts.min())
+        largest = {c: days[c].abs().cast("float64").sum() for c in ("gross", "net", "bought", "returned")}
+        firsts = days.group_by("customer_id").aggregate(first_ts=days.first_ts.min(), **largest)
         firsts = engine.to_frame(firsts.order_by(["first_ts", "customer_id"]))
+        _within_range(firsts)
         self.daily = daily
         self.ids = pd.Index(firsts["customer_id"].astype(object))
         self.first_ts = _ns(firsts["first_ts"], HIGH)
