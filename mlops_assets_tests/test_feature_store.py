@@ -172,3 +172,33 @@ def test_refresh_recomputes_only_instants_after_a_changed_day(small_lines, tmp_p
     assert not snapshots.refresh_snapshots(where, group, dates, catalog, inventory).computed
     snapshots.refresh_snapshots(where, group, dates[1:], catalog, inventory)
     assert set(_stored(where, group)[AS_OF]) == set(dates[1:])
+
+
+def test_a_store_over_the_warehouse_reads_only_the_requested_entities(small_lines, tmp_path):
+    """from_warehouse reads the snapshot rows of the requested entities (and, for events before
+    the first snapshot, the lines before them), and answers what the in-memory store answers."""
+    tx, catalog, inventory = small_lines
+    where = _warehouse(tmp_path, tx.assign(order_ts=tx["order_ts"].astype("datetime64[us]")), "duckdb")
+    import duckdb
+
+    with duckdb.connect(str(where)) as con:  # the catalog and inventory, as bronze publishes them
+        con.execute("create schema bronze")
+        con.execute("create table bronze.bronze_products as select * from catalog")
+        con.execute("create table bronze.bronze_inventory as select * from inventory")
+    dates = fs.snapshot_dates(pd.Timestamp("2023-01-01"), AS_OF_LATEST)[2:]  # from January 16th
+    snapshots.refresh_snapshots(where, "customer", dates, catalog, inventory)
+    ids = list(tx["customer_id"].dropna().drop_duplicates().sample(15, random_state=3))
+    events = pd.DataFrame(
+        {"customer_id": ids * 2, "event_ts": ["2023-03-15 10:00"] * 15 + ["2023-01-12 18:00"] * 15}
+    )
+    warehouse_store = fs.FeatureStore.from_warehouse(where)
+    read = warehouse_store.snapshots("customer", pd.Series(ids))
+    assert set(read["customer_id"]) <= set(ids) and read[AS_OF].nunique() > 10
+    got = warehouse_store.get_historical_features(events, "customer")
+    sources = fs.Sources(tx, catalog, inventory)
+    in_memory = fs.FeatureStore({"customer": sources.snapshots("customer", dates)}, sources)
+    assert (got[AS_OF].iloc[15:] == pd.Timestamp("2023-01-12")).all()  # before the first snapshot
+    assert got["tenure_days"].iloc[15:].notna().sum() > 0  # computed from the lines before then
+    pd.testing.assert_frame_equal(
+        got, in_memory.get_historical_features(events, "customer"), check_dtype=False
+    )

@@ -92,23 +92,27 @@ class Sources:
 
 @dataclass
 class FeatureStore:
-    """The offline store: snapshots per group, and the sources to compute what they lack."""
+    """The offline store: snapshots per group (frames, or a function that reads the rows of some
+    entities), and the sources to compute what they lack (or a function that reads the lines
+    before an instant)."""
 
-    snapshots: dict[str, pd.DataFrame]
-    sources: Sources | Callable[[], Sources] | None = None
-    _loaded: Sources | None = field(default=None, repr=False)
+    snapshots: dict[str, pd.DataFrame] | Callable[[str, pd.Series], pd.DataFrame | None]
+    sources: Sources | Callable[[pd.Timestamp], Sources] | None = None
 
     @classmethod
     def from_warehouse(cls, database: str | Path) -> FeatureStore:
-        tables = {g: read_table(database, snap) for g, (_, snap) in TABLES.items()}
-        return cls({g: t for g, t in tables.items() if t is not None}, lambda: _read_sources(database))
+        """A store over the warehouse that reads, per request, only the snapshot rows of the
+        requested entities (a chain's snapshot tables hold a row per entity and week), and for
+        events before the first snapshot only the lines before them."""
+        return cls(
+            lambda group, ids: _snapshots_of(database, group, ids),
+            lambda before: _read_sources(database, before),
+        )
 
-    def _sources(self) -> Sources:
-        if self._loaded is None:
-            if self.sources is None:
-                raise ValueError("no snapshot is old enough and no sources to compute features from")
-            self._loaded = self.sources() if callable(self.sources) else self.sources
-        return self._loaded
+    def _sources(self, before: pd.Timestamp) -> Sources:
+        if self.sources is None:
+            raise ValueError("no snapshot is old enough and no sources to compute features from")
+        return self.sources(before) if callable(self.sources) else self.sources
 
     def get_historical_features(self, entity_df: pd.DataFrame, group: str) -> pd.DataFrame:
         """Each (entity, event_ts) row gets the features as they were at event_ts: the latest
@@ -123,7 +127,7 @@ class FeatureStore:
         rows = entity_df.reset_index(drop=True).assign(_row=lambda d: np.arange(len(d)))
         rows[EVENT_TS] = pd.to_datetime(rows[EVENT_TS], format="ISO8601").astype("datetime64[ns]")
         rows[key] = rows[key].astype(TEXT)
-        snaps = self.snapshots.get(group)
+        snaps = self.snapshots(group, rows[key]) if callable(self.snapshots) else self.snapshots.get(group)
         if snaps is not None:
             snaps = snaps[snaps[VERSION] == group_version(group)]  # never serve an old definition
         first = snaps[AS_OF].min() if snaps is not None and len(snaps) else pd.Timestamp.max
@@ -143,8 +147,9 @@ class FeatureStore:
         return out.reset_index(drop=True)
 
     def _direct(self, rows: pd.DataFrame, group: str) -> pd.DataFrame:
-        key, sources, parts = ENTITY[group], self._sources(), []
-        for day, chunk in rows.groupby(rows[EVENT_TS].dt.floor("D"), sort=True):
+        days = rows[EVENT_TS].dt.floor("D")
+        key, sources, parts = ENTITY[group], self._sources(days.max()), []
+        for day, chunk in rows.groupby(days, sort=True):
             table = sources.features(group, day)
             parts.append(chunk.assign(**{AS_OF: day}).merge(table, on=key, how="left"))
         return pd.concat(parts, ignore_index=True)
@@ -195,11 +200,30 @@ class OnlineFeatureStore:
         )
 
 
-def _read_sources(database: str | Path) -> Sources:
-    frames = {name: read_table(database, table) for name, table in SOURCES.items()}
-    if frames["transactions"] is None:
+def _snapshots_of(database: str | Path, group: str, ids: pd.Series) -> pd.DataFrame | None:
+    """The stored snapshot rows of the entities `ids` (all their instants), None without a table."""
+    key, table = ENTITY[group], TABLES[group][1]
+    wanted = pd.DataFrame({key: pd.unique(ids.astype(object))})
+    with warehouse.connect(database, [table]) as con:
+        if not warehouse.table_exists(con, table):
+            return None
+        con.register("wanted_entities", wanted)
+        found = con.sql(f"select * from {table} where {key} in (select {key} from wanted_entities)")
+        return warehouse.to_pandas(found.to_arrow_table())
+
+
+def _read_sources(database: str | Path, before: pd.Timestamp) -> Sources:
+    """The catalog, the inventory, and the silver lines before `before` (the days features as
+    of an early event read), not the whole log."""
+    frames = {name: read_table(database, table) for name, table in SOURCES.items() if name != "transactions"}
+    lines = read_table(
+        database,
+        SOURCES["transactions"],
+        "select * from {table} where order_ts < " + f"'{before}'::timestamp",
+    )
+    if lines is None:
         raise ValueError(f"{database} has no {SOURCES['transactions']}: materialize silver first")
-    return Sources(**frames)
+    return Sources(lines, **frames)
 
 
 def _default_warehouse() -> Path:
