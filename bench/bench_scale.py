@@ -43,7 +43,6 @@ LINE_STEPS = (
     "sales_series",
     "catalog_series",
     "feature_drift_report",
-    "forecast_sales",
 )
 
 
