@@ -128,3 +128,22 @@ def test_next_period_writes_a_shifted_new_file_and_extends_the_window(tmp_path):
     common = same.merge(kept, on=["invoice_ts", "sku", "qty"], suffixes=("", "_moved"))
     assert np.allclose(common["unit_price_moved"], np.round(common["unit_price"] * 1.3, 2))
     assert moved["customer"].str.startswith("N").mean() > 0.3
+
+
+def test_a_log_above_the_shard_size_is_written_in_customer_shards(tmp_path):
+    """Each shard is its own customers' lines over the whole window; together they are the
+    requested lines, with no order or customer in two shards, and sources.yaml reads them all."""
+    from mlops_assets.sample_data.__main__ import main as cli
+    from mlops_assets.settings import load_settings
+
+    cli(["--lines", "30000", "--shard-lines", "12000", "--seed", "5", "--out", str(tmp_path)])
+    files = load_settings(tmp_path).files("transactions")
+    assert [f.name for f in files] == [f"transactions-00{k}.csv.gz" for k in range(3)]
+    shards = [pd.read_csv(f, dtype={"customer": str}) for f in files]
+    assert sum(len(s) for s in shards) == 30_000
+    orders = [set(s["invoice_id"].str.replace("^RT", "SO", regex=True)) for s in shards]
+    customers = [set(s["customer"].dropna()) for s in shards]
+    for a in range(3):
+        assert len(customers[a]) > 100 and pd.to_datetime(shards[a]["invoice_ts"]).dt.year.nunique() >= 2
+        for b in range(a + 1, 3):
+            assert not orders[a] & orders[b] and not customers[a] & customers[b]

@@ -11,8 +11,7 @@ from contextlib import contextmanager
 import dagster as dg
 import ibis
 
-from mlops_assets.core import engine, schemas
-from mlops_assets.core.schemas import PARTITION_COLUMN
+from mlops_assets.core import engine
 from mlops_assets.settings import Settings
 
 SILVER_IN = {"silver_transactions": dg.AssetIn(dagster_type=dg.Nothing)}
@@ -23,14 +22,5 @@ def silver_lines(settings: Settings) -> Iterator[ibis.Table]:
     """The published silver lines as an Ibis table (empty before any were published). Use it
     inside the `with`: the read-only connection closes at its end, before the step's output is
     written."""
-    if not settings.warehouse_path.exists():
-        yield _no_lines()
-        return
     with engine.connect(settings.warehouse_path) as con:
-        lines = engine.silver(con)
-        yield _no_lines() if lines is None else lines
-
-
-def _no_lines() -> ibis.Table:
-    empty = schemas.empty_frame("transactions")
-    return engine.frame_lines(empty.assign(**{PARTITION_COLUMN: empty["order_ts"]}))
+        yield engine.silver_or_empty(con)

@@ -7,8 +7,8 @@ the warehouse's tables, spills to disk past `memory_limit`, and hands pandas onl
 result. The same expressions run on another Ibis backend (PySpark) unchanged.
 
     with engine.connect(settings.warehouse_path) as con:
-        lines = engine.silver(con)
-        per_customer = engine.to_frame(clv.purchase_days(lines))
+        lines = engine.silver_or_empty(con)
+        summary = clv.rfm_summary(lines, as_of)     # a row per customer comes back
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
 
-from mlops_assets.core import warehouse
+from mlops_assets.core import schemas, warehouse
 
 SILVER = "silver.silver_transactions"
 # DuckDB keeps at most this much in memory per query and spills the rest to its temp folder
@@ -98,6 +98,15 @@ def table(con: ibis.BaseBackend, name: str) -> ibis.Table | None:
 def silver(con: ibis.BaseBackend) -> ibis.Table | None:
     """The published silver order lines, or None before any were published."""
     return table(con, SILVER)
+
+
+def silver_or_empty(con: ibis.BaseBackend) -> ibis.Table:
+    """The published silver lines, or an empty table of their columns before any were published."""
+    lines = silver(con)
+    if lines is not None:
+        return lines
+    empty = schemas.empty_frame("transactions")
+    return frame_lines(empty.assign(**{schemas.PARTITION_COLUMN: empty["order_ts"]}))
 
 
 def to_frame(expr: ibis.Table) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.core import engine
+from mlops_assets.core.line_features import categories_of
 
 PERIOD = {"D": "D", "W": "W-SUN"}  # weekly periods run Monday..Sunday, labelled by the Monday
 SEASON = {"D": 7, "W": 52}  # the seasonal period the models and MASE use
@@ -71,18 +72,6 @@ def _period(ts, freq: str):
     return ts.truncate("D" if freq == "D" else "W")
 
 
-def _categories(products: pd.DataFrame | None) -> pd.DataFrame | None:
-    """product_id -> category of the catalog (first row per product), or None without categories."""
-    if products is None or not len(products) or "category" not in products:
-        return None
-    if products["category"].isna().all():
-        return None
-    catalog = products.dropna(subset=["category"]).drop_duplicates("product_id")
-    return pd.DataFrame(
-        {"product_id": catalog["product_id"].astype(str), "category": catalog["category"].astype(str)}
-    )
-
-
 def _with_category(lines: ibis.Table, categories: pd.DataFrame | None) -> ibis.Table:
     """Each line with its product's category ('unknown' off the catalog); none without a catalog."""
     if categories is None:
@@ -105,7 +94,7 @@ def period_totals(
     in periods first..last, exact: the one line-level query behind every level of the sales
     series. Returned as a small in-memory table (one row per store, category and period)."""
     lines = engine.as_table(lines)
-    lines = _with_category(lines.mutate(period=_period(lines.order_ts, freq)), _categories(products))
+    lines = _with_category(lines.mutate(period=_period(lines.order_ts, freq)), categories_of(products))
     lines = lines.filter((lines.period >= first.to_pydatetime()) & (lines.period <= last.to_pydatetime()))
     keys = ["store_id", "period"] + (["category"] if "category" in lines.columns else [])
     totals = lines.group_by(keys).aggregate(
@@ -204,7 +193,7 @@ def bottom_series(
     complete = complete_periods(first, pd.Timestamp(end_excl), freq)
     if not len(complete):
         return pd.DataFrame(columns=columns), notes
-    categories = _categories(products)
+    categories = categories_of(products)
     if categories is None:
         categories = pd.DataFrame({"product_id": pd.Series(dtype=str), "category": pd.Series(dtype=str)})
     lines = _with_category(lines.mutate(period=_period(lines.order_ts, freq)), categories)

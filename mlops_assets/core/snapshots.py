@@ -15,7 +15,7 @@ import ibis.expr.datatypes as dt
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core import engine, schemas, warehouse
+from mlops_assets.core import engine, warehouse
 from mlops_assets.core.feature_registry import AS_OF, group_version
 from mlops_assets.core.feature_store import TABLES, Sources
 from mlops_assets.core.line_features import DailyTables
@@ -104,10 +104,7 @@ def refresh_snapshots(
     database.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".snapshots-", dir=database.parent) as stage:
         with engine.connect(database) as con:
-            lines = engine.silver(con)
-            if lines is None:
-                empty = schemas.empty_frame("transactions")
-                lines = engine.frame_lines(empty.assign(**{schemas.PARTITION_COLUMN: empty["order_ts"]}))
+            lines = engine.silver_or_empty(con)
             stamps = dict(zip(dates, digests(lines, products, inventory, group, dates), strict=True))
             stored = stored_digests(con, group)
             todo = [d for d in dates if stored.get(d) != stamps[d]]

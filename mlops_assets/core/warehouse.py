@@ -182,7 +182,7 @@ def _replace_delta(uri: Path, staged: list[Path], column: str, values: list, wan
                     predicate=f"{column} in ({listed(values)})")  # fmt: skip
 
 
-def _cast_like(data: pa.Table, have: pa.Schema, uri: str) -> pa.Table:
+def cast_like(data: pa.Table, have: pa.Schema, uri: str) -> pa.Table:
     """The frame's columns that the table already has, cast to the table's types."""
     for i, field in enumerate(data.schema):
         if field.name not in have.names:

@@ -18,7 +18,7 @@ from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
 from mlops_assets.core.schemas import TEXT
-from mlops_assets.core.warehouse import _cast_like, to_pandas
+from mlops_assets.core.warehouse import cast_like, to_pandas
 
 
 class _EmptyTablePandasTypeHandler(DuckDBPandasTypeHandler):
@@ -119,7 +119,7 @@ class _DeltaPandasTypeHandler(DeltaLakePandasTypeHandler):
         except TableNotFoundError:
             have = None
         if have is not None:
-            data = _cast_like(data, pa.schema(have), uri)
+            data = cast_like(data, pa.schema(have), uri)
             window = _window(table_slice)
             if window is not None:
                 column, start, end = window

@@ -17,8 +17,8 @@ from pathlib import Path
 import yaml
 
 from mlops_assets.sample_data import generate
-from mlops_assets.sample_data.generator import Shards
 from mlops_assets.sample_data.next_period import Shift, next_period
+from mlops_assets.sample_data.shards import Shards
 
 
 def sources_yaml(tx_file: str, start: str, end: str) -> dict:
