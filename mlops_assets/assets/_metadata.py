@@ -43,19 +43,24 @@ def frame_metadata(df: pd.DataFrame, preview_rows: int = 10) -> dict:
     }
 
 
-def partitioned_metadata(df: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> dict:
+def partitioned_metadata(
+    df: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, counts: pd.Series | None = None
+) -> dict:
     """Metadata of a monthly-partitioned output that describes what it says. Dagster copies an
     output's metadata onto the event of every partition the run wrote: a run over one month
     previews that month (`preview`); a range run's preview is the range's (`run_preview`,
-    labelled with it), beside its lines per partition, never passed off as one month's."""
+    labelled with it), beside its lines per partition, never passed off as one month's.
+    `counts`: rows per partition key, when `df` is only the first month of the run."""
     from mlops_assets.assets.partitions import KEY_FORMAT
     from mlops_assets.core.schemas import PARTITION_COLUMN
 
     months = pd.period_range(start, end - pd.Timedelta(days=1), freq="M")
     if len(months) <= 1:
         return frame_metadata(df)
-    keys = df[PARTITION_COLUMN].dt.strftime(KEY_FORMAT) if len(df) else pd.Series(dtype=str)
-    counts = keys.value_counts().reindex([m.strftime(KEY_FORMAT) for m in months], fill_value=0)
+    if counts is None:
+        keys = df[PARTITION_COLUMN].dt.strftime(KEY_FORMAT) if len(df) else pd.Series(dtype=str)
+        counts = keys.value_counts()
+    counts = counts.reindex([m.strftime(KEY_FORMAT) for m in months], fill_value=0)
     label = f"{months[0].strftime(KEY_FORMAT)}...{months[-1].strftime(KEY_FORMAT)}"
     return {
         "dagster/column_schema": column_schema(df),

@@ -8,12 +8,11 @@ leaves the warehouse as it was.
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.assets._metadata import frame_metadata, partitioned_metadata
+from mlops_assets.assets._metadata import frame_metadata
 from mlops_assets.assets.partitions import SINGLE_RUN
 from mlops_assets.automation.freshness import source_freshness
 from mlops_assets.checks.gates import Gate
-from mlops_assets.core import ingestion, quality, schemas
-from mlops_assets.core.schemas import PARTITION_COLUMN
+from mlops_assets.core import ingestion, schemas
 from mlops_assets.settings import Settings
 
 GROUP = "bronze"
@@ -67,12 +66,14 @@ def read_and_audit(settings: Settings, name: str, gates: tuple[Gate, Gate, Gate]
     return raw, typed, results
 
 
-def files_result(gate: Gate, raw: ingestion.RawSource, quarantined: bool):
+def files_result(gate: Gate, raw: ingestion.RawSource, quarantined: bool, bad_lines: int | None = None):
     """Fails naming each unreadable file and its problem in a sentence; for a source without a
-    quarantine, also naming the first lines that could not be read."""
+    quarantine, also naming the first lines that could not be read. `bad_lines`: their count,
+    when the lines were read a file at a time and are not in `raw`."""
     problems = [f"{label} {why}" for label, why in raw.faults.items()]
     problems += [f"{raw.file_label}: {why}" for why in raw.column_faults]
     bad = raw.bad_lines
+    count = len(bad) if bad_lines is None else bad_lines
     if not quarantined and len(bad):
         shown = bad.head(3)
         problems += [
@@ -80,10 +81,10 @@ def files_result(gate: Gate, raw: ingestion.RawSource, quarantined: bool):
             for f, r, why, text in zip(shown["source_file"], shown["source_row"], shown["read_fault"],
                                        shown["raw_line"], strict=True)
         ] + ([f"{len(bad) - 3} more unreadable lines"] if len(bad) > 3 else [])  # fmt: skip
-    meta = {"files": len(raw.files), "unreadable_files": len(raw.faults), "unreadable_lines": len(bad)}
+    meta = {"files": len(raw.files), "unreadable_files": len(raw.faults), "unreadable_lines": count}
     if problems:
         return gate.result(False, f"{gate.name} failed: " + "; ".join(problems), meta)
-    note = f", {len(bad)} unreadable lines quarantined" if len(bad) else ""
+    note = f", {count} unreadable lines quarantined" if count else ""
     return gate.result(True, f"{gate.name} passed on {raw.file_label} ({len(raw.files)} files{note})", meta)
 
 
@@ -113,24 +114,6 @@ def _publish(context, frame: pd.DataFrame, results: list[dg.AssetCheckResult], m
 
 def tx_gates() -> tuple[Gate, Gate, Gate]:
     return _gates("bronze_transactions")
-
-
-def bronze_lines(settings: Settings, window, start: pd.Timestamp, end: pd.Timestamp, gates):
-    """The run's bronze order lines (its partitions' days), their metadata and gate results."""
-    raw, typed, results = read_and_audit(settings, "transactions", gates)
-    typed[PARTITION_COLUMN] = quality.attribute_partitions(typed, window.bounds)
-    in_run = (typed[PARTITION_COLUMN] >= start) & (typed[PARTITION_COLUMN] < end)
-    frame = typed[in_run].reset_index(drop=True)
-    pending = int((typed[PARTITION_COLUMN] >= window.bounds.end).sum())
-    meta = {
-        **source_metadata(raw, frame, "order_ts"),
-        "rows_in_run_partitions": len(frame),
-        "rows_in_other_partitions": len(typed) - len(frame) - pending,
-        "rows_awaiting_partition": pending,  # days not complete yet (open-ended windows)
-        "run_partitions": f"{start.date()} .. {(end - pd.Timedelta(days=1)).date()}",
-        **partitioned_metadata(frame, start, end),
-    }
-    return frame, meta, results
 
 
 def build_bronze_assets(settings: Settings) -> list[dg.AssetsDefinition]:

@@ -9,15 +9,16 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets import transactions
-from mlops_assets.assets._metadata import only_selected, partitioned_metadata, table_metadata
+from mlops_assets.assets._metadata import frame_metadata, only_selected, partitioned_metadata, table_metadata
 from mlops_assets.assets.ingestion import tx_gates
 from mlops_assets.assets.partitions import SINGLE_RUN, run_window, window_of
 from mlops_assets.assets.transactions import SILVER
 from mlops_assets.automation.freshness import source_freshness
 from mlops_assets.automation.jobs import AFTER_GATES
 from mlops_assets.checks.gates import blocks
-from mlops_assets.core import publication, quality
+from mlops_assets.core import publication, quality, warehouse
 from mlops_assets.core.schemas import PARTITION_COLUMN
+from mlops_assets.core.staging import month_of, months_between
 from mlops_assets.settings import Settings
 
 
@@ -94,14 +95,16 @@ def build_quality_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     def ingest_transactions(context: dg.AssetExecutionContext, bronze_products: pd.DataFrame):
         start, end = run_window(context)
         run = transactions.ingest(settings, window, start, end, bronze_products, bronze_gates)
-        for r in run.results:
-            if not r.passed:
-                (context.log.error if blocks(r) else context.log.warning)(r.description)
-        if run.publishes:  # every gate of both layers passed: the selected tables, or none
-            _check_partial(context, run, settings.warehouse_path)
-            bronze = dg.Output(run.bronze, output_name="bronze_transactions", metadata=run.bronze_meta)
-            yield from only_selected(context, [bronze, *_outputs(run.split, run.summary, run.start, run.end)])
-        yield from only_selected(context, run.results)
+        try:
+            for r in run.results:
+                if not r.passed:
+                    (context.log.error if blocks(r) else context.log.warning)(r.description)
+            if run.publishes:  # every gate of both layers passed: the selected tables, or none
+                _check_partial(context, run, settings.warehouse_path)
+                yield from _publish(context, run, settings.warehouse_path)
+            yield from only_selected(context, run.results)
+        finally:
+            run.close()
 
     return [ingest_transactions]
 
@@ -111,6 +114,12 @@ TABLES = {  # output -> warehouse table
     SILVER: publication.TABLES["silver"],
     "quarantined_transactions": publication.TABLES["quarantined"],
     "data_quality_report": publication.TABLES["report"],
+}
+STAGED = {  # output -> its table in the run's stage
+    "bronze_transactions": "bronze",
+    SILVER: "silver",
+    "quarantined_transactions": "quarantined",
+    "data_quality_report": "report",
 }
 
 
@@ -125,15 +134,10 @@ def _check_partial(context: dg.AssetExecutionContext, run: transactions.Ingested
     left_out = [name for name in TABLES if dg.AssetKey(name) not in context.selected_asset_keys]
     if not left_out:
         return
-    fresh = {
-        "bronze_transactions": run.bronze,
-        SILVER: run.split.silver,
-        "quarantined_transactions": run.split.quarantined,
-        "data_quality_report": run.split.report,
-    }
-    changed = publication.stale_tables(
-        database, {TABLES[n]: fresh[n] for n in left_out}, run.start, run.end
-    )
+    changed: list[str] = []
+    for first, end in months_between(run.start, run.end):  # a month at a time: bounded memory
+        fresh = {TABLES[n]: run.stage.read(STAGED[n], month_of(first)) for n in left_out}
+        changed += [t for t in publication.stale_tables(database, fresh, first, end) if t not in changed]
     days = f"{run.start.date()}...{(run.end - pd.Timedelta(days=1)).date()}"
     if not changed:
         context.log.info(f"{left_out} left out of this run: they already hold what it found for {days}")
@@ -148,12 +152,50 @@ def _check_partial(context: dg.AssetExecutionContext, run: transactions.Ingested
             context.add_output_metadata({"left_out_stale": ", ".join(changed)}, output_name=name)
 
 
-def _outputs(split: quality.Split, summary: dict, start: pd.Timestamp, end: pd.Timestamp):
-    rules = split.report[[f"rule_{r}" for r in quality.RULES]].sum()
+def _publish(context: dg.AssetExecutionContext, run: transactions.Ingested, database):
+    """Write the selected tables from the run's stage, a partition range each, and say what
+    was written (the IO manager is not involved: no table passes through one frame)."""
+    by_output = context.assets_def.keys_by_output_name
+    meta = _metadata(run)
+    storage = "deltalake" if warehouse.is_delta(database) else "duckdb"
+    for output, table in TABLES.items():
+        key = by_output.get(output)  # a subset's definition holds only its selected outputs
+        if key is None or key not in context.selected_asset_keys:
+            continue
+        staged = run.stage.files(STAGED[output])
+        warehouse.replace_range(database, table, staged, PARTITION_COLUMN, run.start, run.end)
+        rows = run.summary[f"{STAGED[output]}_rows"] if output != "data_quality_report" else len(run.report)
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata={**meta[output], **_row_counts(context, rows), "dagster/storage_kind": storage},
+        )
+
+
+def _row_counts(context: dg.AssetExecutionContext, rows: int) -> dict:
+    """As the IO manager says it (resources/warehouse.py): a range run's rows are the range's."""
+    keys = context.partition_keys
+    if len(keys) == 1:
+        return {"dagster/partition_row_count": rows}
+    return {"rows_in_run": rows, "partitions_in_run": len(keys), "run_range": f"{keys[0]}...{keys[-1]}"}
+
+
+def _first(run: transactions.Ingested, name: str) -> tuple[pd.DataFrame, pd.Series]:
+    """The first month of a staged table (for the preview) and its rows per partition."""
+    counts, first = {}, None
+    for month, frame in run.stage.frames(name):
+        counts[f"{month:%Y-%m}"] = len(frame)
+        if first is None or (first.empty and len(frame)):
+            first = frame
+    return (first if first is not None else pd.DataFrame()), pd.Series(counts, dtype="int64")
+
+
+def _metadata(run: transactions.Ingested) -> dict[str, dict]:
+    summary, report, start, end = run.summary, run.report, run.start, run.end
+    rules = report[[f"rule_{r}" for r in quality.RULES]].sum()
     rule_table = pd.DataFrame(
         {"rule": list(quality.RULES), "lines": rules.to_numpy(), "meaning": list(quality.RULES.values())}
     )
-    nulls = split.report.filter(like="null_").mean().rename(lambda c: c[5:])
+    nulls = report.filter(like="null_").mean().rename(lambda c: c[5:])
     reconciliation = pd.DataFrame(
         [
             {
@@ -164,30 +206,27 @@ def _outputs(split: quality.Split, summary: dict, start: pd.Timestamp, end: pd.T
             }
         ]
     )
-    yield dg.Output(
-        split.silver,
-        output_name=SILVER,
-        metadata={**partitioned_metadata(split.silver, start, end), "silver_rows": summary["silver_rows"]},
-    )
-    yield dg.Output(
-        split.quarantined,
-        output_name="quarantined_transactions",
-        metadata={
-            **partitioned_metadata(split.quarantined, start, end),
+    silver, silver_counts = _first(run, "silver")
+    quarantined, quarantined_counts = _first(run, "quarantined")
+    return {
+        "bronze_transactions": run.bronze_meta,
+        SILVER: {
+            **partitioned_metadata(silver, start, end, silver_counts),
+            "silver_rows": summary["silver_rows"],
+        },
+        "quarantined_transactions": {
+            **partitioned_metadata(quarantined, start, end, quarantined_counts),
             "quarantined_rows": summary["quarantined_rows"],
             "by_reason": table_metadata(rule_table[rule_table["lines"] > 0]),
         },
-    )
-    yield dg.Output(
-        split.report,
-        output_name="data_quality_report",
-        metadata={
+        "data_quality_report": {
             **{k: float(v) for k, v in summary.items()},
+            **frame_metadata(report),
             "reconciliation": table_metadata(reconciliation),
             "counts_per_rule": table_metadata(rule_table),
             "null_rate_per_column": table_metadata(
                 nulls.rename("null_rate").rename_axis("column").reset_index()
             ),
-            "days": len(split.report),
+            "days": len(report),
         },
-    )
+    }

@@ -1,11 +1,13 @@
 """The order lines of a run, read, routed and judged, with no Dagster in sight: what
 `ingest_transactions` publishes, or why it publishes nothing.
 
-Bronze gates (files_readable, matches_source_schema, null_rates_within_limits) judge what was
-read; when one blocks, silver is not judged on lines bronze refused. Then every line is routed
-(core/quality.py), the days the files no longer cover are kept as published
-(core/publication.py), and the silver gates judge the result. The step publishes the four
-tables only when no gate blocked.
+The files are read one at a time into the run's stage (assets/bronze_lines.py,
+core/staging.py), and the bronze gates (files_readable, matches_source_schema,
+null_rates_within_limits) judge what was read; when one blocks, silver is not judged on lines
+bronze refused. Then a month at a time, every line is routed (core/quality.py), the days the
+files no longer cover are kept as published (core/publication.py), and the month's four tables
+are staged. The silver gates judge the months' counts. The step publishes the four tables only
+when no gate blocked.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.assets.ingestion import bronze_lines
+from mlops_assets.assets import bronze_lines
 from mlops_assets.checks.gates import Gate, blocks
 from mlops_assets.core import feed_checks, publication, quality, schemas
 from mlops_assets.core.feed_checks import WEEKS
 from mlops_assets.core.schemas import PARTITION_COLUMN
+from mlops_assets.core.staging import Stage, month_of, months_between
 from mlops_assets.settings import Settings
 
 SILVER = "silver_transactions"
@@ -63,61 +66,159 @@ GATES = {
 
 
 @dataclass
+class Month:
+    """What routing one month gave: its counts for the gates (its tables are staged)."""
+
+    bronze: int
+    silver: int
+    quarantined: int
+    overlap: int
+    returns: int
+    report: pd.DataFrame
+    kept: publication.Kept
+    values: dg.AssetCheckResult
+
+
+@dataclass
 class Ingested:
     start: pd.Timestamp  # the run's partitions: [start, end)
     end: pd.Timestamp
-    bronze: pd.DataFrame
+    stage: Stage  # the staged lines and, once routed, the four tables a month at a time
     bronze_meta: dict
     results: list[dg.AssetCheckResult]
-    split: quality.Split | None = None
+    report: pd.DataFrame | None = None  # per day: small
     summary: dict = field(default_factory=dict)
 
     @property
     def publishes(self) -> bool:
-        return self.split is not None and not any(blocks(r) for r in self.results)
+        return self.report is not None and not any(blocks(r) for r in self.results)
+
+    def table(self, name: str) -> pd.DataFrame:
+        """One of the staged tables (bronze, silver, quarantined, report) over the whole run, in
+        one frame: for tests and small runs; publication streams the staged files."""
+        frames = [f for _, f in self.stage.frames(name)]
+        if name == "lines":
+            frames = [self.stage.month_lines(m) for m in sorted(self.stage.lines)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    @property
+    def bronze(self) -> pd.DataFrame:
+        return self.table("bronze" if self.report is not None else "lines")
+
+    @property
+    def split(self) -> quality.Split:
+        return quality.Split(self.table("silver"), self.table("quarantined"), self.report)
+
+    def close(self) -> None:
+        self.stage.close()
 
 
 def ingest(
     settings: Settings, window, start: pd.Timestamp, end: pd.Timestamp, products: pd.DataFrame, bronze_gates
 ) -> Ingested:
-    q = settings.quality
-    bounds = window.bounds
-    bronze, meta, bronze_results = bronze_lines(settings, window, start, end, bronze_gates)
+    """Stage the run's lines a file at a time, judge bronze, then route a month at a time."""
+    stage = Stage.beside(settings.data_dir)
+    try:
+        return _ingest(settings, window, start, end, products, bronze_gates, stage)
+    except BaseException:
+        stage.close()
+        raise
+
+
+def _ingest(settings, window, start, end, products, bronze_gates, stage: Stage) -> Ingested:
+    summary, audit = bronze_lines.stage_lines(settings, window, start, end, stage)
+    bronze_results = bronze_lines.audit_results(settings, summary, audit, bronze_gates)
+    first = stage.month_lines(min(stage.lines)) if stage.lines else stage.month_lines(month_of(start))
+    counts = pd.Series({f"{m:%Y-%m}": n for m, n in stage.lines.items()}, dtype="int64")
+    meta = bronze_lines.bronze_metadata(summary, audit, counts, first, start, end)
     stopped = [r for r in bronze_results if blocks(r)]
     if stopped:  # silver is not judged on lines bronze refused
         skipped = COVERAGE.result(False, "not evaluated: a bronze gate blocked the run", severity=WARN)
-        return Ingested(start, end, bronze, meta, [*bronze_results, skipped, *_not_evaluated(stopped)])
-    earlier = None
-    if q.detect_replays:
-        earlier = publication.first_line_days(settings.warehouse_path, bronze["order_id"], start)
-    split = quality.split_transactions(
-        bronze,
-        bounds,
-        now=pd.Timestamp.now(),
-        catalog=products if len(products) else None,
-        max_abs_quantity=q.max_abs_quantity,
-        price_outlier_factor=q.price_outlier_factor,
-        earlier_orders=earlier,
-        earlier_sales=_sales_before(settings, bronze, start),
-        return_lookback_days=q.return_lookback_days,
-    )
-    kept = publication.uncovered_days(settings.warehouse_path, bronze, start, end)
-    bronze, split = publication.with_kept(bronze, split, kept)
-    summary = quality.run_summary(split.report)
+        return Ingested(start, end, stage, meta, [*bronze_results, skipped, *_not_evaluated(stopped)])
+    router = _Router(settings, window, start, stage, products)
+    months = [router.route(a, b) for a, b in months_between(start, end)]
+    report = pd.concat([m.report for m in months], ignore_index=True)
+    run_summary = quality.run_summary(report)
+    kept = publication.Kept([d for m in months for d in m.kept.days])
+    kept.lines = sum(m.kept.lines for m in months)
     results = [
         *bronze_results,
         _coverage(kept, meta["source_files"]),
-        _conservation(bronze, split),
-        _quarantine_share(split, summary, q.max_quarantine_share),
-        _returns(split, q.max_return_share),
-        _volumes(settings, split, start, end),
-        GATES["silver_values_in_range"].validate(
-            schemas.silver_schema(bounds.start, bounds.end, q.max_abs_quantity),
-            split.silver,
-            f"{SILVER} {start.date()}..{(end - pd.Timedelta(days=1)).date()}",
-        ),
+        _conservation(months),
+        _quarantine_share(report, run_summary, settings.quality.max_quarantine_share),
+        _returns(months, settings.quality.max_return_share),
+        _volumes(settings, report, start, end),
+        _values(months, start, end),
     ]
-    return Ingested(start, end, bronze, meta, results, split, summary)
+    return Ingested(start, end, stage, meta, results, report, run_summary)
+
+
+class _Router:
+    """Routes the run's months one at a time: each month's lines, with what its rules need
+    from the published tables and from the run's other months."""
+
+    def __init__(self, settings: Settings, window, start: pd.Timestamp, stage: Stage, products: pd.DataFrame):
+        self.settings, self.bounds, self.start, self.stage = settings, window.bounds, start, stage
+        self.catalog = products if len(products) else None
+        self.medians = stage.reference_prices()
+        self.now = pd.Timestamp.now()
+        self._unplaced: pd.DataFrame | None = None
+
+    def route(self, first: pd.Timestamp, end: pd.Timestamp) -> Month:
+        q, db, month = self.settings.quality, self.settings.warehouse_path, month_of(first)
+        bronze = self.stage.month_lines(month)
+        split = quality.split_transactions(
+            bronze,
+            self.bounds,
+            now=self.now,
+            catalog=self.catalog,
+            max_abs_quantity=q.max_abs_quantity,
+            price_outlier_factor=q.price_outlier_factor,
+            earlier_orders=self._earlier_orders(month, bronze) if q.detect_replays else None,
+            earlier_sales=self._earlier_sales(month, bronze),
+            return_lookback_days=q.return_lookback_days,
+            reference_prices=self.medians,
+        )
+        kept = publication.uncovered_days(db, bronze, first, end)
+        if kept.days and self._unplaced is None:
+            self._unplaced = self.stage.unplaced_lines(self.bounds)
+        bronze, split = publication.with_kept(bronze, split, kept, self._unplaced)
+        for name, frame in (("bronze", bronze), ("silver", split.silver),
+                            ("quarantined", split.quarantined), ("report", split.report)):  # fmt: skip
+            self.stage.write(name, month, frame)
+        where = f"{SILVER} {first.date()}..{(end - pd.Timedelta(days=1)).date()}"
+        schema = schemas.silver_schema(self.bounds.start, self.bounds.end, q.max_abs_quantity)
+        return Month(
+            bronze=len(bronze),
+            silver=len(split.silver),
+            quarantined=len(split.quarantined),
+            overlap=quality.lines_in_both(split.silver, split.quarantined),
+            returns=int((split.silver["quantity"] < 0).sum()),
+            report=split.report,
+            kept=kept,
+            values=GATES["silver_values_in_range"].validate(schema, split.silver, where),
+        )
+
+    def _earlier_orders(self, month: pd.Timestamp, bronze: pd.DataFrame) -> pd.DataFrame:
+        published = publication.first_line_days(self.settings.warehouse_path, bronze["order_id"], self.start)
+        staged = self.stage.earlier_orders(month, bronze, self.bounds)
+        parts = [f for f in (published, staged) if len(f)]
+        return pd.concat(parts, ignore_index=True) if parts else published
+
+    def _earlier_sales(self, month: pd.Timestamp, bronze: pd.DataFrame) -> pd.DataFrame | None:
+        days = self.settings.quality.return_lookback_days
+        if days is None:
+            return None
+        since = month - pd.Timedelta(days=days + 1)
+        parts = [self.stage.earlier_sales(month, bronze, since)]
+        if since < self.start:
+            published = publication.published_sales(
+                self.settings.warehouse_path, bronze["customer_id"], since, self.start
+            )
+            if published is not None and len(published):
+                parts.append(published[["customer_id", "product_id", "order_ts"]])
+        both = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+        return both.astype({"order_ts": "datetime64[ns]"})
 
 
 def _coverage(kept: publication.Kept, files: str) -> dg.AssetCheckResult:
@@ -140,17 +241,10 @@ def _not_evaluated(stopped: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResu
     ]
 
 
-def _sales_before(settings: Settings, bronze: pd.DataFrame, start: pd.Timestamp):
-    days = settings.quality.return_lookback_days
-    if days is None:
-        return None
-    since = start - pd.Timedelta(days=days + 1)
-    return publication.published_sales(settings.warehouse_path, bronze["customer_id"], since, start)
-
-
-def _returns(split: quality.Split, limit: float) -> dg.AssetCheckResult:
+def _returns(months: list[Month], limit: float) -> dg.AssetCheckResult:
     gate = GATES["returns_share_plausible"]
-    share = feed_checks.return_share(split.silver)
+    silver = sum(m.silver for m in months)
+    share = sum(m.returns for m in months) / silver if silver else 0.0
     meta = {"return_share": share, "limit": float(limit)}
     if share <= limit:
         return gate.result(True, f"{share:.1%} of the silver lines are returns (limit {limit:.0%})", meta)
@@ -162,9 +256,8 @@ def _returns(split: quality.Split, limit: float) -> dg.AssetCheckResult:
     )
 
 
-def _volumes(settings: Settings, split: quality.Split, start: pd.Timestamp, end: pd.Timestamp):
+def _volumes(settings: Settings, report: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp):
     gate = GATES["day_volumes_plausible"]
-    report = split.report
     run = report.set_index(pd.DatetimeIndex(report[PARTITION_COLUMN]))["bronze_rows"]
     before = publication.day_counts(settings.warehouse_path, start - pd.Timedelta(weeks=WEEKS), start)
     last = run.index.max() if len(run) else start - pd.Timedelta(days=1)
@@ -184,21 +277,22 @@ def _volumes(settings: Settings, split: quality.Split, start: pd.Timestamp, end:
     return gate.result(False, text, meta, severity=WARN)
 
 
-def _conservation(bronze: pd.DataFrame, split: quality.Split) -> dg.AssetCheckResult:
+def _conservation(months: list[Month]) -> dg.AssetCheckResult:
     gate = GATES["rows_conserved"]
-    overlap = quality.lines_in_both(split.silver, split.quarantined)
-    balanced = len(bronze) == len(split.silver) + len(split.quarantined) and overlap == 0
-    text = (
-        f"bronze {len(bronze):,} = silver {len(split.silver):,} + quarantined {len(split.quarantined):,}"
-        + ("" if balanced else f" does not hold ({overlap} lines in both)")
+    bronze, silver = sum(m.bronze for m in months), sum(m.silver for m in months)
+    quarantined, overlap = sum(m.quarantined for m in months), sum(m.overlap for m in months)
+    balanced = bronze == silver + quarantined and overlap == 0
+    text = f"bronze {bronze:,} = silver {silver:,} + quarantined {quarantined:,}" + (
+        "" if balanced else f" does not hold ({overlap} lines in both)"
     )
-    return gate.result(balanced, text, {"bronze_rows": len(bronze), "lines_in_both": overlap})
+    return gate.result(balanced, text, {"bronze_rows": bronze, "lines_in_both": overlap})
 
 
-def _quarantine_share(split: quality.Split, summary: dict, limit: float) -> dg.AssetCheckResult:
+def _quarantine_share(report: pd.DataFrame, summary: dict, limit: float) -> dg.AssetCheckResult:
     gate = GATES["quarantine_share_within_limit"]
     share = summary["quarantine_share"]
-    top = split.quarantined["reason"].value_counts().head(3)
+    per_rule = pd.Series({r: int(report[f"rule_{r}"].sum()) for r in quality.RULES})
+    top = per_rule[per_rule > 0].sort_values(ascending=False, kind="stable").head(3)
     worst = ", ".join(
         f"{rule} {n / max(1, summary['bronze_rows']):.1%} ({quality.RULES[rule]})" for rule, n in top.items()
     )
@@ -210,3 +304,20 @@ def _quarantine_share(split: quality.Split, summary: dict, limit: float) -> dg.A
         f"the upstream looks corrupt; top rules: {worst}"
     )
     return gate.result(ok, text, {"quarantine_share": float(share), "limit": float(limit)})
+
+
+def _values(months: list[Month], start: pd.Timestamp, end: pd.Timestamp) -> dg.AssetCheckResult:
+    """silver_values_in_range over the run: each month is validated; the failures are named."""
+    failed = [m.values for m in months if not m.values.passed]
+    if failed:
+        return (
+            failed[0]
+            if len(failed) == 1
+            else GATES["silver_values_in_range"].result(
+                False, " | ".join(r.description for r in failed[:3]), {"failed_months": len(failed)}
+            )
+        )
+    rows = sum(m.silver for m in months)
+    where = f"{SILVER} {start.date()}..{(end - pd.Timedelta(days=1)).date()}"
+    gate = GATES["silver_values_in_range"]
+    return gate.result(True, f"{gate.name} passed on {where} ({rows:,} rows)", {"rows_checked": rows})

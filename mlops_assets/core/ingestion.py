@@ -223,8 +223,15 @@ def _parse_timestamps(text: pd.Series, date_format: str | None, dayfirst: bool =
     return pd.to_datetime(text, format=date_format, errors="coerce", dayfirst=dayfirst)
 
 
-def typed_frame(name: str, raw: RawSource, date_format: str | None = None) -> pd.DataFrame:
-    """All canonical columns of `name`, typed; absent optional columns filled with defaults."""
+DETECT = "detect"
+
+
+def typed_frame(
+    name: str, raw: RawSource, date_format: str | None = None, day_first: bool | None | str = DETECT
+) -> pd.DataFrame:
+    """All canonical columns of `name`, typed; absent optional columns filled with defaults.
+    `day_first`: the day and month order of numeric dates, read off the column (DETECT) or
+    already decided over every file of the source (see date_order)."""
     src = raw.frame
     out = {}
     unparsed = pd.Series(None, index=src.index, dtype=object)
@@ -233,9 +240,14 @@ def typed_frame(name: str, raw: RawSource, date_format: str | None = None) -> pd
         if col in src.columns:
             order = None
             if kind == "datetime" and date_format is None and not is_datetime(src[col]):
-                order, problem = dates.day_first(src[col])
-                if problem:
-                    raw.column_faults.append(f"column '{users.get(col, col)}' (mapped to {col}) {problem}")
+                if day_first != DETECT:
+                    order = day_first
+                else:
+                    order, problem = dates.day_first(src[col])
+                    if problem:
+                        raw.column_faults.append(
+                            f"column '{users.get(col, col)}' (mapped to {col}) {problem}"
+                        )
             out[col] = parse_column(src[col], kind, date_format, dayfirst=bool(order))
             failed = out[col].isna() & src[col].notna()
             if failed.any():  # only the few that did not parse: were they blanks?

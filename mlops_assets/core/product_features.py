@@ -48,21 +48,27 @@ def _window_sums(days: ibis.Table, as_of: pd.Timestamp) -> pd.DataFrame:
 
 
 def _median_prices(prices: ibis.Table, as_of: pd.Timestamp) -> pd.Series:
-    """Median selling price per product over the recent lines (the mean of the two middle prices
-    for an even count, as pandas' median), from the count of lines at each price."""
+    """Median selling price per product over the recent lines, from the count of lines at each
+    price."""
     recent = before(prices, as_of, DAYS_RECENT)
     counts = engine.to_frame(recent.group_by(["product_id", "unit_price"]).aggregate(n=recent.lines.sum()))
+    return median_of_counts(counts, "product_id", "unit_price")
+
+
+def median_of_counts(counts: pd.DataFrame, key: str, value: str) -> pd.Series:
+    """Per `key`, the median of `value` (the mean of the two middle values for an even count, as
+    pandas' median) from `counts`: one row per (key, value) with `n`, the lines at that value."""
     if counts.empty:
         return pd.Series(dtype=float)
-    counts = counts.sort_values(["product_id", "unit_price"], kind="stable")
-    total = counts.groupby("product_id")["n"].transform("sum").to_numpy()
-    upto = counts.groupby("product_id")["n"].cumsum().to_numpy()
+    counts = counts.sort_values([key, value], kind="stable")
+    total = counts.groupby(key)["n"].transform("sum").to_numpy()
+    upto = counts.groupby(key)["n"].cumsum().to_numpy()
     below = upto - counts["n"].to_numpy()
-    price = counts["unit_price"].to_numpy(dtype=float)
-    # the prices at 0-based positions (total-1)//2 and total//2 of the product's sorted lines
+    price = counts[value].to_numpy(dtype=float)
+    # the values at 0-based positions (total-1)//2 and total//2 of the key's sorted lines
     low = (below <= (total - 1) // 2) & ((total - 1) // 2 < upto)
     high = (below <= total // 2) & (total // 2 < upto)
-    ids = counts["product_id"].astype(object).to_numpy()
+    ids = counts[key].astype(object).to_numpy()
     lows = pd.Series(price[low], index=ids[low])
     highs = pd.Series(price[high], index=ids[high])
     return (lows + highs) / 2

@@ -83,16 +83,22 @@ def _row_keys(frame: pd.DataFrame, cols: list[str]) -> pd.Series:
     return pd.util.hash_pandas_object(frame[cols], index=False)
 
 
-def with_kept(bronze: pd.DataFrame, split: Split, kept: Kept) -> tuple[pd.DataFrame, Split]:
+def with_kept(
+    bronze: pd.DataFrame, split: Split, kept: Kept, elsewhere: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, Split]:
     """The run's bronze and split plus the kept days' published rows. A kept line that the
     files still carry (one without a usable timestamp takes the day of the lines around it, so
     it can move to a covered day) is not kept twice; the kept days' quality report is
-    recomputed from what is kept."""
+    recomputed from what is kept. `elsewhere`: the run's lines outside `bronze` that may be such
+    a line (when `bronze` is one month of the run)."""
     if not kept.days:
         return bronze, split
     old = _like(kept.tables["bronze"], bronze)  # the new lines' dtypes: equal values hash equal
     values = [c for c in (*CANONICAL["transactions"], UNPARSED) if c in bronze]
-    again = _row_keys(old, values).isin(set(_row_keys(bronze, values))).to_numpy()
+    carried = set(_row_keys(bronze, values))
+    if elsewhere is not None and len(elsewhere):
+        carried |= set(_row_keys(_like(elsewhere, bronze), values))
+    again = _row_keys(old, values).isin(carried).to_numpy()
     lineage = [*LINEAGE, PARTITION_COLUMN]
     moved = set(_row_keys(old[again], lineage))
 

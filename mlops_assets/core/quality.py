@@ -68,6 +68,7 @@ def rule_masks(
     earlier_orders: pd.DataFrame | None = None,
     earlier_sales: pd.DataFrame | None = None,
     return_lookback_days: int | None = None,
+    reference_prices: pd.Series | None = None,
 ) -> dict[str, pd.Series]:
     ts, qty, price = df["order_ts"], df["quantity"], df["unit_price"]
     canonical = list(CANONICAL["transactions"])
@@ -85,7 +86,7 @@ def rule_masks(
         "zero_quantity": qty == 0,
         "absurd_quantity": qty.abs() > max_abs_quantity,
         "non_positive_price": price <= 0,
-        "outlier_price": _price_outliers(df, catalog, price_outlier_factor),
+        "outlier_price": _price_outliers(df, catalog, price_outlier_factor, reference_prices),
         "unknown_product": pd.Series(False, index=df.index),
     }
     if catalog is not None and len(catalog):
@@ -112,12 +113,18 @@ def duplicate_lines(df: pd.DataFrame, columns: list[str]) -> pd.Series:
     return pd.Series(out, index=df.index)
 
 
-def _price_outliers(df: pd.DataFrame, catalog: pd.DataFrame | None, factor: float) -> pd.Series:
-    """Reference price: the catalog's list price, else the product's median positive price."""
+def _price_outliers(
+    df: pd.DataFrame, catalog: pd.DataFrame | None, factor: float, medians: pd.Series | None = None
+) -> pd.Series:
+    """Reference price: the catalog's list price, else the product's median positive price
+    (over `df`, or `medians`: product_id -> median over the whole run, when `df` is a month)."""
     codes, products = pd.factorize(df["product_id"])
     price = df["unit_price"].to_numpy()
     positive = pd.Series(np.where(price > 0, price, np.nan))
-    reference = positive.groupby(codes).median().reindex(range(len(products))).to_numpy()
+    if medians is None:
+        reference = positive.groupby(codes).median().reindex(range(len(products))).to_numpy()
+    else:
+        reference = pd.Series(products).map(medians).to_numpy(dtype=float)
     if catalog is not None and "price" in catalog and catalog["price"].notna().any():
         listed = (
             catalog.dropna(subset=["price"]).drop_duplicates("product_id").set_index("product_id")["price"]
@@ -154,13 +161,14 @@ def split_transactions(
     earlier_orders: pd.DataFrame | None = None,
     earlier_sales: pd.DataFrame | None = None,
     return_lookback_days: int | None = None,
+    reference_prices: pd.Series | None = None,
 ) -> Split:
     """Every bronze line lands in exactly one of silver or quarantine (with a reason).
     `earlier_orders`: order id -> first day published before the run, for replayed_order
     (None: that rule is off)."""
     masks = rule_masks(
         bronze, window, now, catalog, max_abs_quantity, price_outlier_factor,
-        earlier_orders, earlier_sales, return_lookback_days,
+        earlier_orders, earlier_sales, return_lookback_days, reference_prices,
     )  # fmt: skip
     reason = assign_reasons(masks, bronze.index)
     bad = reason.notna().to_numpy()

@@ -13,7 +13,7 @@ dataset, filters pushed down).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pandas as pd
@@ -120,12 +120,43 @@ def replace_rows(
     values = sorted({pd.Timestamp(v) for v in replace})
     wanted = sorted({pd.Timestamp(v) for v in keep})
     if is_delta(database):
-        _replace_delta(Path(database).joinpath(*table.split(".")), staged, column, values, wanted)
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        def listed(stamps: list) -> str:
+            return ", ".join(f"'{s:%Y-%m-%d %H:%M:%S}'" for s in stamps) or "NULL"
+
+        uri = Path(database).joinpath(*table.split("."))
+        if wanted:
+            with suppress(TableNotFoundError):
+                DeltaTable(str(uri)).delete(f"{column} not in ({listed(wanted)})")
+        _write_delta(uri, staged, f"{column} in ({listed(values)})")
         return
+    where = f"{column} in (select unnest(?::timestamp[])) or {column} not in (select unnest(?::timestamp[]))"
+    _write_duckdb(database, table, staged, where, [values, wanted])
+
+
+def replace_range(
+    database: str | Path, table: str, staged: list[Path], column: str, start: pd.Timestamp, end: pd.Timestamp
+) -> None:
+    """Write a partition range that a step staged out of memory: the rows whose `column` lies in
+    [start, end) are replaced by the staged rows in one transaction (new columns are added, null
+    in the rows kept), as the IO managers write a range run. The table is created from the
+    staged files when absent. `database`: the DuckDB file or the Delta folder."""
+    low, high = pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime()
+    if is_delta(database):
+        stamp = "%Y-%m-%d %H:%M:%S"
+        predicate = f"{column} >= '{low:{stamp}}' AND {column} < '{high:{stamp}}'"
+        _write_delta(Path(database).joinpath(*table.split(".")), staged, predicate)
+        return
+    _write_duckdb(database, table, staged, f"{column} >= ? and {column} < ?", [low, high])
+
+
+def _write_duckdb(database: str | Path, table: str, staged: list[Path], where: str, params: list) -> None:
     import duckdb
 
     files = [str(p) for p in staged]
-    with duckdb.connect(str(database)) as con:
+    with duckdb.connect(str(database), config={"preserve_insertion_order": False}) as con:
         con.execute("begin")
         schema, _ = table.split(".")
         con.execute(f'create schema if not exists "{schema}"')
@@ -141,11 +172,7 @@ def replace_rows(
                 if name not in have:
                     con.execute(f'alter table {table} add column "{name}" {kind}')
         if table_exists(con, table):
-            con.execute(
-                f"delete from {table} where {column} in (select unnest(?::timestamp[])) "
-                f"or {column} not in (select unnest(?::timestamp[]))",
-                [values, wanted],
-            )
+            con.execute(f"delete from {table} where {where}", params)
         if files:
             con.execute(
                 f"insert into {table} by name select * from read_parquet(?, union_by_name = true)", [files]
@@ -153,23 +180,21 @@ def replace_rows(
         con.execute("commit")
 
 
-def _replace_delta(uri: Path, staged: list[Path], column: str, values: list, wanted: list) -> None:
+def _write_delta(uri: Path, staged: list[Path], predicate: str) -> None:
+    """Replace the rows `predicate` selects by the staged rows, in one commit."""
     import pyarrow.dataset as ds
     from deltalake import DeltaTable, write_deltalake
     from deltalake.exceptions import TableNotFoundError
-
-    def listed(stamps: list) -> str:
-        return ", ".join(f"'{s:%Y-%m-%d %H:%M:%S}'" for s in stamps) or "NULL"
 
     try:
         current = DeltaTable(str(uri))
     except TableNotFoundError:
         current = None
-    if current is not None and wanted:
-        current.delete(f"{column} not in ({listed(wanted)})")
-    if not staged:
-        return
     files = [str(p) for p in staged]
+    if not files:
+        if current is not None:
+            current.delete(predicate)
+        return
     if current is None:
         write_deltalake(str(uri), ds.dataset(files, format="parquet").scanner().to_reader(), mode="overwrite")
         return
@@ -178,8 +203,7 @@ def _replace_delta(uri: Path, staged: list[Path], column: str, values: list, wan
     fields = ds.dataset(files, format="parquet").schema
     target = pa.schema([have.field(f.name) if f.name in have.names else f for f in fields])
     rows = ds.dataset(files, format="parquet", schema=target).scanner().to_reader()
-    write_deltalake(str(uri), rows, mode="overwrite", schema_mode="merge",
-                    predicate=f"{column} in ({listed(values)})")  # fmt: skip
+    write_deltalake(str(uri), rows, mode="overwrite", schema_mode="merge", predicate=predicate)
 
 
 def cast_like(data: pa.Table, have: pa.Schema, uri: str) -> pa.Table:

@@ -1,0 +1,217 @@
+"""A run's order lines out of memory: read one file at a time, typed, each line given its
+partition day, and staged as Parquet per month in a scratch folder beside the warehouse.
+
+Ingestion then routes a month at a time (assets/transactions.py). What a month's rules need from
+the rest of the run (the first day of an order's line, the sales before a return, the reference
+price of a product) is queried from the staged files by DuckDB, which streams them. No step
+holds more than one file's or one month's lines in pandas; what comes back from a query has a
+row per product, or only the lines of the month's own orders and customers.
+
+A month's files are registered in the order of the run's files, each in its lines' order, so
+that a month read back is in the order the whole run was in, and rules that keep the first of
+equal lines (duplicate_line) give the answer they gave over the whole run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlops_assets.core import quality, warehouse
+from mlops_assets.core.history_rules import REPLAY_KEY, replay_keys
+from mlops_assets.core.schemas import PARTITION_COLUMN, TEXT
+
+TABLES = ("bronze", "silver", "quarantined", "report")
+MEMORY_LIMIT = "2GB"  # the staging queries' DuckDB; it spills to the stage's folder past this
+
+
+def month_of(day: pd.Timestamp) -> pd.Timestamp:
+    return pd.Timestamp(day).to_period("M").to_timestamp()
+
+
+def months_between(start: pd.Timestamp, end: pd.Timestamp) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """[start, end) cut at month boundaries: (first day, day after the last) per month."""
+    out = []
+    at = pd.Timestamp(start)
+    while at < end:
+        nxt = min(month_of(at) + pd.offsets.MonthBegin(1), pd.Timestamp(end))
+        out.append((at, nxt))
+        at = nxt
+    return out
+
+
+def arrow_of(frame: pd.DataFrame) -> pa.Table:
+    """A frame as Parquet keeps it; all-null object columns as text, not a null type."""
+    blank = [c for c in frame.columns if frame[c].dtype == object and frame[c].isna().all()]
+    if blank:
+        frame = frame.astype({c: TEXT for c in blank})
+    return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(frame_metadata(frame))
+
+
+def by_month(typed: pd.DataFrame, folder: Path) -> dict[pd.Timestamp, tuple[Path, int]]:
+    """A file's typed lines as one Parquet file per month of their partition day, in their
+    order: month -> (path, lines)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for month, part in typed.groupby(typed[PARTITION_COLUMN].dt.to_period("M"), sort=True):
+        path = folder / f"{month}.parquet"
+        pq.write_table(arrow_of(part), path)
+        out[month.to_timestamp()] = (path, len(part))
+    return out
+
+
+def frame_metadata(frame: pd.DataFrame) -> dict:
+    # pandas' own metadata restores arrow-backed text and datetime64[ns] on the way back
+    return pa.Table.from_pandas(frame.head(0), preserve_index=False).schema.metadata or {}
+
+
+@dataclass
+class Stage:
+    """The scratch folder of one run; `close()` removes it."""
+
+    root: Path
+    schema: pa.Schema | None = None  # of the bronze lines (an empty month reads back with it)
+    lines: dict[pd.Timestamp, int] = field(default_factory=dict)  # month -> lines staged
+    _written: dict[tuple[str, pd.Timestamp], list[Path]] = field(default_factory=dict)
+
+    @classmethod
+    def beside(cls, data_dir: Path) -> Stage:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        return cls(Path(tempfile.mkdtemp(prefix=".ingest-", dir=data_dir)))
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def add_lines(self, month: pd.Timestamp, path: Path, lines: int) -> None:
+        """Register a Parquet file of a month's lines (staged here or kept in the cache of files
+        already read), in the run's file order: a month reads back in the order of the run."""
+        self._written.setdefault(("lines", month), []).append(path)
+        self.lines[month] = self.lines.get(month, 0) + lines
+
+    def write(self, table: str, month: pd.Timestamp, frame: pd.DataFrame, name: str = "part") -> Path:
+        folder = self.root / table / f"{month:%Y-%m}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.parquet"
+        pq.write_table(arrow_of(frame), path)
+        self._written.setdefault((table, month), []).append(path)
+        return path
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def files(self, table: str, month: pd.Timestamp | None = None) -> list[Path]:
+        return [
+            p for (t, m), ps in sorted(self._written.items()) if t == table and month in (None, m) for p in ps
+        ]
+
+    def read(self, table: str, month: pd.Timestamp) -> pd.DataFrame | None:
+        files = self.files(table, month)
+        if not files:
+            return None
+        return warehouse.to_pandas(
+            pa.concat_tables([pq.read_table(p) for p in files], promote_options="default")
+        )
+
+    def month_lines(self, month: pd.Timestamp) -> pd.DataFrame:
+        """The month's staged lines, in the run's order (empty, typed, when it has none)."""
+        frame = self.read("lines", month)
+        if frame is None:
+            frame = warehouse.to_pandas((self.schema or pa.schema([])).empty_table())
+        frame.index = pd.RangeIndex(len(frame))
+        return frame
+
+    def frames(self, table: str) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
+        for (t, month), _ in sorted(self._written.items()):
+            if t == table:
+                yield month, self.read(table, month)
+
+    def query(self, sql: str, params: list | None = None, **frames) -> pd.DataFrame:
+        """A DuckDB query over the staged lines (`lines`: every staged month) and the given
+        frames (registered by name)."""
+        import duckdb
+
+        files = [str(p) for p in self.files("lines")]
+        with duckdb.connect() as con:
+            con.execute(f"set memory_limit = '{MEMORY_LIMIT}'")
+            con.execute(f"set temp_directory = '{self.root / 'spill'}'")
+            for name, frame in frames.items():
+                con.register(name, frame)
+            if files:
+                con.execute(
+                    f"create view lines as select * from read_parquet({files!r}, union_by_name = true)"
+                )
+            else:
+                con.execute("create view lines as select * from (select 1) where false")
+            return warehouse.to_pandas(con.sql(sql, params=params or None).to_arrow_table())
+
+    # -- what a month needs from the rest of the run --------------------------------------------
+
+    def reference_prices(self) -> pd.Series:
+        """Per product, the median positive unit price over every staged line of the run (the
+        mean of the two middle prices for an even count, as pandas' median), from the count of
+        lines at each price."""
+        from mlops_assets.core.product_features import median_of_counts
+
+        if not self.files("lines"):
+            return pd.Series(dtype=float)
+        counts = self.query(
+            "select product_id, unit_price, count(*) as n from lines "
+            "where unit_price > 0 and product_id is not null group by all"
+        )
+        return median_of_counts(counts, "product_id", "unit_price")
+
+    def earlier_orders(
+        self, month: pd.Timestamp, lines: pd.DataFrame, window: quality.Window
+    ) -> pd.DataFrame:
+        """Lines of the run's months before `month` for the month's order ids, with a timestamp
+        in the window: order_id, key (history_rules.replay_keys) and first_day."""
+        ids = pd.DataFrame({"order_id": pd.Series(lines["order_id"].dropna().unique(), dtype=object)})
+        empty = pd.DataFrame({"order_id": [], "key": [], "first_day": pd.Series(dtype="datetime64[ns]")})
+        if ids.empty or not any(m < month for (t, m) in self._written if t == "lines"):
+            return empty
+        cols = ", ".join(REPLAY_KEY)
+        found = self.query(
+            f"select {cols}, date_trunc('day', order_ts) as first_day from lines "
+            f"where {PARTITION_COLUMN} < ? and order_ts >= ? and order_ts < ? "
+            "and order_id in (select order_id from ids)",
+            [month.to_pydatetime(), window.start.to_pydatetime(), window.end.to_pydatetime()],
+            ids=ids,
+        )
+        if found.empty:
+            return empty
+        return pd.DataFrame(
+            {
+                "order_id": found["order_id"],
+                "key": replay_keys(found).to_numpy(),
+                "first_day": found["first_day"].astype("datetime64[ns]"),
+            }
+        )
+
+    def earlier_sales(self, month: pd.Timestamp, lines: pd.DataFrame, since: pd.Timestamp) -> pd.DataFrame:
+        """customer_id, product_id, order_ts of the run's lines before `month` that sold
+        (quantity > 0) since `since`, for the month's customers."""
+        who = pd.DataFrame({"customer_id": pd.Series(lines["customer_id"].dropna().unique(), dtype=object)})
+        return self.query(
+            "select customer_id, product_id, order_ts from lines "
+            f"where {PARTITION_COLUMN} < ? and quantity > 0 and order_ts >= ? and order_ts < ? "
+            "and customer_id in (select customer_id from who)",
+            [month.to_pydatetime(), since.to_pydatetime(), month.to_pydatetime()],
+            who=who,
+        ).astype({"order_ts": "datetime64[ns]"})
+
+    def unplaced_lines(self, window: quality.Window) -> pd.DataFrame:
+        """The run's lines whose timestamp is missing or outside the window: they take the day
+        of the lines around them, so they are the only ones that can move between months."""
+        return self.query(
+            "select * from lines where order_ts is null or order_ts < ? or order_ts >= ?",
+            [window.start.to_pydatetime(), window.end.to_pydatetime()],
+        )
