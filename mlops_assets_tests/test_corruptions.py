@@ -72,8 +72,20 @@ def test_the_corpus_has_forty_kinds_of_each_outcome():
     assert set(outcomes.index) == {"blocked", "quarantined", "accepted"} and outcomes.min() >= 10
 
 
+@pytest.fixture(params=["whole", "pieces"])
+def reading(request, monkeypatch) -> str:
+    """Each kind read as a small file is (whole), and as a large one is (core/pieces.py: a
+    streamed, decompressed file, checked on its first bytes)."""
+    if request.param == "pieces":
+        from mlops_assets.core import pieces
+
+        monkeypatch.setattr(pieces, "STREAM_BYTES", 0)
+        monkeypatch.setattr(pieces, "PIECE_BYTES", 4096)
+    return request.param
+
+
 @pytest.mark.parametrize("kind", KINDS, ids=[k.name for k in KINDS])
-def test_corruption_kind(kind: Kind, clean, baseline, tmp_path):
+def test_corruption_kind(kind: Kind, clean, baseline, tmp_path, reading):
     header, lines = clean
     name = f"orders{kind.suffix}"
     folder = data_dir(tmp_path, name)

@@ -10,8 +10,10 @@ quality.max_unparseable_share of its values present in the files do not parse, a
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -21,9 +23,9 @@ from pandas.api.types import is_datetime64_any_dtype as is_datetime
 from mlops_assets.assets._metadata import partitioned_metadata
 from mlops_assets.assets.ingestion import files_result
 from mlops_assets.checks.gates import Gate
-from mlops_assets.core import dates, ingestion, line_cache, quality
+from mlops_assets.core import dates, ingestion, line_cache, pieces, quality
 from mlops_assets.core.schemas import CANONICAL, PARTITION_COLUMN
-from mlops_assets.core.staging import Stage, by_month
+from mlops_assets.core.staging import MonthFiles, Stage
 from mlops_assets.settings import Settings
 
 SOURCE = "transactions"
@@ -95,33 +97,43 @@ class Audit:
             self.dates += [pd.Timestamp(month[k]) for k in ("min", "max") if month[k] is not None]
 
 
-def date_order(settings: Settings, files: list, first: ingestion.RawSource) -> tuple:
+def date_order(settings: Settings, files: list, first: ingestion.RawSource, whole: bool) -> tuple:
     """(order, fault) of numeric day/month order dates, decided over every file as if they were
-    one column (core/dates.py). `first`: the first file, read. Each file decides for itself
-    (DETECT) when there is one file, a date format, or the first file's dates are not numeric
-    day/month ones (ISO and the like); only otherwise are the other files' date columns read,
+    one column (core/dates.py). `first`: the first file read (its first piece, unless `whole`).
+    Each file decides for itself (DETECT) when it is the only one and was read whole, when the
+    source has a date format, or when the first dates are not numeric day/month ones (ISO and
+    the like). Only otherwise are the date columns of every file read (a piece at a time),
     before their lines are."""
     spec = settings.source(SOURCE)
     column = spec.columns.get("order_ts")
     values = first.frame.get("order_ts")
-    if len(files) < 2 or spec.read.get("date_format") or values is None or is_datetime(values):
+    if (len(files) < 2 and whole) or spec.read.get("date_format") or values is None or is_datetime(values):
         return ingestion.DETECT, None
     head = values.dropna().astype(str).head(100)
     if not head.str.match(dates.PATTERN).any():
         return ingestion.DETECT, None
     seen = dict.fromkeys(head)
-    for path in files[1:]:
-        got = ingestion.read_source(SOURCE, [path], spec.read, {"order_ts": column}, settings.data_dir)
-        text = got.frame.get("order_ts", pd.Series(dtype=object)).dropna().astype(str)
-        seen.update(dict.fromkeys(text.str.slice(0, 10).unique()))
-    seen.update(dict.fromkeys(values.dropna().astype(str).str.slice(0, 10).unique()))
+    for path in files:
+        for got in ingestion.read_pieces(SOURCE, path, spec.read, {"order_ts": column}, settings.data_dir):
+            text = got.frame.get("order_ts", pd.Series(dtype=object)).dropna().astype(str)
+            seen.update(dict.fromkeys(text.str.slice(0, 10).unique()))
     return dates.day_first(pd.Series(list(seen), dtype=object))
+
+
+@dataclass
+class _Order:
+    """How numeric dates are read, once the first file read has decided it."""
+
+    order: bool | None | str = ingestion.DETECT
+    decided: bool = False
+    cached: bool = True  # False: the decision was read off every file, so files are not cached
 
 
 def stage_lines(settings: Settings, window, start: pd.Timestamp, end: pd.Timestamp, stage: Stage):
     """Stage every file's lines of the run's days: an unchanged file's from the cache of files
-    already read (core/line_cache.py), the others read, typed and cached. Returns the stream's
-    summary (a RawSource without its frame) and the counts the gates judge."""
+    already read (core/line_cache.py), the others read a piece at a time, typed and cached.
+    Returns the stream's summary (a RawSource without its frame) and the counts the gates
+    judge."""
     spec = settings.source(SOURCE)
     files = settings.files(SOURCE)
     digests = [_digest(p) for p in files]
@@ -133,28 +145,22 @@ def stage_lines(settings: Settings, window, start: pd.Timestamp, end: pd.Timesta
     bounds = window.bounds
     how = {"read": spec.read, "columns": spec.columns, "start": bounds.start, "end": bounds.end}
     cache = line_cache.LineCache(settings.data_dir, line_cache.reading_digest(**how))
-    audit, order, decided, cached = Audit(), ingestion.DETECT, False, True
+    audit, dating = Audit(), _Order()
     for index, (path, digest) in enumerate(zip(files, digests, strict=True)):
-        facts = cache.load(digest) if cached and digest else None
-        if facts is not None and not decided and facts["dm_dates"] and len(files) - index > 1:
-            facts, cached = None, False  # day/month dates over several files: decided by reading
+        facts = cache.load(digest) if dating.cached and digest else None
+        if facts is not None and not dating.decided and facts["dm_dates"] and len(files) - index > 1:
+            facts, dating.cached = None, False  # day/month dates over several files: decided by reading
         if facts is not None:
-            decided = True
+            dating.decided = True
             folder = cache.entry(digest)
         else:
-            raw = ingestion.read_source(SOURCE, [path], spec.read, spec.columns, settings.data_dir)
-            summary.faults.update(raw.faults)
-            if raw.faults:
-                continue
-            if not decided:  # the first file read decides how the others are typed
-                (order, problem), decided = date_order(settings, files[index:], raw), True
-                cached = cached and order == ingestion.DETECT
-                if problem:
-                    user = spec.columns["order_ts"]
-                    summary.column_faults.append(f"column '{user}' (mapped to order_ts) {problem}")
-            folder, facts = _read(
-                raw, order, window, spec, cache if cached and digest else None, digest, stage, index
+            reader = _FileReader(settings, window, summary, dating, files[index:])
+            got = reader.read(
+                path, cache if dating.cached and digest else None, digest, stage.root / f"{index:06d}"
             )
+            if got is None:  # a fault: named in summary.faults, nothing of the file staged
+                continue
+            folder, facts = got
             audit.read += 1
         summary.column_faults += [f for f in facts["column_faults"] if f not in summary.column_faults]
         summary.notes += [n for n in facts["notes"] if n not in summary.notes]
@@ -179,18 +185,98 @@ def _digest(path) -> bytes | None:
         return None
 
 
-def _read(raw, order, window, spec, cache, digest, stage: Stage, index: int):
-    """Type a file just read, give its lines their days, and write them a month per Parquet
-    file (into the cache when there is one): (its folder, its facts)."""
-    typed = ingestion.typed_frame(SOURCE, raw, spec.read.get("date_format"), day_first=order)
-    facts = file_facts(raw, typed)
-    typed = ingestion.with_bad_lines(typed, raw)
-    typed[PARTITION_COLUMN] = quality.attribute_partitions(typed, window.bounds)
-    facts["months"], facts["awaiting"] = month_facts(typed, window.bounds)
-    folder = cache.folder_for(digest) if cache else stage.root / "lines" / f"{index:06d}"
-    by_month(typed, folder)
-    del raw, typed
-    return (cache.store(digest, folder, facts) if cache else folder), facts
+class _FileReader:
+    """One file read a piece at a time: each piece typed, its lines given their days (the
+    lines at a piece's start that have no day of their own take the day of the piece before),
+    written a month per Parquet file, and counted."""
+
+    def __init__(self, settings: Settings, window, summary: ingestion.RawSource, dating: _Order, files: list):
+        self.settings, self.bounds, self.summary, self.dating, self.files = (
+            settings,
+            window.bounds,
+            summary,
+            dating,
+            files,
+        )
+        self.spec = settings.source(SOURCE)
+
+    def read(self, path, cache, digest, scratch: Path) -> tuple[Path, dict] | None:
+        folder = cache.folder_for(digest) if cache else scratch
+        months = MonthFiles(folder)
+        facts: dict | None = None
+        carry = None
+        try:
+            parts = ingestion.read_pieces(
+                SOURCE, path, self.spec.read, self.spec.columns, self.settings.data_dir
+            )
+            for number, raw in enumerate(parts):
+                if raw.faults:
+                    self.summary.faults.update(raw.faults)
+                    months.close()
+                    shutil.rmtree(folder, ignore_errors=True)
+                    return None
+                if not self.dating.decided:  # the first file read decides how the others are typed
+                    self._decide(raw, whole=number == 0 and not _streamed(path, self.spec))
+                typed = ingestion.typed_frame(
+                    SOURCE, raw, self.spec.read.get("date_format"), self.dating.order
+                )
+                part = file_facts(raw, typed)
+                typed = ingestion.with_bad_lines(typed, raw)
+                typed[PARTITION_COLUMN] = quality.attribute_partitions(typed, self.bounds, before=carry)
+                carry = typed[PARTITION_COLUMN].iloc[-1] if len(typed) else carry
+                part["months"], part["awaiting"] = month_facts(typed, self.bounds)
+                facts = part if facts is None else merged(facts, part)
+                months.write(typed)
+                del raw, typed
+        finally:
+            months.close()
+        if facts is None:  # nothing in it (read_pieces names a file without lines a fault)
+            return None
+        return (cache.store(digest, folder, facts) if cache else folder), facts
+
+    def _decide(self, raw: ingestion.RawSource, whole: bool) -> None:
+        (self.dating.order, problem), self.dating.decided = (
+            date_order(self.settings, self.files, raw, whole),
+            True,
+        )
+        self.dating.cached = self.dating.cached and self.dating.order == ingestion.DETECT
+        if problem:
+            user = self.spec.columns["order_ts"]
+            self.summary.column_faults.append(f"column '{user}' (mapped to order_ts) {problem}")
+
+
+def _streamed(path: Path, spec) -> bool:
+    return pieces.streamable(
+        path, {k: v for k, v in spec.read.items() if k not in ingestion.READER_ONLY_KEYS}
+    )
+
+
+def merged(a: dict, b: dict) -> dict:
+    """The facts of two pieces of one file, as one."""
+    out = dict(a)
+    for key in ("rows", "bad_lines", "awaiting"):
+        out[key] = a[key] + b[key]
+    for key in ("present", "bad", "nulls"):
+        out[key] = {k: a[key].get(k, 0) + b[key].get(k, 0) for k in {*a[key], *b[key]}}
+    out["examples"] = {}
+    for col in {*a["examples"], *b["examples"]}:
+        shown = a["examples"].get(col, [])
+        out["examples"][col] = (shown + [v for v in b["examples"].get(col, []) if v not in shown])[:EXAMPLES]
+    out["columns"] = list(dict.fromkeys([*a["columns"], *b["columns"]]))
+    out["notes"] = list(dict.fromkeys([*a["notes"], *b["notes"]]))
+    out["column_faults"] = list(dict.fromkeys([*a["column_faults"], *b["column_faults"]]))
+    months = {m: dict(f) for m, f in a["months"].items()}
+    for m, f in b["months"].items():
+        if m not in months:
+            months[m] = dict(f)
+            continue
+        have = months[m]
+        have["lines"] += f["lines"]
+        stamps = [s for s in (have["min"], have["max"], f["min"], f["max"]) if s is not None]
+        have["min"] = min(stamps, key=pd.Timestamp) if stamps else None
+        have["max"] = max(stamps, key=pd.Timestamp) if stamps else None
+    out["months"] = dict(sorted(months.items()))
+    return out
 
 
 def audit_results(

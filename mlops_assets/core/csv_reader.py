@@ -140,12 +140,23 @@ def read_delimited(
     string_cols: set[str],
     max_field: int = MAX_FIELD_CHARS,
 ) -> FileRead:
-    sep = opts.get("sep", opts.get("delimiter", ","))
-    quote = opts.get("quotechar", '"')
     encoding = opts.get("encoding", "utf-8")
     data = readable_bytes(path, encoding)
     if isinstance(data, FileRead):
         return data
+    found = checked_header(data, opts, wanted)
+    if isinstance(found, FileRead):
+        return found
+    header, _ = found
+    return parse(data, header, opts, wanted, string_cols, max_field)
+
+
+def checked_header(data: bytes, opts: dict[str, Any], wanted: set[str]) -> tuple[list[str], int] | FileRead:
+    """(the header's fields, the byte offset after it), or a FileRead with the fault: no header,
+    a header split by another delimiter, no data line after it."""
+    sep = opts.get("sep", opts.get("delimiter", ","))
+    quote = opts.get("quotechar", '"')
+    encoding = opts.get("encoding", "utf-8")
     found = first_line(data, encoding)
     if found is None:
         return faulty("has no header line (only blank lines)")
@@ -156,6 +167,22 @@ def read_delimited(
         return faulty(problem)
     if not data[after:].strip():
         return faulty(f"has a header ({', '.join(header[:8])}) but no data lines")
+    return header, after
+
+
+def parse(
+    data: bytes,
+    header: list[str],
+    opts: dict[str, Any],
+    wanted: set[str],
+    string_cols: set[str],
+    max_field: int,
+) -> FileRead:
+    """The records of `data` (text that starts with its header line): pyarrow's reader, or line
+    by line when pyarrow refuses them."""
+    sep = opts.get("sep", opts.get("delimiter", ","))
+    quote = opts.get("quotechar", '"')
+    encoding = opts.get("encoding", "utf-8")
     use = [c for c in header if c in wanted]
     try:
         frame = _arrow(data, encoding, opts, use, string_cols, sep, quote)

@@ -53,7 +53,7 @@ def _scales(actuals: pd.DataFrame, keys: pd.DataFrame, season: int) -> pd.Series
     g = joined.groupby(["series_id", "origin"], sort=False)["revenue"]
     long = g.transform("size").to_numpy() > season
     previous = np.where(long, g.shift(season).to_numpy(), g.shift(1).to_numpy())
-    diff = (joined["revenue"].to_numpy(dtype=float) - previous.astype(float))
+    diff = joined["revenue"].to_numpy(dtype=float) - previous.astype(float)
     out = pd.Series(np.abs(diff), index=pd.MultiIndex.from_frame(joined[["series_id", "origin"]]))
     out = out.groupby(level=[0, 1], sort=False).mean()  # NaN for a history of one period
     return out.reindex(pd.MultiIndex.from_frame(keys[["series_id", "origin"]]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_datetime64_any_dtype as is_datetime
 
-from mlops_assets.core import csv_reader, dates, quality
+from mlops_assets.core import csv_reader, dates, pieces, quality
 from mlops_assets.core.schemas import CANONICAL, DEFAULT_DIMENSION, LINEAGE, TEXT, UNPARSED
 
 READER_ONLY_KEYS = {"date_format", "dayfirst"}  # ours, applied when typing, not by the reader
@@ -74,13 +75,54 @@ def read_source(
     (source_file relative to `root`, the data directory, when the file lies inside it).
     A file that cannot be read at all is a fault (named, nothing of it read); a record that
     cannot become a row is a bad line (kept with its raw text and why)."""
+    wanted, string_cols = _wanted(name, columns)
+    reads = [
+        (relative_label(p, root), _read_file(p, read, set(wanted), string_cols, max_field_chars))
+        for p in files
+    ]
+    return _assembled(reads, files, columns, root, content_hash(files))
+
+
+def read_pieces(
+    name: str,
+    path: Path,
+    read: dict[str, Any],
+    columns: dict[str, str],
+    root: Path | None = None,
+    max_field_chars: int = csv_reader.MAX_FIELD_CHARS,
+) -> Iterator[RawSource]:
+    """One file of a source as read_source reads it, a piece at a time when it is large
+    (core/pieces.py), else whole; a piece with faults ends the file."""
+    opts = {k: v for k, v in read.items() if k not in READER_ONLY_KEYS}
+    suffixes = "".join(path.suffixes).lower()
+    delimited = ".parquet" not in suffixes and not suffixes.endswith(".pq") and _pyarrow_ok(opts)
+    if not (delimited and pieces.streamable(path, opts)):
+        yield read_source(name, [path], read, columns, root, max_field_chars)
+        return
+    wanted, string_cols = _wanted(name, columns)
+    label = relative_label(path, root)
+    for got in pieces.read_pieces(path, opts, set(wanted), string_cols, max_field_chars):
+        yield _assembled([(label, got)], [path], columns, root, "")
+
+
+def _wanted(name: str, columns: dict[str, str]) -> tuple[dict[str, str], set[str]]:
+    """file column -> canonical name, and the file columns read as text."""
     wanted = {user: canon for canon, user in columns.items()}
     string_cols = {u for u, c in wanted.items() if CANONICAL[name][c] in ("string", "datetime")}
+    return wanted, string_cols
+
+
+def _assembled(
+    reads: list[tuple[str, csv_reader.FileRead]],
+    files: list[Path],
+    columns: dict[str, str],
+    root,
+    digest: str,
+) -> RawSource:
+    wanted = {user: canon for canon, user in columns.items()}
     frames, bad, faults = [], [], {}
     present: set[str] = set()
-    for path in files:
-        label = relative_label(path, root)
-        got = _read_file(path, read, set(wanted), string_cols, max_field_chars)
+    for label, got in reads:
         if got.fault:
             faults[label] = got.fault
             continue
@@ -96,12 +138,12 @@ def read_source(
         frames = [pd.DataFrame({c: pd.Series(dtype=TEXT) for c in [*columns, "source_file"]})]
         frames[0]["source_row"] = pd.Series(dtype="int64")
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    readable = len(faults) < len(files)
+    readable = len(faults) < len(reads)
     missing = [canon for user, canon in wanted.items() if user not in present] if readable else []
     return RawSource(
         frame=frame,
         files=files,
-        content_hash=content_hash(files),
+        content_hash=digest,
         mapped=list(columns),
         missing=missing,
         root=root,

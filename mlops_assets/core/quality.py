@@ -42,15 +42,18 @@ class Window:
         return (ts >= self.start) & (ts < self.end)
 
 
-def attribute_partitions(df: pd.DataFrame, window: Window) -> pd.Series:
+def attribute_partitions(df: pd.DataFrame, window: Window, before: pd.Timestamp | None = None) -> pd.Series:
     """The day each line belongs to.
 
     In-window lines belong to their own day. A line whose timestamp is missing, unparseable
     or outside the window belongs to the day of the nearest preceding line of the same file
     (the next one for a file's leading lines): stable from run to run, and it lands with the
-    run that reads the new file it came in.
+    run that reads the new file it came in. `before`: the day of the line before `df`, when
+    `df` is a piece of one file after its first.
     """
     day = df["order_ts"].dt.floor("D").where(window.contains(df["order_ts"]))
+    if before is not None and len(day) and pd.isna(day.iloc[0]):
+        day.iloc[0] = before
     if df["source_file"].nunique() == 1:
         day = day.ffill().bfill()
     else:

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -56,16 +55,31 @@ def arrow_of(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(frame_metadata(frame))
 
 
-def by_month(typed: pd.DataFrame, folder: Path) -> dict[pd.Timestamp, tuple[Path, int]]:
-    """A file's typed lines as one Parquet file per month of their partition day, in their
-    order: month -> (path, lines)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for month, part in typed.groupby(typed[PARTITION_COLUMN].dt.to_period("M"), sort=True):
-        path = folder / f"{month}.parquet"
-        pq.write_table(arrow_of(part), path)
-        out[month.to_timestamp()] = (path, len(part))
-    return out
+class MonthFiles:
+    """A file's typed lines, written as they come (a piece at a time) into one Parquet file per
+    month of their partition day, in their order."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.writers: dict[pd.Period, pq.ParquetWriter] = {}
+        self.lines: dict[pd.Period, int] = {}
+
+    def write(self, typed: pd.DataFrame) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for month, part in typed.groupby(typed[PARTITION_COLUMN].dt.to_period("M"), sort=True):
+            table = arrow_of(part)
+            writer = self.writers.get(month)
+            if writer is None:
+                writer = self.writers[month] = pq.ParquetWriter(
+                    self.folder / f"{month}.parquet", table.schema
+                )
+            writer.write_table(table.cast(writer.schema))
+            self.lines[month] = self.lines.get(month, 0) + len(part)
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        self.writers = {}
 
 
 def frame_metadata(frame: pd.DataFrame) -> dict:

@@ -129,9 +129,7 @@ class ModelRegistry(dg.ConfigurableResource):
             try:
                 self.client.get_model_version(name, target)
             except MlflowException:
-                known = sorted(
-                    int(v.version) for v in self.client.search_model_versions(f"name='{name}'")
-                )
+                known = sorted(int(v.version) for v in self.client.search_model_versions(f"name='{name}'"))
                 raise ValueError(
                     f"{name} has no version {target} to roll back to (registered: "
                     f"{', '.join(map(str, known))})"
