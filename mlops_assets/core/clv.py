@@ -184,8 +184,11 @@ class CLVModel:
     def predict(self, summary: pd.DataFrame, horizon_days: float = 365.0) -> pd.Series:
         """Expected gross revenue over the horizon for each row of an `rfm_summary` frame."""
         t = horizon_days / 7.0
-        n = self.purchases.expected_purchases(t, summary["x"], summary["t_x"], summary["T"])
-        spend = self.spend.expected_spend(summary["x"], summary["m"])
+        # plain arrays: numpy asking a Series keyed by a million ids for its array interface
+        # makes pandas hash the whole index
+        x, t_x, T, m = (summary[c].to_numpy(dtype=float) for c in ("x", "t_x", "T", "m"))
+        n = self.purchases.expected_purchases(t, x, t_x, T)
+        spend = self.spend.expected_spend(x, m)
         return pd.Series(n * spend, index=summary.index, name="clv")
 
     def params(self) -> dict[str, float]:
@@ -233,12 +236,39 @@ def can_fit(summary: pd.DataFrame) -> bool:
     return int(((summary["x"] > 0) & (summary["m"] > 0)).sum()) >= MIN_REPEAT_CUSTOMERS
 
 
-def fit_clv(summary: pd.DataFrame) -> CLVModel:
+# the models have seven parameters: a chain's million customers pin them no better than a
+# sample of this many does (standard errors shrink as 1/sqrt(n): 0.3% here), and the fit's cost
+# follows the customers it sees. Customers above it are sampled by a hash of their id, so an
+# instant's sample holds the previous instant's sampled customers (and the fit moves smoothly).
+MAX_FIT_CUSTOMERS = 100_000
+
+
+def fit_sample(summary: pd.DataFrame, limit: int = MAX_FIT_CUSTOMERS) -> pd.DataFrame:
+    """The summary's rows the models are fitted on: all of them up to `limit`, else about
+    `limit` of them chosen by a hash of the customer id (the same customers at every instant;
+    a `sample_bucket` column holds the hashes when the caller keeps them)."""
+    if len(summary) <= limit:
+        return summary
+    buckets = summary[BUCKET] if BUCKET in summary else id_buckets(summary.index)
+    return summary[buckets.to_numpy() < np.uint64(BUCKETS * limit // len(summary))]
+
+
+BUCKET, BUCKETS = "sample_bucket", 1_000_003
+
+
+def id_buckets(ids) -> pd.Series:
+    """A customer's place in the fit's sampling, from a hash of its id alone."""
+    text = np.asarray(pd.Index(ids).astype(str), dtype=object)
+    return pd.Series(pd.util.hash_array(text, categorize=False) % np.uint64(BUCKETS), index=ids)
+
+
+def fit_clv(summary: pd.DataFrame, limit: int = MAX_FIT_CUSTOMERS) -> CLVModel:
     if not can_fit(summary):
         raise ValueError(f"fewer than {MIN_REPEAT_CUSTOMERS} customers with a repeat purchase: no CLV fit")
-    purchases = fit_bgnbd(summary["x"], summary["t_x"], summary["T"])
-    spend = fit_gamma_gamma(summary["x"], summary["m"])
-    return CLVModel(purchases, spend, customers=len(summary))
+    fitted = fit_sample(summary, limit)
+    purchases = fit_bgnbd(fitted["x"], fitted["t_x"], fitted["T"])
+    spend = fit_gamma_gamma(fitted["x"], fitted["m"])
+    return CLVModel(purchases, spend, customers=len(fitted))
 
 
 def validate_clv(

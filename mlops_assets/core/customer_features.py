@@ -78,7 +78,8 @@ def customer_features(
             share = np.where(total > 0, (spend.max(axis=1) / engine.NANO) / (total / engine.NANO), np.nan)
         out["favourite_category"], out["favourite_category_share"] = fav, share
     if clv_model is not None or with_clv:
-        out["clv_12m"] = customer_clv(state.rfm(), out[ENTITY["customer"]], clv_model, horizon_days)
+        summary, rows = state.rfm(positions=True)
+        out["clv_12m"] = customer_clv(summary, out[ENTITY["customer"]], clv_model, horizon_days, rows)
     else:
         out["clv_12m"] = np.nan
     return conform(out, "customer", sources)
@@ -89,13 +90,19 @@ def customer_clv(
     customers: pd.Series,
     model: clv.CLVModel | None = None,
     horizon_days: float = 365.0,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Predicted gross revenue over the horizon for each customer (0 when never purchased;
     NaN for everyone while the history is too short to fit the models). `summary`: the
-    customers' rfm_summary rows."""
+    customers' rfm_summary rows; `rows`: their positions among `customers`, when known (a
+    million-customer reindex by id costs more than the prediction)."""
     if model is None and not clv.can_fit(summary):
         return np.full(len(customers), np.nan)
     model = model or clv.fit_clv(summary)
     predicted = model.predict(summary, horizon_days)
-    values = predicted.reindex(pd.Index(customers.astype(object)))
-    return values.fillna(0.0).to_numpy(dtype=float)
+    if rows is None:
+        values = predicted.reindex(pd.Index(customers.astype(object))).to_numpy(dtype=float)
+    else:
+        values = np.full(len(customers), np.nan)
+        values[rows] = predicted.to_numpy(dtype=float)
+    return np.where(np.isnan(values), 0.0, values)

@@ -15,7 +15,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core import engine
+from mlops_assets.core import clv, engine
 from mlops_assets.core.line_features import DAY, DailyTables, categories_of
 
 YEAR = pd.Timedelta(days=365)
@@ -61,6 +61,7 @@ class CustomerState:
         self.ids = pd.Index(firsts["customer_id"].astype(object))
         self.first_ts = _ns(firsts["first_ts"], HIGH)
         self.by_id = np.argsort(self.ids.to_numpy(dtype=object), kind="stable")  # for the CLV rows
+        self.buckets: np.ndarray | None = None  # clv.id_buckets of each customer, once needed
         cats = categories_of(products) if daily.categories is not None else None
         self.categories = pd.factorize(cats["category"])[1].astype(object) if cats is not None else None
         self._reset()
@@ -141,8 +142,10 @@ class CustomerState:
         """How many customers (a prefix of `ids`) have a line before the instant."""
         return int(np.searchsorted(self.first_ts, self.at.value, side="left"))
 
-    def rfm(self) -> pd.DataFrame:
-        """The CLV models' input (clv.rfm_summary's frame) of the customers with a purchase, by id."""
+    def rfm(self, positions: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
+        """The CLV models' input (clv.rfm_summary's frame) of the customers with a purchase, by
+        id; with `positions`, also each row's position among the customers seen (first seen
+        first)."""
         rows = self.by_id[self.by_id < self.seen()]
         rows = rows[self.sums["purchase_days"][rows] > 0]
         x = self.sums["purchase_days"][rows].astype(float) - 1
@@ -151,7 +154,12 @@ class CustomerState:
         week = pd.Timedelta(days=7).value
         with np.errstate(divide="ignore", invalid="ignore"):
             m = np.where(x > 0, repeat / x, np.nan)
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {"x": x, "t_x": (last - first) / week, "T": (self.at.value - first) / week, "m": m},
             index=pd.Index(self.ids[rows], name="customer_id"),
         )
+        if len(frame) > clv.MAX_FIT_CUSTOMERS:  # the fit samples: hash each id once, not per instant
+            if self.buckets is None:
+                self.buckets = clv.id_buckets(self.ids).to_numpy()
+            frame[clv.BUCKET] = self.buckets[rows]
+        return (frame, rows) if positions else frame

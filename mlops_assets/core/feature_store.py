@@ -64,8 +64,15 @@ class Sources:
     _state: CustomerState | None = field(default=None, repr=False)
 
     def tables(self) -> DailyTables:
+        """The lines' reduced tables: staged once in the engine when the lines are a table there
+        (the warehouse's silver: the running totals query them several times, and reducing a
+        chain's lines again for each query costs more than staging them), else as expressions."""
         if self.daily is None:
-            self.daily = DailyTables.of(self.transactions, self.products)
+            if isinstance(self.transactions, ibis.Table):
+                backend = self.transactions.get_backend()
+                self.daily = DailyTables.build(backend, self.transactions, self.products)
+            else:
+                self.daily = DailyTables.of(self.transactions, self.products)
         return self.daily
 
     def features(self, group: str, as_of: pd.Timestamp) -> pd.DataFrame:

@@ -10,6 +10,7 @@ active day, whatever the number of lines.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import ibis
@@ -135,7 +136,8 @@ class DailyTables:
         }
         # in day order, so that a query of a few days reads a few blocks (DuckDB's zone maps)
         staged = {n: e.order_by(DAY) for n, e in staged.items() if e is not None}
-        tables = {n: con.create_table(n, e) for n, e in staged.items()}  # a fresh scratch database
+        run = uuid.uuid4().hex[:8]  # the scratch database may already hold another step's
+        tables = {n: con.create_table(f"{n}_{run}", e) for n, e in staged.items()}
         return cls(
             tables["customer_days"],
             tables["product_days"],

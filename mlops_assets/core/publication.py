@@ -37,10 +37,10 @@ class Kept:
     lines: int = 0  # published lines kept (with_kept sets it: a line that moved is not kept)
 
 
-def _read(con, table: str, where: str, params: list) -> pd.DataFrame | None:
+def _read(con, table: str, where: str, params: list, columns: str = "*") -> pd.DataFrame | None:
     if not table_exists(con, table):
         return None
-    return con.execute(f"select * from {table} where {where}", params).df()
+    return con.execute(f"select {columns} from {table} where {where}", params).df()
 
 
 def _days(con, table: str, since: pd.Timestamp, before: pd.Timestamp) -> pd.DataFrame | None:
@@ -58,10 +58,14 @@ def uncovered_days(
         return Kept()
     covered = set(pd.DatetimeIndex(bronze[PARTITION_COLUMN].unique()))
     with connect(database, TABLES.values()) as con:
-        old = _days(con, TABLES["bronze"], start, end)
-        if old is None or old.empty:
+        if not table_exists(con, TABLES["bronze"]):
             return Kept()
-        days = sorted(set(pd.DatetimeIndex(old[PARTITION_COLUMN].unique())) - covered)
+        published = con.execute(
+            f"select distinct {PARTITION_COLUMN} from {TABLES['bronze']} "
+            f"where {PARTITION_COLUMN} >= ? and {PARTITION_COLUMN} < ?",
+            [start.to_pydatetime(), end.to_pydatetime()],
+        ).fetchall()
+        days = sorted({pd.Timestamp(d) for (d,) in published} - covered)
         if not days:
             return Kept()
         where = f"{PARTITION_COLUMN} in ({', '.join('?' * len(days))})"
@@ -140,6 +144,7 @@ def first_line_days(database: str | Path, order_ids: pd.Series, before: pd.Times
                 table,
                 f"{PARTITION_COLUMN} < ? and order_id in (select order_id from run_ids)",
                 [before.to_pydatetime()],
+                ", ".join([*REPLAY_KEY, PARTITION_COLUMN]),
             )
             if found is not None and len(found):
                 parts.append(found[[*REPLAY_KEY, PARTITION_COLUMN]])
@@ -169,6 +174,7 @@ def published_sales(database: str | Path, customers: pd.Series, since: pd.Timest
             f"quantity > 0 and {PARTITION_COLUMN} >= ? and {PARTITION_COLUMN} < ? "
             "and customer_id in (select customer_id from run_customers)",
             [since.to_pydatetime(), before.to_pydatetime()],
+            "customer_id, product_id, order_ts",
         )
 
 
