@@ -193,6 +193,7 @@ def test_a_fit_on_a_hashed_sample_predicts_the_holdout_as_the_full_fit_does(simu
         return float(np.abs(predicted - actual).mean()), float(predicted.sum() / actual.sum() - 1)
 
     (full_mae, full_bias), (sample_mae, sample_bias) = error(full), error(sampled)
-    print(f"holdout MAE full {full_mae:.4f} sample {sample_mae:.4f}; bias {full_bias:+.3%} {sample_bias:+.3%}")
+    print(f"holdout MAE full {full_mae:.4f} sample {sample_mae:.4f}; "
+          f"bias {full_bias:+.3%} {sample_bias:+.3%}")
     assert sample_mae <= 1.02 * full_mae and abs(sample_bias) < 0.1
     assert clv.fit_sample(summary, len(summary)) is summary  # at or under the limit: every customer

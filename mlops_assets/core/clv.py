@@ -237,10 +237,10 @@ def can_fit(summary: pd.DataFrame) -> bool:
 
 
 # the models have seven parameters: a chain's million customers pin them no better than a
-# sample of this many does (standard errors shrink as 1/sqrt(n): 0.3% here), and the fit's cost
-# follows the customers it sees. Customers above it are sampled by a hash of their id, so an
-# instant's sample holds the previous instant's sampled customers (and the fit moves smoothly).
-MAX_FIT_CUSTOMERS = 100_000
+# sample of this many does (standard errors shrink as 1/sqrt(n): about 0.5% here), and the fit's
+# cost follows the customers it sees. Customers above it are sampled by a hash of their id, so
+# an instant's sample holds the previous instant's sampled customers (the fit moves smoothly).
+MAX_FIT_CUSTOMERS = 50_000
 
 
 def fit_sample(summary: pd.DataFrame, limit: int = MAX_FIT_CUSTOMERS) -> pd.DataFrame:

@@ -63,14 +63,14 @@ class Sources:
     daily: DailyTables | None = field(default=None, repr=False)
     _state: CustomerState | None = field(default=None, repr=False)
 
-    def tables(self) -> DailyTables:
+    def tables(self, group: str | None = None) -> DailyTables:
         """The lines' reduced tables: staged once in the engine when the lines are a table there
         (the warehouse's silver: the running totals query them several times, and reducing a
         chain's lines again for each query costs more than staging them), else as expressions."""
         if self.daily is None:
             if isinstance(self.transactions, ibis.Table):
                 backend = self.transactions.get_backend()
-                self.daily = DailyTables.build(backend, self.transactions, self.products)
+                self.daily = DailyTables.build(backend, self.transactions, self.products, group)
             else:
                 self.daily = DailyTables.of(self.transactions, self.products)
         return self.daily
@@ -78,7 +78,7 @@ class Sources:
     def features(self, group: str, as_of: pd.Timestamp) -> pd.DataFrame:
         as_of = pd.Timestamp(as_of)
         midnight = as_of == as_of.floor("D")  # the reduced tables answer for midnights
-        daily = self.tables() if midnight else None
+        daily = self.tables(group) if midnight else None
         lines = None if midnight else self.transactions
         if group == "customer":
             if midnight and self._state is None:  # running totals, advanced instant by instant

@@ -102,6 +102,12 @@ def categories_of(products: pd.DataFrame | None) -> pd.DataFrame | None:
     )
 
 
+GROUP_TABLES = {  # the reduced tables each feature group reads
+    "customer": {"customer_days", "customer_category_days"},
+    "product": {"product_days", "product_price_days"},
+}
+
+
 @dataclass
 class DailyTables:
     """The reduced tables, staged in the engine (a scratch table each) for many instants."""
@@ -125,9 +131,13 @@ class DailyTables:
         )
 
     @classmethod
-    def build(cls, con: ibis.BaseBackend, lines: ibis.Table, products: pd.DataFrame | None) -> DailyTables:
-        """The reduced tables staged in the engine's scratch database, for many instants."""
+    def build(
+        cls, con: ibis.BaseBackend, lines: ibis.Table, products: pd.DataFrame | None, group: str | None = None
+    ) -> DailyTables:
+        """The reduced tables staged in the engine's scratch database, for many instants: those
+        of `group` (customer or product), the others left as expressions; all without one."""
         lazy = cls.of(lines, products)
+        wanted = GROUP_TABLES.get(group or "", set(GROUP_TABLES["customer"] | GROUP_TABLES["product"]))
         staged = {
             "customer_days": lazy.customers,
             "product_days": lazy.products,
@@ -135,14 +145,14 @@ class DailyTables:
             "customer_category_days": lazy.categories,
         }
         # in day order, so that a query of a few days reads a few blocks (DuckDB's zone maps)
-        staged = {n: e.order_by(DAY) for n, e in staged.items() if e is not None}
+        staged = {n: e.order_by(DAY) for n, e in staged.items() if e is not None and n in wanted}
         run = uuid.uuid4().hex[:8]  # the scratch database may already hold another step's
         tables = {n: con.create_table(f"{n}_{run}", e) for n, e in staged.items()}
         return cls(
-            tables["customer_days"],
-            tables["product_days"],
-            tables.get("product_price_days"),
-            tables.get("customer_category_days"),
+            tables.get("customer_days", lazy.customers),
+            tables.get("product_days", lazy.products),
+            tables.get("product_price_days", lazy.prices),
+            tables.get("customer_category_days", lazy.categories),
         )
 
     @classmethod

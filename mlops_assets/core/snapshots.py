@@ -111,12 +111,12 @@ def refresh_snapshots(
             done = Refresh([d for d in dates if d not in todo], todo)
             files = []
             if todo:
-                sources = Sources(None, products, inventory, DailyTables.build(con, lines, products))
+                sources = Sources(None, products, inventory, DailyTables.build(con, lines, products, group))
                 for i, when in enumerate(todo):
                     table = sources.snapshot(group, when)
                     table[DIGEST] = pd.Series(stamps[when], index=table.index, dtype=TEXT)
                     files.append(Path(stage) / f"{i:05d}.parquet")
-                    table.to_parquet(files[-1], index=False)
+                    table.to_parquet(files[-1], index=False, compression="lz4")  # staged: fast over small
                     done.rows[when] = len(table)
                     done.columns = table.head(0) if done.columns is None else done.columns
         warehouse.replace_rows(database, TABLES[group][1], files, AS_OF, todo, dates)

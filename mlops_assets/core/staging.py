@@ -116,7 +116,7 @@ class Stage:
         folder = self.root / table / f"{month:%Y-%m}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.parquet"
-        pq.write_table(arrow_of(frame), path)
+        pq.write_table(arrow_of(frame), path, compression="lz4")  # read once, then deleted: fast over small
         self._written.setdefault((table, month), []).append(path)
         return path
 
