@@ -36,6 +36,7 @@ import pandas as pd
 import psutil
 import yaml
 
+BIN = str(Path(sys.executable).parent)  # the dagster CLI of this interpreter, venv activated or not
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = Path(os.environ.get("MLOPS_SCALE_DIR", Path.home() / ".cache" / "mlops_assets" / "scale"))
 GIB = 1024**3
@@ -129,10 +130,16 @@ def new_day(data: Path) -> str:
     return (last + pd.Timedelta(days=1)).strftime("%Y-%m")
 
 
+def run_env(data: Path, home: Path) -> dict[str, str]:
+    """The environment of a CLI run over `data`: this interpreter's dagster first on the PATH."""
+    path = BIN + os.pathsep + os.environ.get("PATH", "")
+    return {**os.environ, "PATH": path, "MLOPS_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
+
+
 def run_daily(data: Path, home: Path, log: Path) -> dict:
     """refresh_and_monitor_job for the new day's partition, as the daily schedule runs it."""
     key = new_day(data)
-    env = {**os.environ, "MLOPS_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
+    env = run_env(data, home)
     cmd = ["dagster", "job", "execute", "-m", "mlops_assets.definitions", "-j", "refresh_and_monitor_job",
            "--tags", json.dumps({"dagster/partition": key})]  # fmt: skip
     start = time.perf_counter()
@@ -182,7 +189,7 @@ def run_build(data: Path, home: Path, kill_gib: float, timeout_min: float, log: 
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     shutil.copy(ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "MLOPS_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
+    env = run_env(data, home)
     cmd = ["dagster", "asset", "materialize", "-m", "mlops_assets.definitions", "--select", "*",
            "--partition-range", f"{first}...{last}"]  # fmt: skip
     start = time.perf_counter()

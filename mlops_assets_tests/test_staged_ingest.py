@@ -3,6 +3,7 @@ stage handles only its own lines."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import yaml
 from mlops_assets.assets import transactions
 from mlops_assets.assets.ingestion import read_and_audit, tx_gates
 from mlops_assets.assets.partitions import window_of
-from mlops_assets.core import ingestion, quality
+from mlops_assets.core import ingestion, line_cache, quality
 from mlops_assets.core.schemas import PARTITION_COLUMN
 from mlops_assets.settings import load_settings
 
@@ -203,6 +204,39 @@ def test_a_file_already_read_unchanged_is_not_read_again(feed, monkeypatch):
         assert read == ["orders-2.csv"] and len(third.table("bronze")) == len(before["bronze"]) + 1
     finally:
         third.close()
+
+
+def test_a_day_added_to_the_window_reads_only_the_files_that_reach_it(feed, monkeypatch):
+    """The window's end moves every day (an open window ends today): a file whose lines all
+    lie before both ends is not read again; a file with lines on the new day is, and its
+    lines land on their own day, as a run without the cache gives."""
+    spec = yaml.safe_load((feed / "sources.yaml").read_text())
+    spec["window"]["end_date"] = "2023-03-30"  # orders-2 has lines on the 31st: outside, for now
+    (feed / "sources.yaml").write_text(yaml.safe_dump(spec))
+    _ingest(load_settings(feed)).close()
+    read: list[str] = []
+    read_source = ingestion.read_source
+    monkeypatch.setattr(
+        ingestion,
+        "read_source",
+        lambda n, files, *a, **k: read.extend(p.name for p in files) or read_source(n, files, *a, **k),
+    )
+    spec["window"]["end_date"] = "2023-03-31"
+    (feed / "sources.yaml").write_text(yaml.safe_dump(spec))
+    grown = _ingest(load_settings(feed))
+    try:
+        assert read == ["orders-2.csv"]
+        tables = {name: grown.table(name) for name in ("bronze", "silver", "quarantined")}
+    finally:
+        grown.close()
+    assert (tables["silver"][PARTITION_COLUMN] == pd.Timestamp("2023-03-31")).sum() > 0
+    shutil.rmtree(feed / line_cache.FOLDER)
+    cold = _ingest(load_settings(feed))
+    try:
+        for name, frame in tables.items():
+            pd.testing.assert_frame_equal(frame, cold.table(name))
+    finally:
+        cold.close()
 
 
 REAL_LOGS = {

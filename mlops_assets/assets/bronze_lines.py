@@ -143,11 +143,11 @@ def stage_lines(settings: Settings, window, start: pd.Timestamp, end: pd.Timesta
         renamed={user: canon for canon, user in spec.columns.items()},
     )  # fmt: skip
     bounds = window.bounds
-    how = {"read": spec.read, "columns": spec.columns, "start": bounds.start, "end": bounds.end}
+    how = {"read": spec.read, "columns": spec.columns, "start": bounds.start}  # the end: per entry
     cache = line_cache.LineCache(settings.data_dir, line_cache.reading_digest(**how))
     audit, dating = Audit(), _Order()
     for index, (path, digest) in enumerate(zip(files, digests, strict=True)):
-        facts = cache.load(digest) if dating.cached and digest else None
+        facts = cache.load(digest, bounds.end) if dating.cached and digest else None
         if facts is not None and not dating.decided and facts["dm_dates"] and len(files) - index > 1:
             facts, dating.cached = None, False  # day/month dates over several files: decided by reading
         if facts is not None:
@@ -232,7 +232,7 @@ class _FileReader:
             months.close()
         if facts is None:  # nothing in it (read_pieces names a file without lines a fault)
             return None
-        return (cache.store(digest, folder, facts) if cache else folder), facts
+        return (cache.store(digest, folder, facts, self.bounds.end) if cache else folder), facts
 
     def _decide(self, raw: ingestion.RawSource, whole: bool) -> None:
         (self.dating.order, problem), self.dating.decided = (

