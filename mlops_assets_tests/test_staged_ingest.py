@@ -210,6 +210,8 @@ def test_a_day_added_to_the_window_reads_only_the_files_that_reach_it(feed, monk
     """The window's end moves every day (an open window ends today): a file whose lines all
     lie before both ends is not read again; a file with lines on the new day is, and its
     lines land on their own day, as a run without the cache gives."""
+    stray = feed / "raw" / "orders-1.csv"  # a future date in the older file: outside both windows
+    stray.write_text(stray.read_text() + "F1,2031-05-01 10:00:00,C1,P1,1.0,11.0\n")
     spec = yaml.safe_load((feed / "sources.yaml").read_text())
     spec["window"]["end_date"] = "2023-03-30"  # orders-2 has lines on the 31st: outside, for now
     (feed / "sources.yaml").write_text(yaml.safe_dump(spec))
@@ -237,6 +239,22 @@ def test_a_day_added_to_the_window_reads_only_the_files_that_reach_it(feed, monk
             pd.testing.assert_frame_equal(frame, cold.table(name))
     finally:
         cold.close()
+
+
+@pytest.mark.parametrize(
+    ("end", "serves"),
+    [
+        ("2023-04-01", True),  # the same end
+        ("2023-04-05", True),  # later, before the late line's day
+        ("2023-04-11", False),  # later, past a line on 2023-04-10: its day changes
+        ("2023-03-30", True),  # earlier, after the latest line inside
+        ("2023-03-29", False),  # earlier, before a line of 2023-03-29: it leaves the window
+    ],
+)
+def test_a_cache_entry_serves_a_window_end_when_no_line_lies_between(end, serves):
+    stamps = pd.Series(pd.to_datetime(["2023-03-01 10:00", "2023-03-29 23:00", "2023-04-10 09:00"]))
+    meta = {line_cache.END: "2023-04-01", **line_cache.end_facts(stamps, pd.Timestamp("2023-04-01"))}
+    assert line_cache.serves(meta, pd.Timestamp(end)) is serves
 
 
 REAL_LOGS = {

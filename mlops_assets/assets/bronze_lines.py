@@ -46,7 +46,7 @@ def file_facts(raw: ingestion.RawSource, typed: pd.DataFrame) -> dict:
         facts["bad"][col] = int(bad.sum())
         facts["examples"][col] = [repr(v) for v in values[bad].drop_duplicates().head(EXAMPLES)]
     facts["nulls"] = {col: int(typed[col].isna().sum()) for col in CANONICAL[SOURCE]}
-    head = raw.frame["order_ts"].dropna().astype(str).head(100) if "order_ts" in raw.frame else None
+    head = raw.frame["order_ts"].dropna().head(100).astype(str) if "order_ts" in raw.frame else None
     facts["dm_dates"] = bool(head is not None and head.str.match(dates.PATTERN).any())
     return facts
 
@@ -54,10 +54,12 @@ def file_facts(raw: ingestion.RawSource, typed: pd.DataFrame) -> dict:
 def month_facts(typed: pd.DataFrame, bounds) -> tuple[dict, int]:
     """Per month of partition day: its lines and their first and last timestamps; and the lines
     of days not complete yet."""
-    months = {}
-    for month, part in typed.groupby(typed[PARTITION_COLUMN].dt.to_period("M"), sort=True):
-        ts = part["order_ts"]
-        months[str(month)] = {"lines": len(part), "min": _stamp(ts.min()), "max": _stamp(ts.max())}
+    ts = typed["order_ts"].groupby(typed[PARTITION_COLUMN].dt.to_period("M"), sort=True)
+    stats = pd.DataFrame({"lines": ts.size(), "min": ts.min(), "max": ts.max()})  # no copy of the lines
+    months = {
+        str(month): {"lines": int(row["lines"]), "min": _stamp(row["min"]), "max": _stamp(row["max"])}
+        for month, row in stats.iterrows()
+    }
     return months, int((typed[PARTITION_COLUMN] >= bounds.end).sum())
 
 
@@ -225,6 +227,7 @@ class _FileReader:
                 typed[PARTITION_COLUMN] = quality.attribute_partitions(typed, self.bounds, before=carry)
                 carry = typed[PARTITION_COLUMN].iloc[-1] if len(typed) else carry
                 part["months"], part["awaiting"] = month_facts(typed, self.bounds)
+                part |= line_cache.end_facts(typed["order_ts"], self.bounds.end)
                 facts = part if facts is None else merged(facts, part)
                 months.write(typed)
                 del raw, typed
@@ -276,7 +279,7 @@ def merged(a: dict, b: dict) -> dict:
         have["min"] = min(stamps, key=pd.Timestamp) if stamps else None
         have["max"] = max(stamps, key=pd.Timestamp) if stamps else None
     out["months"] = dict(sorted(months.items()))
-    return out
+    return out | line_cache.merged_end_facts(a, b)
 
 
 def audit_results(

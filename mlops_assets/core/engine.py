@@ -28,7 +28,7 @@ from mlops_assets.core import schemas, warehouse
 SILVER = "silver.silver_transactions"
 # DuckDB keeps at most this much in memory per query and spills the rest to its temp folder
 # (`<warehouse>.tmp` beside the file): a chain's log then fits any machine with a few GB
-MEMORY_LIMIT = "2GB"
+MEMORY_LIMIT = warehouse.MEMORY_LIMIT
 # sums of money (and quantities) are exact: each value as a decimal of 18 places (1e-20 of a
 # cent-valued float), added without rounding, so a total does not depend on the order the
 # engine meets the lines in (a float sum does, in its last bits, and the forecasters'

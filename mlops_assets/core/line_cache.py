@@ -5,10 +5,11 @@ way of reading it (sources.yaml's read options and column mapping, the window's 
 module's VERSION): its typed lines are kept as Parquet, one file per month of their partition
 day, beside what the bronze gates count of it, under `.ingest-cache/` in the data directory.
 The window's end is not part of the key: it moves every day (an open window ends today), and
-it decides a line's day only for lines at or after it. An entry records the end it was read
-with and the file's latest timestamp; it serves any end past that timestamp (the file's lines
-are then all inside both windows, or attributed to in-window neighbours the same way), and a
-file with lines at or after the end is read again (the newest file of a growing log, usually). A later
+it decides a line's day only for the lines it moves in or out of the window. An entry records
+the end it was read with, the days of its lines at or after that end (a stray future date, the
+day not complete yet) and its latest timestamp before it; it serves another end when no line
+lies between the two ends (every line is then inside, or outside, both windows, and is given
+the same day), and the file is read again otherwise (the newest file of a growing log). A later
 run (the daily schedule re-runs the month so far; a backfill re-runs its months) takes an
 unchanged file's months from there, and reads only new or changed files. The file's bytes are
 still hashed on every run: that is how a change is noticed, at disk speed.
@@ -33,6 +34,8 @@ import pandas as pd
 VERSION = "1"  # bump when reading or typing changes what a file's lines are
 FOLDER = ".ingest-cache"
 END = "window_end"  # meta.json: the window end (exclusive) the entry was read with
+LATE = "days_at_or_after_end"  # meta.json: the days of its lines at or after END (None: too many)
+LATEST = "latest_before_end"  # meta.json: its latest timestamp before END
 UNUSED_FOR = 24 * 3600  # seconds an unused entry is kept (another run may be about to use it)
 
 
@@ -55,6 +58,40 @@ def reading_digest(**how) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+MAX_LATE_DAYS = 1000  # an entry lists at most this many days past its end (else: read again)
+
+
+def end_facts(stamps: pd.Series, end: pd.Timestamp) -> dict:
+    """What an entry keeps about its lines and the window end it was read with (a midnight)."""
+    late = stamps[stamps >= end].dt.floor("D").dropna().unique()
+    inside = stamps[stamps < end].max()
+    return {
+        LATE: sorted(str(pd.Timestamp(d)) for d in late) if len(late) <= MAX_LATE_DAYS else None,
+        LATEST: None if pd.isna(inside) else str(inside),
+    }
+
+
+def merged_end_facts(a: dict, b: dict) -> dict:
+    """The end facts of two pieces of one file, as one."""
+    late = None if a[LATE] is None or b[LATE] is None else sorted({*a[LATE], *b[LATE]})
+    inside = [pd.Timestamp(x) for x in (a[LATEST], b[LATEST]) if x is not None]
+    return {
+        LATE: late if late is None or len(late) <= MAX_LATE_DAYS else None,
+        LATEST: str(max(inside)) if inside else None,
+    }
+
+
+def serves(meta: dict, end: pd.Timestamp) -> bool:
+    """Whether an entry read with window end meta[END] types its lines as `end` would: no line
+    lies in between (ends are midnights, so a line's day decides)."""
+    if END not in meta or LATE not in meta:
+        return False
+    read_with = pd.Timestamp(meta[END])
+    if end >= read_with:
+        return meta[LATE] is not None and not any(read_with <= pd.Timestamp(d) < end for d in meta[LATE])
+    return meta[LATEST] is None or pd.Timestamp(meta[LATEST]) < end
+
+
 class LineCache:
     def __init__(self, data_dir: Path, reading: str):
         self.root = Path(data_dir) / FOLDER
@@ -74,9 +111,8 @@ class LineCache:
             return None
         if not all((folder / f"{m}.parquet").exists() for m in meta["months"]):
             return None
-        stamps = [pd.Timestamp(f["max"]) for f in meta["months"].values() if f["max"]]
-        if END not in meta or (stamps and max(stamps) >= min(pd.Timestamp(end), pd.Timestamp(meta[END]))):
-            return None  # its lines reach one of the two ends: their days may differ
+        if not serves(meta, pd.Timestamp(end)):
+            return None  # a line between the two ends: its day may differ
         self.used.add(folder)
         os.utime(folder)
         return meta

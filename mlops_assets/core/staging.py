@@ -29,7 +29,7 @@ from mlops_assets.core.history_rules import REPLAY_KEY, replay_keys
 from mlops_assets.core.schemas import PARTITION_COLUMN, TEXT
 
 TABLES = ("bronze", "silver", "quarantined", "report")
-MEMORY_LIMIT = "2GB"  # the staging queries' DuckDB; it spills to the stage's folder past this
+MEMORY_LIMIT = warehouse.MEMORY_LIMIT  # the staging queries' DuckDB spills to the stage past this
 
 
 def month_of(day: pd.Timestamp) -> pd.Timestamp:

@@ -25,6 +25,13 @@ FORMATS = ("duckdb", "delta")
 TEXT_TYPES = {pa.string(): TEXT, pa.large_string(): TEXT}
 
 
+# DuckDB keeps at most this much in memory per connection and spills the rest to disk (beside
+# the file); without it a connection may take 80% of the machine's memory, and a transaction
+# that writes a chain's snapshots (60M rows at 20M lines) held 5.7 GB
+MEMORY_LIMIT = "2GB"
+LIMITS = {"memory_limit": MEMORY_LIMIT}
+
+
 def location(data_dir: Path, fmt: str) -> Path:
     """Where a data directory's warehouse of format `fmt` lives."""
     if fmt not in FORMATS:
@@ -53,10 +60,10 @@ def connect(database: str | Path, tables: Iterable[str] | None = None) -> Iterat
     import duckdb
 
     if not is_delta(database):
-        with duckdb.connect(str(database), read_only=True) as con:
+        with duckdb.connect(str(database), read_only=True, config=LIMITS) as con:
             yield con
         return
-    with duckdb.connect() as con:
+    with duckdb.connect(config=LIMITS) as con:
         register_delta(con, database, tables)
         yield con
 
@@ -156,7 +163,7 @@ def _write_duckdb(database: str | Path, table: str, staged: list[Path], where: s
     import duckdb
 
     files = [str(p) for p in staged]
-    with duckdb.connect(str(database), config={"preserve_insertion_order": False}) as con:
+    with duckdb.connect(str(database), config={"preserve_insertion_order": False, **LIMITS}) as con:
         con.execute("begin")
         schema, _ = table.split(".")
         con.execute(f'create schema if not exists "{schema}"')
