@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from mlops_assets.core import history_rules, quality
+from mlops_assets.core import line_rules, quality
 from mlops_assets.core.quality import Window
 from mlops_assets.core.schemas import CANONICAL
 
@@ -38,7 +38,7 @@ def frame(*lines: dict) -> pd.DataFrame:
 
 
 def split(df, catalog=CATALOG, earlier=None):
-    earlier = pd.DataFrame({"order_id": [], "key": [], "first_day": []}) if earlier is None else earlier
+    earlier = pd.DataFrame({"first_day": []}) if earlier is None else earlier
     return quality.split_transactions(
         df, WINDOW, NOW, catalog, max_abs_quantity=1000, price_outlier_factor=10, earlier_orders=earlier,
         return_lookback_days=30,
@@ -91,10 +91,8 @@ def test_every_rule_has_a_case():
 
 
 def test_a_line_published_on_an_earlier_day_is_a_replay_and_the_rule_can_be_off():
-    key = history_rules.replay_keys(frame(GOOD)).tolist()
-
     def published(day: str) -> pd.DataFrame:
-        return pd.DataFrame({"order_id": ["O1"], "key": key, "first_day": [pd.Timestamp(day)]})
+        return frame(GOOD)[line_rules.REPLAY_KEY].assign(first_day=pd.Timestamp(day))
 
     out = split(frame(GOOD, line(order_id="O2")), earlier=published("2024-01-05"))
     assert out.quarantined["reason"].tolist() == ["replayed_order"] and out.silver["order_id"].tolist() == [
@@ -138,13 +136,18 @@ def test_exact_duplicate_keeps_the_first():
     assert len(out.silver) == 2
 
 
-def test_duplicate_lines_compare_text_not_only_numbers():
-    # same timestamp, quantity and price; only text differs: a candidate of the fast pass
-    df = frame(GOOD, line(customer_id="C2"), line(product_id="P2"), GOOD, line(customer_id="C2"))
+def test_duplicate_lines_compare_text_and_nulls_as_pandas_does():
+    # same timestamp, quantity and price; only text differs; nulls equal nulls, as in pandas
+    df = frame(
+        GOOD, line(customer_id="C2"), line(product_id="P2"), GOOD, line(customer_id="C2"),
+        line(customer_id=None, amount=float("nan")), line(customer_id=None, amount=float("nan")),
+    )  # fmt: skip
     columns = list(CANONICAL["transactions"])
-    fast = quality.duplicate_lines(df, columns)
-    assert fast.tolist() == [False, False, False, True, True]
-    assert fast.equals(df.duplicated(columns, keep="first"))
+    reason = split(df, catalog=None).quarantined.set_index("source_row")["reason"]
+    engine = pd.Series(False, index=df.index)
+    engine[(reason[reason == "duplicate_line"].index - 1).to_numpy()] = True
+    assert engine.tolist() == [False, False, False, True, True, False, True]
+    assert engine.equals(df.duplicated(columns, keep="first"))
 
 
 def test_lines_in_both_counts_a_line_in_silver_and_quarantine():

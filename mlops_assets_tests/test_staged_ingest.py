@@ -87,9 +87,7 @@ def _whole_run(settings, window) -> quality.Split:
         now=pd.Timestamp.now(),
         max_abs_quantity=q.max_abs_quantity,
         price_outlier_factor=q.price_outlier_factor,
-        earlier_orders=pd.DataFrame(
-            {"order_id": [], "key": [], "first_day": pd.Series(dtype="datetime64[ns]")}
-        ),
+        earlier_orders=pd.DataFrame({"first_day": pd.Series(dtype="datetime64[ns]")}),
         return_lookback_days=q.return_lookback_days,
     )
 
@@ -110,11 +108,15 @@ def test_a_month_at_a_time_routes_every_line_as_the_whole_run_did(feed, monkeypa
     assert {"replayed_order", "return_without_sale", "outlier_price", "duplicate_line",
             "unparseable_order_ts"} <= reasons, reasons  # fmt: skip
 
-    routed: list[int] = []
-    split = quality.split_transactions
-    monkeypatch.setattr(
-        quality, "split_transactions", lambda b, *a, **k: routed.append(len(b)) or split(b, *a, **k)
-    )
+    routed: list[int] = []  # the lines each month's routing query read
+    month_lines = transactions._Router._month_lines
+
+    def counted(self, con, month):
+        lines = month_lines(self, con, month)
+        routed.append(int(con.to_pyarrow(lines.count()).as_py()))
+        return lines
+
+    monkeypatch.setattr(transactions._Router, "_month_lines", counted)
     read: list[str] = []
     read_source = ingestion.read_source
     monkeypatch.setattr(

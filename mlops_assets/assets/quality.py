@@ -180,13 +180,9 @@ def _row_counts(context: dg.AssetExecutionContext, rows: int) -> dict:
 
 
 def _first(run: transactions.Ingested, name: str) -> tuple[pd.DataFrame, pd.Series]:
-    """The first month of a staged table (for the preview) and its rows per partition."""
-    counts, first = {}, None
-    for month, frame in run.stage.frames(name):
-        counts[f"{month:%Y-%m}"] = len(frame)
-        if first is None or (first.empty and len(frame)):
-            first = frame
-    return (first if first is not None else pd.DataFrame()), pd.Series(counts, dtype="int64")
+    """The first rows of a staged table (for the preview) and its rows per partition, read from
+    the files' heads and footers, not their lines."""
+    return run.stage.head(name), run.stage.row_counts(name)
 
 
 def _metadata(run: transactions.Ingested) -> dict[str, dict]:

@@ -12,14 +12,27 @@ when no gate blocked.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
+import ibis
 import pandas as pd
+import pyarrow as pa
 
 from mlops_assets.assets import bronze_lines
 from mlops_assets.checks.gates import Gate, blocks
-from mlops_assets.core import feed_checks, publication, quality, schemas
+from mlops_assets.core import (
+    engine,
+    feed_checks,
+    line_rules,
+    publication,
+    quality,
+    schemas,
+    staging,
+    warehouse,
+)
 from mlops_assets.core.feed_checks import WEEKS
 from mlops_assets.core.schemas import PARTITION_COLUMN
 from mlops_assets.core.staging import Stage, month_of, months_between
@@ -128,7 +141,7 @@ def ingest(
 def _ingest(settings, window, start, end, products, bronze_gates, stage: Stage) -> Ingested:
     summary, audit = bronze_lines.stage_lines(settings, window, start, end, stage)
     bronze_results = bronze_lines.audit_results(settings, summary, audit, bronze_gates)
-    first = stage.month_lines(min(stage.lines)) if stage.lines else stage.month_lines(month_of(start))
+    first = stage.head("lines")
     counts = pd.Series({f"{m:%Y-%m}": n for m, n in stage.lines.items()}, dtype="int64")
     meta = bronze_lines.bronze_metadata(summary, audit, counts, first, start, end)
     stopped = [r for r in bronze_results if blocks(r)]
@@ -155,38 +168,169 @@ def _ingest(settings, window, start, end, products, bronze_gates, stage: Stage) 
 
 class _Router:
     """Routes the run's months one at a time: each month's lines, with what its rules need
-    from the published tables and from the run's other months."""
+    from the published tables and from the run's other months, by the rules of
+    core/line_rules.py run as one query over the month's staged files (DuckDB, out of core)."""
 
     def __init__(self, settings: Settings, window, start: pd.Timestamp, stage: Stage, products: pd.DataFrame):
         self.settings, self.bounds, self.start, self.stage = settings, window.bounds, start, stage
-        self.catalog = products if len(products) else None
-        self.medians = stage.reference_prices()
-        self.now = pd.Timestamp.now()
+        q = settings.quality
+        self.rules = quality.rules_of(
+            self.bounds,
+            pd.Timestamp.now(),
+            q.max_abs_quantity,
+            q.price_outlier_factor,
+            q.return_lookback_days,
+        )
+        self.ids, self.listed = quality.product_tables(products if len(products) else None)
+        medians = stage.reference_prices()
+        self.medians = pd.DataFrame(
+            {"product_id": medians.index.astype(str), "median": medians.to_numpy(float)}
+        )
         self._unplaced: pd.DataFrame | None = None
+        self._staged = False
 
     def route(self, first: pd.Timestamp, end: pd.Timestamp) -> Month:
-        q, db, month = self.settings.quality, self.settings.warehouse_path, month_of(first)
-        bronze = self.stage.month_lines(month)
-        split = quality.split_transactions(
-            bronze,
-            self.bounds,
-            now=self.now,
-            catalog=self.catalog,
-            max_abs_quantity=q.max_abs_quantity,
-            price_outlier_factor=q.price_outlier_factor,
-            earlier_orders=self._earlier_orders(month, bronze) if q.detect_replays else None,
-            earlier_sales=self._earlier_sales(month, bronze),
-            return_lookback_days=q.return_lookback_days,
-            reference_prices=self.medians,
+        month = month_of(first)
+        with engine.memory_backend(self.stage.root / "spill") as con:
+            lines = self._month_lines(con, month)
+            routed = line_rules.reasons(lines, self.rules, self._context(con, month), list(quality.RULES))
+            con.create_table("routed", routed)
+            days = con.con.sql(f"select distinct {PARTITION_COLUMN} from routed").fetchall()
+            kept = publication.uncovered_days(self.settings.warehouse_path, [d for (d,) in days], first, end)
+            if kept.days:  # a shorter re-export: the month joins the published days it keeps
+                return self._with_kept(con, month, first, end, kept)
+            return self._written(con, month, first, end, kept)
+
+    def _month_lines(self, con, month: pd.Timestamp):
+        """The month's staged lines with `_seq`, their place in the run (file order, then line order)."""
+        files = [str(p) for p in self.stage.files("lines", month)]
+        self._staged = bool(files)  # the view month_lines exists
+        if not files:
+            empty = self.stage.month_lines(month).assign(**{line_rules.SEQ: pd.Series(dtype="int64")})
+            return ibis.memtable(staging.arrow_of(empty))
+        listed = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        con.con.execute(
+            "create view month_lines as select * exclude (filename, file_row_number), "
+            f"(list_position({listed}, filename)::bigint << 40) + file_row_number as {line_rules.SEQ} "
+            f"from read_parquet({listed}, filename = true, file_row_number = true, union_by_name = true)"
         )
-        kept = publication.uncovered_days(db, bronze, first, end)
-        if kept.days and self._unplaced is None:
+        return con.table("month_lines")
+
+    def _context(self, con, month: pd.Timestamp) -> line_rules.Context:
+        q = self.settings.quality
+        ctx = line_rules.Context(
+            catalog_ids=ibis.memtable(self.ids) if self.ids is not None else None,
+            listed=ibis.memtable(self.listed) if self.listed is not None else None,
+            medians=ibis.memtable(self.medians),
+        )
+        earlier = [
+            str(p) for m in sorted(self.stage.lines) if m < month for p in self.stage.files("lines", m)
+        ]
+        run = con.read_parquet(earlier, union_by_name=True) if earlier else None
+        month_ids = con.table("month_lines").order_id if self._staged else None
+        if q.detect_replays:
+            parts = [self._published_orders(con)]
+            if run is not None and month_ids is not None:
+                mine = run.filter(
+                    (run.order_ts >= line_rules.timestamp(self.bounds.start))
+                    & (run.order_ts < line_rules.timestamp(self.bounds.end))
+                    & run.order_id.isin(month_ids)
+                )
+                parts.append(mine.select(*line_rules.REPLAY_KEY, first_day=mine.order_ts.truncate("D")))
+            none = ibis.memtable(quality.earlier_orders_table(pd.DataFrame()))  # the rule stays on
+            ctx.earlier_orders = _union([p for p in parts if p is not None] or [none])
+        if q.return_lookback_days is not None:
+            since = month - pd.Timedelta(days=q.return_lookback_days + 1)
+            parts = [self._published_sales(con, since)]
+            if run is not None:
+                sold = run.filter(
+                    (run.quantity > 0)
+                    & (run.order_ts >= line_rules.timestamp(since))
+                    & (run.order_ts < line_rules.timestamp(month))
+                )
+                parts.append(sold.select("customer_id", "product_id", "order_ts"))
+            ctx.earlier_sales = _union([p for p in parts if p is not None])
+        return ctx
+
+    def _published_orders(self, con):
+        """Lines published before the run for the month's order ids (REPLAY_KEY, first_day)."""
+        if not self._staged:
+            return None
+        ids = con.con.sql("select distinct order_id from month_lines where order_id is not null").df()
+        found = publication.first_line_days(self.settings.warehouse_path, ids["order_id"], self.start)
+        return ibis.memtable(quality.earlier_orders_table(found)) if len(found) else None
+
+    def _published_sales(self, con, since: pd.Timestamp):
+        if since >= self.start or not self._staged:
+            return None
+        who = con.con.sql("select distinct customer_id from month_lines where customer_id is not null").df()
+        found = publication.published_sales(
+            self.settings.warehouse_path, who["customer_id"], since, self.start
+        )
+        if found is None or not len(found):
+            return None
+        return ibis.memtable(quality.earlier_sales_table(found))
+
+    def _written(self, con, month, first, end, kept) -> Month:
+        """The month's four tables staged by the engine: lines in the run's order."""
+        raw, seq = con.con, line_rules.SEQ
+        paths = {name: self.stage.path(name, month) for name in ("bronze", "silver", "quarantined")}
+        selects = {
+            "bronze": f"select * exclude ({seq}, reason) from routed",
+            "silver": f"select * exclude ({seq}, reason) from routed where reason is null",
+            "quarantined": f"select * exclude ({seq}) from routed where reason is not null",
+        }
+        for name, select in selects.items():
+            raw.execute(
+                f"copy ({select} order by {seq}) to '{paths[name]}' (format parquet, compression lz4)"
+            )
+            self.stage.register(name, month, paths[name])
+        counts = quality.report_counts_of(con, con.table("routed"))
+        report = quality.report_from_counts(counts)
+        self.stage.write("report", month, report)
+        bronze, silver, returns = raw.sql(
+            "select count(*), count(*) filter (where reason is null), "
+            "count(*) filter (where reason is null and quantity < 0) from routed"
+        ).fetchall()[0]
+        both = f"['{paths['silver']}', '{paths['quarantined']}']"
+        overlap = raw.sql(
+            f"select count(*) - count(distinct (source_file, source_row, {PARTITION_COLUMN})) "
+            f"from read_parquet({both}, union_by_name = true)"
+        ).fetchall()[0][0]
+        return Month(
+            bronze=bronze,
+            silver=silver,
+            quarantined=bronze - silver,
+            overlap=int(overlap),
+            returns=returns,
+            report=report,
+            kept=kept,
+            values=self._values(paths["silver"], first, end),
+        )
+
+    def _values(self, silver: Path, first: pd.Timestamp, end: pd.Timestamp) -> dg.AssetCheckResult:
+        """silver_values_in_range over the month's silver lines, a million at a time."""
+        q = self.settings.quality
+        where = f"{SILVER} {first.date()}..{(end - pd.Timedelta(days=1)).date()}"
+        schema = schemas.silver_schema(self.bounds.start, self.bounds.end, q.max_abs_quantity)
+        return GATES["silver_values_in_range"].validate_batches(schema, _batches(silver), where)
+
+    def _with_kept(self, con, month, first, end, kept) -> Month:
+        """The month with the published days it keeps (core/publication.py), in pandas: a
+        re-export shorter than what was published is rare and its month small."""
+        seq = line_rules.SEQ
+        routed = warehouse.to_pandas(con.con.sql(f"select * from routed order by {seq}").to_arrow_table())
+        reason = routed.pop("reason").astype(object).where(lambda r: r.notna(), None)
+        bronze = routed.drop(columns=[seq])
+        split = quality.split_by_reason(bronze, reason)
+        if self._unplaced is None:
             self._unplaced = self.stage.unplaced_lines(self.bounds)
         bronze, split = publication.with_kept(bronze, split, kept, self._unplaced)
         for name, frame in (("bronze", bronze), ("silver", split.silver),
                             ("quarantined", split.quarantined), ("report", split.report)):  # fmt: skip
             self.stage.write(name, month, frame)
         where = f"{SILVER} {first.date()}..{(end - pd.Timedelta(days=1)).date()}"
+        q = self.settings.quality
         schema = schemas.silver_schema(self.bounds.start, self.bounds.end, q.max_abs_quantity)
         return Month(
             bronze=len(bronze),
@@ -199,26 +343,23 @@ class _Router:
             values=GATES["silver_values_in_range"].validate(schema, split.silver, where),
         )
 
-    def _earlier_orders(self, month: pd.Timestamp, bronze: pd.DataFrame) -> pd.DataFrame:
-        published = publication.first_line_days(self.settings.warehouse_path, bronze["order_id"], self.start)
-        staged = self.stage.earlier_orders(month, bronze, self.bounds)
-        parts = [f for f in (published, staged) if len(f)]
-        return pd.concat(parts, ignore_index=True) if parts else published
 
-    def _earlier_sales(self, month: pd.Timestamp, bronze: pd.DataFrame) -> pd.DataFrame | None:
-        days = self.settings.quality.return_lookback_days
-        if days is None:
-            return None
-        since = month - pd.Timedelta(days=days + 1)
-        parts = [self.stage.earlier_sales(month, bronze, since)]
-        if since < self.start:
-            published = publication.published_sales(
-                self.settings.warehouse_path, bronze["customer_id"], since, self.start
-            )
-            if published is not None and len(published):
-                parts.append(published[["customer_id", "product_id", "order_ts"]])
-        both = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
-        return both.astype({"order_ts": "datetime64[ns]"})
+def _union(parts: list):
+    if not parts:
+        return None
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.union(
+            part.select(*[part[c].cast(out[c].type()).name(c) for c in out.columns]), distinct=False
+        )
+    return out
+
+
+def _batches(path: Path, rows: int = 1_000_000) -> Iterator[pd.DataFrame]:
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+        yield warehouse.to_pandas(pa.Table.from_batches([batch]))
 
 
 def _coverage(kept: publication.Kept, files: str) -> dg.AssetCheckResult:

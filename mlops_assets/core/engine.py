@@ -68,6 +68,22 @@ def connect(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+@contextmanager
+def memory_backend(spill: str | Path | None = None) -> Iterator[ibis.BaseBackend]:
+    """An in-process DuckDB backend of its own, memory-limited, that spills to `spill` (a folder;
+    by default a temporary one): for expressions over Parquet files or frames (memtables)."""
+    import duckdb
+
+    folder = Path(spill) if spill else Path(tempfile.mkdtemp(prefix="mlops-engine-"))
+    con = duckdb.connect(config={**warehouse.LIMITS, "temp_directory": str(folder)})
+    try:
+        yield ibis.duckdb.from_connection(con)
+    finally:
+        con.close()
+        if spill is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def exact_sum(column: ibis.Column, where: ibis.BooleanValue | None = None) -> ibis.Scalar:
     """The exact (decimal) sum of a numeric column; cast it to float64 where it leaves the engine."""
     return column.cast(EXACT).sum(where=where)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_assets.core.history_rules import REPLAY_KEY, replay_keys
+from mlops_assets.core.line_rules import REPLAY_KEY
 from mlops_assets.core.quality import Split, quality_report
 from mlops_assets.core.schemas import CANONICAL, LINEAGE, PARTITION_COLUMN, UNPARSED
 from mlops_assets.core.warehouse import connect, table_exists
@@ -49,14 +49,12 @@ def _days(con, table: str, since: pd.Timestamp, before: pd.Timestamp) -> pd.Data
     return _read(con, table, where, [since.to_pydatetime(), before.to_pydatetime()])
 
 
-def uncovered_days(
-    database: str | Path, bronze: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
-) -> Kept:
-    """The published days in [start, end) that `bronze` (the run's new lines) has no line of,
-    with their published rows of the four tables."""
+def uncovered_days(database: str | Path, covered_days, start: pd.Timestamp, end: pd.Timestamp) -> Kept:
+    """The published days in [start, end) that the run's new lines (`covered_days`: the days
+    they belong to) have no line of, with their published rows of the four tables."""
     if not Path(database).exists():
         return Kept()
-    covered = set(pd.DatetimeIndex(bronze[PARTITION_COLUMN].unique()))
+    covered = {pd.Timestamp(d) for d in covered_days}
     with connect(database, TABLES.values()) as con:
         if not table_exists(con, TABLES["bronze"]):
             return Kept()
@@ -130,8 +128,8 @@ def with_kept(
 
 def first_line_days(database: str | Path, order_ids: pd.Series, before: pd.Timestamp) -> pd.DataFrame:
     """The lines published in silver or quarantine before `before` for the run's order ids:
-    order_id, key (quality.replay_keys), first_day (empty when nothing is published yet)."""
-    empty = pd.DataFrame({"order_id": [], "key": [], "first_day": pd.Series(dtype="datetime64[ns]")})
+    REPLAY_KEY and first_day (empty when nothing is published yet)."""
+    empty = pd.DataFrame({"first_day": pd.Series(dtype="datetime64[ns]")})
     if not Path(database).exists():
         return empty
     ids = pd.DataFrame({"order_id": pd.Series(order_ids.dropna().unique(), dtype=object)})
@@ -151,13 +149,7 @@ def first_line_days(database: str | Path, order_ids: pd.Series, before: pd.Times
     if not parts:
         return empty
     both = pd.concat(parts, ignore_index=True)
-    return pd.DataFrame(
-        {
-            "order_id": both["order_id"],
-            "key": replay_keys(both).to_numpy(),
-            "first_day": both[PARTITION_COLUMN],
-        }
-    )
+    return both[REPLAY_KEY].assign(first_day=both[PARTITION_COLUMN].astype("datetime64[ns]"))
 
 
 def published_sales(database: str | Path, customers: pd.Series, since: pd.Timestamp, before: pd.Timestamp):

@@ -25,7 +25,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlops_assets.core import quality, warehouse
-from mlops_assets.core.history_rules import REPLAY_KEY, replay_keys
 from mlops_assets.core.schemas import PARTITION_COLUMN, TEXT
 
 TABLES = ("bronze", "silver", "quarantined", "report")
@@ -113,10 +112,17 @@ class Stage:
         self.lines[month] = self.lines.get(month, 0) + lines
 
     def write(self, table: str, month: pd.Timestamp, frame: pd.DataFrame, name: str = "part") -> Path:
+        path = self.path(table, month, name)
+        pq.write_table(arrow_of(frame), path, compression="lz4")  # read once, then deleted: fast over small
+        return self.register(table, month, path)
+
+    def path(self, table: str, month: pd.Timestamp, name: str = "part") -> Path:
+        """Where a month's file of `table` goes (written by the caller, then `register`ed)."""
         folder = self.root / table / f"{month:%Y-%m}"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{name}.parquet"
-        pq.write_table(arrow_of(frame), path, compression="lz4")  # read once, then deleted: fast over small
+        return folder / f"{name}.parquet"
+
+    def register(self, table: str, month: pd.Timestamp, path: Path) -> Path:
         self._written.setdefault((table, month), []).append(path)
         return path
 
@@ -142,6 +148,28 @@ class Stage:
             frame = warehouse.to_pandas((self.schema or pa.schema([])).empty_table())
         frame.index = pd.RangeIndex(len(frame))
         return frame
+
+    def head(self, table: str, rows: int = 100) -> pd.DataFrame:
+        """The first `rows` rows of the first month of `table` that has any (for previews)."""
+        for path in self.files(table):
+            parquet = pq.ParquetFile(path)
+            if parquet.metadata.num_rows:
+                batch = next(parquet.iter_batches(batch_size=rows))
+                return warehouse.to_pandas(pa.Table.from_batches([batch]))
+        return (
+            warehouse.to_pandas((self.schema or pa.schema([])).empty_table())
+            if table == "lines"
+            else pd.DataFrame()
+        )
+
+    def row_counts(self, table: str) -> pd.Series:
+        """Rows of `table` per month ('YYYY-MM'), from the files' footers."""
+        counts: dict[str, int] = {}
+        for (t, month), paths in sorted(self._written.items()):
+            if t == table:
+                rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+                counts[f"{month:%Y-%m}"] = counts.get(f"{month:%Y-%m}", 0) + rows
+        return pd.Series(counts, dtype="int64")
 
     def frames(self, table: str) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
         for (t, month), _ in sorted(self._written.items()):
@@ -182,45 +210,6 @@ class Stage:
             "where unit_price > 0 and product_id is not null group by all"
         )
         return median_of_counts(counts, "product_id", "unit_price")
-
-    def earlier_orders(
-        self, month: pd.Timestamp, lines: pd.DataFrame, window: quality.Window
-    ) -> pd.DataFrame:
-        """Lines of the run's months before `month` for the month's order ids, with a timestamp
-        in the window: order_id, key (history_rules.replay_keys) and first_day."""
-        ids = pd.DataFrame({"order_id": pd.Series(lines["order_id"].dropna().unique(), dtype=object)})
-        empty = pd.DataFrame({"order_id": [], "key": [], "first_day": pd.Series(dtype="datetime64[ns]")})
-        if ids.empty or not any(m < month for (t, m) in self._written if t == "lines"):
-            return empty
-        cols = ", ".join(REPLAY_KEY)
-        found = self.query(
-            f"select {cols}, date_trunc('day', order_ts) as first_day from lines "
-            f"where {PARTITION_COLUMN} < ? and order_ts >= ? and order_ts < ? "
-            "and order_id in (select order_id from ids)",
-            [month.to_pydatetime(), window.start.to_pydatetime(), window.end.to_pydatetime()],
-            ids=ids,
-        )
-        if found.empty:
-            return empty
-        return pd.DataFrame(
-            {
-                "order_id": found["order_id"],
-                "key": replay_keys(found).to_numpy(),
-                "first_day": found["first_day"].astype("datetime64[ns]"),
-            }
-        )
-
-    def earlier_sales(self, month: pd.Timestamp, lines: pd.DataFrame, since: pd.Timestamp) -> pd.DataFrame:
-        """customer_id, product_id, order_ts of the run's lines before `month` that sold
-        (quantity > 0) since `since`, for the month's customers."""
-        who = pd.DataFrame({"customer_id": pd.Series(lines["customer_id"].dropna().unique(), dtype=object)})
-        return self.query(
-            "select customer_id, product_id, order_ts from lines "
-            f"where {PARTITION_COLUMN} < ? and quantity > 0 and order_ts >= ? and order_ts < ? "
-            "and customer_id in (select customer_id from who)",
-            [month.to_pydatetime(), since.to_pydatetime(), month.to_pydatetime()],
-            who=who,
-        ).astype({"order_ts": "datetime64[ns]"})
 
     def unplaced_lines(self, window: quality.Window) -> pd.DataFrame:
         """The run's lines whose timestamp is missing or outside the window: they take the day
