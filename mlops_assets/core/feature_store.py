@@ -66,11 +66,15 @@ class Sources:
     def tables(self, group: str | None = None) -> DailyTables:
         """The lines' reduced tables: staged once in the engine when the lines are a table there
         (the warehouse's silver: the running totals query them several times, and reducing a
-        chain's lines again for each query costs more than staging them), else as expressions."""
+        chain's lines again for each query costs more than staging them), else as expressions.
+        Staged unsorted: these sources answer for an instant or a few (snapshots build their own,
+        in day order, for a hundred)."""
         if self.daily is None:
             if isinstance(self.transactions, ibis.Table):
                 backend = self.transactions.get_backend()
-                self.daily = DailyTables.build(backend, self.transactions, self.products, group)
+                self.daily = DailyTables.build(
+                    backend, self.transactions, self.products, group, many=False
+                )
             else:
                 self.daily = DailyTables.of(self.transactions, self.products)
         return self.daily

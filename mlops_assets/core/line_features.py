@@ -107,6 +107,8 @@ GROUP_TABLES = {  # the reduced tables each feature group reads
     "product": {"product_days", "product_price_days"},
 }
 
+ONCE = {"customer_category_days"}  # read by one query per instant: staging it is pure cost
+
 
 @dataclass
 class DailyTables:
@@ -132,12 +134,22 @@ class DailyTables:
 
     @classmethod
     def build(
-        cls, con: ibis.BaseBackend, lines: ibis.Table, products: pd.DataFrame | None, group: str | None = None
+        cls,
+        con: ibis.BaseBackend,
+        lines: ibis.Table,
+        products: pd.DataFrame | None,
+        group: str | None = None,
+        many: bool = True,
     ) -> DailyTables:
-        """The reduced tables staged in the engine's scratch database, for many instants: those
-        of `group` (customer or product), the others left as expressions; all without one."""
+        """The reduced tables staged in the engine's scratch database: those of `group` (customer
+        or product), the others left as expressions; all without one. `many`: for many instants,
+        stored in day order (a query of a week's days then reads a few blocks). For one instant
+        (`many=False`) the customers' category days, read once, stay an expression, and the
+        tables are not sorted: at 20M lines this saves a quarter of the feature table's time."""
         lazy = cls.of(lines, products)
         wanted = GROUP_TABLES.get(group or "", set(GROUP_TABLES["customer"] | GROUP_TABLES["product"]))
+        if not many:
+            wanted = wanted - ONCE
         staged = {
             "customer_days": lazy.customers,
             "product_days": lazy.products,
@@ -145,7 +157,9 @@ class DailyTables:
             "customer_category_days": lazy.categories,
         }
         # in day order, so that a query of a few days reads a few blocks (DuckDB's zone maps)
-        staged = {n: e.order_by(DAY) for n, e in staged.items() if e is not None and n in wanted}
+        staged = {
+            n: e.order_by(DAY) if many else e for n, e in staged.items() if e is not None and n in wanted
+        }
         run = uuid.uuid4().hex[:8]  # the scratch database may already hold another step's
         tables = {n: con.create_table(f"{n}_{run}", e) for n, e in staged.items()}
         return cls(

@@ -1,7 +1,9 @@
 """Route bronze lines to silver or quarantine, and summarise data quality.
 
-Pandera gates whole tables (see schemas.py); routing needs a reason per row, so the row rules
-are vectorised masks here, applied in priority order: a line carries its first failing rule.
+Pandera gates whole tables (see schemas.py); routing needs a reason per row: a line carries
+its first failing rule of RULES, in this order. The rules are one Ibis expression
+(core/line_rules.py) that ingestion runs over a month's staged files; `split_transactions`
+runs the same expression over a frame (tests, small inputs).
 """
 
 from __future__ import annotations
