@@ -97,6 +97,13 @@ def _extra_columns(header: str, lines: Lines) -> bytes:
     return text(header + ",channel,note", [line + ',web,"a, b"' for line in lines])
 
 
+def _large_unmapped_field(header: str, lines: Lines) -> bytes:
+    """A 3 MB field in a column sources.yaml does not map: nothing the line carries is used."""
+    notes = ["" for _ in lines]
+    notes[21] = '"' + "N" * 3_000_000 + '"'
+    return text(header + ",note", [f"{line},{note}" for line, note in zip(lines, notes, strict=True)])
+
+
 def _dates(fmt: str, every: int = 1) -> Callable[[str, Lines], bytes]:
     """The timestamps rewritten in `fmt` (on every `every`-th line; the others stay ISO)."""
 
@@ -199,6 +206,7 @@ KINDS: list[Kind] = [
     Kind("every_field_quoted", _quoted, "accepted"),
     Kind("columns_reordered", _shuffled_columns, "accepted"),
     Kind("extra_columns", _extra_columns, "accepted"),
+    Kind("large_unmapped_field", _large_unmapped_field, "accepted"),
     Kind("gzip_compressed", lambda h, ls: gzip.compress(text(h, ls)), "accepted", suffix=".csv.gz"),
     Kind("bz2_compressed", lambda h, ls: bz2.compress(text(h, ls)), "accepted", suffix=".csv.bz2"),
     Kind("no_final_newline", lambda h, ls: text(h, ls)[:-1], "accepted"),

@@ -92,6 +92,54 @@ def test_a_feed_missing_days_keeps_them_as_published(small_data_dir):
     assert report["partition_date"].dt.strftime("%Y-%m-%d").isin(gone).sum() == 3
 
 
+def test_a_day_resent_under_a_later_date_keeps_that_days_published_lines(small_data_dir):
+    """A feed whose file for 2023-02-07 now holds 2023-02-06's lines re-dated (same orders): they
+    are quarantined as replays, and 2023-02-07's published lines stay, with a warning naming it."""
+    selection = group_keys(small_data_dir, *INGESTION)
+    assert run_graph(small_data_dir, START, END, selection=selection).success
+    before = tables(small_data_dir)
+    first, later = "2023-02-06", "2023-02-07"
+
+    def resent(df):
+        day = df["invoice_ts"].str[:10]
+        again = df[day == first].copy()
+        again["invoice_ts"] = later + again["invoice_ts"].str[10:]
+        return pd.concat([df[day != later], again], ignore_index=True)
+
+    rewrite_transactions(small_data_dir, resent)
+    result = run_graph(small_data_dir, "2023-02-01", "2023-02-28", selection=selection)
+    assert result.success
+    coverage = check_results(result)["feed_covers_published_days"]
+    assert not coverage.passed and coverage.severity.value == "WARN"
+    assert later in coverage.description and "quarantined" in coverage.description
+    assert first not in coverage.description
+    after = tables(small_data_dir)
+
+    def on(f: pd.DataFrame, day: str) -> pd.DataFrame:
+        return f[f["partition_date"].dt.strftime("%Y-%m-%d") == day]
+
+    silver = "silver.silver_transactions"
+    kept, published = on(after[silver], later), on(before[silver], later)
+    assert len(published) > 50
+    cols = list(published.columns)
+    pd.testing.assert_frame_equal(
+        kept[cols].sort_values(["source_file", "source_row"], ignore_index=True),
+        published.sort_values(["source_file", "source_row"], ignore_index=True),
+        check_dtype=False,
+    )
+    # the resent lines are in quarantine as replays, beside what was published: nothing lost
+    replays = on(after["silver.quarantined_transactions"], later)
+    replays = replays[replays["reason"] == "replayed_order"]
+    assert len(replays) == (on(before[silver], first)["order_ts"].dt.floor("D") == pd.Timestamp(first)).sum()
+    bronze = "bronze.bronze_transactions"
+    assert len(on(after[bronze], later)) == len(on(before[bronze], later)) + len(replays)
+    assert reconciles(after)
+    report = read_table(small_data_dir, "quality.data_quality_report")
+    row = report[report["partition_date"].dt.strftime("%Y-%m-%d") == later]
+    assert len(row) == 1 and int(row["bronze_rows"].iloc[0]) == len(on(after[bronze], later))
+    assert int(row["rule_replayed_order"].iloc[0]) >= len(replays)
+
+
 def test_a_day_cut_short_warns_naming_it_and_still_publishes(small_data_dir):
     def cut(df):
         day = df["invoice_ts"].str[:10] == "2023-03-15"

@@ -44,8 +44,9 @@ COVERAGE = Gate(
     "feed_covers_published_days",
     "bronze_transactions",
     "A re-run's files cover every day of its months published before. A day they no longer "
-    "cover keeps its published lines in all four tables (warns, naming the days); nothing "
-    "published is lost to a shorter re-export.",
+    "cover, or whose new lines are all quarantined (a day re-sent under another date), keeps its "
+    "published lines in all four tables, beside the new quarantined ones (warns, naming the days); "
+    "nothing published is lost to a shorter re-export or a bad resend.",
 )
 GATES = {
     "rows_conserved": Gate(
@@ -154,6 +155,7 @@ def _ingest(settings, window, start, end, products, bronze_gates, stage: Stage) 
     run_summary = quality.run_summary(report)
     kept = publication.Kept([d for m in months for d in m.kept.days])
     kept.lines = sum(m.kept.lines for m in months)
+    kept.refused = {d: n for m in months for d, n in m.kept.refused.items()}
     results = [
         *bronze_results,
         _coverage(kept, meta["source_files"]),
@@ -195,8 +197,17 @@ class _Router:
             lines = self._month_lines(con, month)
             routed = line_rules.reasons(lines, self.rules, self._context(con, month), list(quality.RULES))
             con.create_table("routed", routed)
-            days = con.con.sql(f"select distinct {PARTITION_COLUMN} from routed").fetchall()
-            kept = publication.uncovered_days(self.settings.warehouse_path, [d for (d,) in days], first, end)
+            days = con.con.sql(
+                f"select {PARTITION_COLUMN}, count(*), count(*) filter (where reason is null) "
+                "from routed group by 1"
+            ).fetchall()
+            kept = publication.uncovered_days(
+                self.settings.warehouse_path,
+                [d for d, _, good in days if good],
+                first,
+                end,
+                refused_days={d: n for d, n, good in days if not good},
+            )
             if kept.days:  # a shorter re-export: the month joins the published days it keeps
                 return self._with_kept(con, month, first, end, kept)
             return self._written(con, month, first, end, kept)
@@ -365,13 +376,26 @@ def _batches(path: Path, rows: int = 1_000_000) -> Iterator[pd.DataFrame]:
 def _coverage(kept: publication.Kept, files: str) -> dg.AssetCheckResult:
     if not kept.days:
         return COVERAGE.result(True, "the files cover every published day of the run's months")
-    days = ", ".join(d.date().isoformat() for d in kept.days[:10]) + (" ..." if len(kept.days) > 10 else "")
-    text = (
-        f"the files read ({files}) no longer cover {len(kept.days)} published days of the run's "
-        f"months: {days}; their {kept.lines:,} published lines are kept as they were"
-    )
-    meta = {"days_kept": len(kept.days), "lines_kept": kept.lines}
+    missing = [d for d in kept.days if d not in kept.refused]
+    sentences = []
+    if missing:
+        sentences.append(
+            f"the files read ({files}) no longer cover {len(missing)} published days of the run's "
+            f"months: {_days(missing)}"
+        )
+    if kept.refused:
+        sentences.append(
+            f"every new line of {len(kept.refused)} published days was quarantined "
+            f"({sum(kept.refused.values()):,} lines, in quarantined_transactions): "
+            f"{_days(list(kept.refused))}"
+        )
+    text = "; ".join(sentences) + f"; their {kept.lines:,} published lines are kept as they were"
+    meta = {"days_kept": len(kept.days), "lines_kept": kept.lines, "days_refused": len(kept.refused)}
     return COVERAGE.result(False, text, meta, severity=WARN)
+
+
+def _days(days: list[pd.Timestamp]) -> str:
+    return ", ".join(d.date().isoformat() for d in days[:10]) + (" ..." if len(days) > 10 else "")
 
 
 def _not_evaluated(stopped: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:

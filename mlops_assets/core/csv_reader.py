@@ -260,7 +260,7 @@ def _classified(records: list, use: list[str], nulls: set[str], max_field: int, 
     keep = [header.index(c) for c in use]
     good, rows, bad_rows, bad_raw, bad_why = [], [], [], [], []
     for number, (fields, raw) in enumerate(records[1:], start=1):
-        why = _fault(fields, raw, header, max_field)
+        why = _fault(fields, raw, header, max_field, keep)
         if why and cut and number == len(records) - 1 and "fields" in why:
             why += " (the file's last line, without a line end: cut short)"
         if why:
@@ -296,14 +296,16 @@ def _records(text: str, sep: str, quote: str, escape: str | None) -> list[tuple[
     return out
 
 
-def _fault(fields: list[str], raw: str, header: list[str], max_field: int) -> str | None:
+def _fault(fields: list[str], raw: str, header: list[str], max_field: int, keep: list[int]) -> str | None:
+    """Why a record cannot be a row, or None. Only the mapped fields (`keep`) are held to the
+    field length: an unmapped field of any size is not read, so it never quarantines its line."""
     if any(0xD800 <= ord(ch) <= 0xDFFF for ch in raw):
         return "holds bytes that are not text in the file's encoding"
     if fields == header:
         return "repeats the header line"
     if len(fields) != len(header):
         return f"has {len(fields)} field{'s' * (len(fields) != 1)} where the header has {len(header)}"
-    longest = max((len(f) for f in fields), default=0)
+    longest = max((len(fields[i]) for i in keep), default=0)
     if longest > max_field:
         return f"has a field of {longest:,} characters (more than {max_field:,})"
     return None

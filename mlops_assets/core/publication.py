@@ -33,6 +33,8 @@ TABLES = {
 class Kept:
     days: list[pd.Timestamp] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # kept days the files do carry, every new line of theirs quarantined: day -> new lines
+    refused: dict[pd.Timestamp, int] = field(default_factory=dict)
 
     lines: int = 0  # published lines kept (with_kept sets it: a line that moved is not kept)
 
@@ -49,12 +51,21 @@ def _days(con, table: str, since: pd.Timestamp, before: pd.Timestamp) -> pd.Data
     return _read(con, table, where, [since.to_pydatetime(), before.to_pydatetime()])
 
 
-def uncovered_days(database: str | Path, covered_days, start: pd.Timestamp, end: pd.Timestamp) -> Kept:
+def uncovered_days(
+    database: str | Path,
+    covered_days,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    refused_days: dict | None = None,
+) -> Kept:
     """The published days in [start, end) that the run's new lines (`covered_days`: the days
-    they belong to) have no line of, with their published rows of the four tables."""
+    they give a silver line) do not cover, with their published rows of the four tables.
+    `refused_days` (day -> lines): days whose new lines were all quarantined; such a day is kept
+    when it has published silver lines (a bad resend does not empty a good day)."""
     if not Path(database).exists():
         return Kept()
     covered = {pd.Timestamp(d) for d in covered_days}
+    refused = {pd.Timestamp(d): n for d, n in (refused_days or {}).items()}
     with connect(database, TABLES.values()) as con:
         if not table_exists(con, TABLES["bronze"]):
             return Kept()
@@ -64,12 +75,28 @@ def uncovered_days(database: str | Path, covered_days, start: pd.Timestamp, end:
             [start.to_pydatetime(), end.to_pydatetime()],
         ).fetchall()
         days = sorted({pd.Timestamp(d) for (d,) in published} - covered)
+        if refused and days:
+            good = _published_silver_days(con, [d for d in days if d in refused])
+            days = [d for d in days if d not in refused or d in good]
         if not days:
             return Kept()
         where = f"{PARTITION_COLUMN} in ({', '.join('?' * len(days))})"
         params = [d.to_pydatetime() for d in days]
         tables = {k: _read(con, t, where, params) for k, t in TABLES.items()}
-    return Kept(days, {k: v for k, v in tables.items() if v is not None})
+    kept = Kept(days, {k: v for k, v in tables.items() if v is not None})
+    kept.refused = {d: refused[d] for d in days if d in refused}
+    return kept
+
+
+def _published_silver_days(con, days: list[pd.Timestamp]) -> set[pd.Timestamp]:
+    if not days or not table_exists(con, TABLES["silver"]):
+        return set()
+    found = con.execute(
+        f"select distinct {PARTITION_COLUMN} from {TABLES['silver']} "
+        f"where {PARTITION_COLUMN} in ({', '.join('?' * len(days))})",
+        [d.to_pydatetime() for d in days],
+    ).fetchall()
+    return {pd.Timestamp(d) for (d,) in found}
 
 
 def _like(frame: pd.DataFrame, model: pd.DataFrame) -> pd.DataFrame:
@@ -117,9 +144,16 @@ def with_kept(
     if quarantined is not None and len(quarantined):
         by_key = dict(zip(_row_keys(quarantined, lineage), quarantined["reason"], strict=True))
         reasons = _row_keys(old, lineage).map(by_key).astype(object).set_axis(old.index)
+    # a kept day's report counts its kept lines and the run's new lines of that day (all
+    # quarantined: a day with a new silver line is not kept)
+    fresh = split.quarantined[split.quarantined[PARTITION_COLUMN].isin(kept.days)]
+    if len(fresh):
+        reasons = pd.concat([reasons, fresh["reason"].astype(object)], ignore_index=True)
+        old = pd.concat([old, _like(fresh, old)], ignore_index=True)
     report = quality_report(old, reasons) if len(old) else split.report.iloc[:0]
     merged = Split(joined(split.silver, "silver"), joined(split.quarantined, "quarantined"), split.report)
-    both = pd.concat([split.report, _like(report, split.report)], ignore_index=True)
+    rest = split.report[~split.report[PARTITION_COLUMN].isin(kept.days)]
+    both = pd.concat([rest, _like(report, split.report)], ignore_index=True)
     merged.report = both.sort_values(PARTITION_COLUMN, ignore_index=True)
     merged_bronze = joined(bronze, "bronze")
     kept.lines = len(merged_bronze) - len(bronze)
