@@ -190,8 +190,8 @@ def run_build(data: Path, home: Path, kill_gib: float, timeout_min: float, log: 
     home.mkdir(parents=True)
     shutil.copy(ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
     env = run_env(data, home)
-    cmd = ["dagster", "asset", "materialize", "-m", "mlops_assets.definitions", "--select", "*",
-           "--partition-range", f"{first}...{last}"]  # fmt: skip
+    # README command 1 (mlops-build runs `dagster asset materialize`, then reads the run back)
+    cmd = [str(Path(BIN) / "mlops-build"), "--partition-range", f"{first}...{last}"]
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)

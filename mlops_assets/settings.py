@@ -46,6 +46,9 @@ class WindowSpec(_Strict):
 
 class ForecastSpec(_Strict):
     freq: Literal["D", "W"] = "D"
+    # weekly periods end on this weekday; null: the weekday the feed stamps its lines on (weekly
+    # totals dated by their week's last day), else Sunday (ISO weeks, Monday..Sunday)
+    week_ends: Literal["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"] | None = None
     horizon: int = Field(28, ge=1)
     # total / store / category are forecast one series at a time with the candidates below;
     # product and product_store turn on the catalog path (assets/catalog.py): every level down

@@ -19,13 +19,14 @@ def sales_series(
     start: pd.Timestamp,
     end_excl: pd.Timestamp,
     country: str = "US",
+    week_ends: str = "SUN",
 ) -> SeriesSet:
     """Net revenue and units per complete period for each level; a level whose dimension is
     absent (one store "ALL", no catalog categories) is skipped with a note."""
-    periods = complete_periods(pd.Timestamp(start), pd.Timestamp(end_excl), freq)
+    periods = complete_periods(pd.Timestamp(start), pd.Timestamp(end_excl), freq, week_ends)
     notes: list[str] = []
     lines = transactions[["order_ts", "product_id", "store_id", "quantity", "amount"]].copy()
-    lines["period"] = period_start(lines["order_ts"], freq)
+    lines["period"] = period_start(lines["order_ts"], freq, week_ends)
     lines = lines[lines["period"].isin(periods)]
     if (
         products is not None
@@ -71,7 +72,11 @@ def sales_series(
 
 
 def bottom_series(
-    transactions: pd.DataFrame, products: pd.DataFrame | None, freq: str, end_excl: pd.Timestamp
+    transactions: pd.DataFrame,
+    products: pd.DataFrame | None,
+    freq: str,
+    end_excl: pd.Timestamp,
+    week_ends: str = "SUN",
 ) -> tuple[pd.DataFrame, list[str]]:
     """The catalog's bottom series: net revenue per (product, store, complete period) with the
     product's category; only periods with lines (core/hierarchy.py zero-fills each series from
@@ -81,8 +86,8 @@ def bottom_series(
     if transactions.empty:
         return pd.DataFrame(columns=columns), ["no transactions: no catalog series"]
     lines = transactions[["order_ts", "product_id", "store_id", "amount"]].copy()
-    lines["period"] = period_start(lines["order_ts"], freq)
-    complete = complete_periods(lines["period"].min(), pd.Timestamp(end_excl), freq)
+    lines["period"] = period_start(lines["order_ts"], freq, week_ends)
+    complete = complete_periods(lines["period"].min(), pd.Timestamp(end_excl), freq, week_ends)
     lines = lines[lines["period"].isin(complete)]
     categories = pd.Series(dtype=object)
     if products is not None and len(products) and "category" in products:

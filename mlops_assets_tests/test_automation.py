@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_assets.assets import transactions
 from mlops_assets.assets.catalog_monitoring import build_catalog_monitoring
 from mlops_assets.assets.monitoring import build_monitoring_assets
 from mlops_assets.assets.segmentation import build_segmentation_assets
@@ -26,7 +27,14 @@ from mlops_assets.automation.jobs import RETRAIN_REASON
 from mlops_assets.definitions import build_definitions, resources
 from mlops_assets.resources.alerts import AlertWebhook
 from mlops_assets.settings import load_settings
-from mlops_assets_tests.conftest import INGESTION, edit_sources, group_keys, read_table, run_graph
+from mlops_assets_tests.conftest import (
+    INGESTION,
+    edit_sources,
+    group_keys,
+    read_table,
+    rewrite_transactions,
+    run_graph,
+)
 from mlops_assets_tests.stubs import lines, product_features, upstream
 from mlops_assets_tests.test_monitoring import history, issue
 from mlops_assets_tests.test_segmentation import customers
@@ -342,6 +350,23 @@ def test_pressure_3_corrupt_data_is_blocked_and_alerted(small_data_dir, instance
     print(f"corrupt file blocked and alerted {time.monotonic() - started:.1f} s after it landed")
 
 
+@pytest.mark.slow
+def test_a_warning_is_reported_apart_and_not_alerted(small_data_dir, instance, webhook):
+    ingest = group_keys(small_data_dir, *INGESTION)
+    assert run_graph(small_data_dir, "2023-01-01", "2023-03-31", instance, ingest).success
+    cursor = alerts_tick(small_data_dir, instance, webhook).cursor
+    webhook.received.clear()
+    # a shorter re-export of February: its missing days keep their lines, with a warning
+    rewrite_transactions(small_data_dir, lambda df: df[df["invoice_ts"].str[:10] != "2023-02-07"])
+    result = run_graph(small_data_dir, "2023-02-01", "2023-02-28", instance, ingest)
+    assert result.success
+    assert not transactions.COVERAGE.spec.blocking  # a warning is not labelled blocking in the UI
+
+    ticked = alerts_tick(small_data_dir, instance, webhook, cursor)
+    assert not [a for a in webhook.received if a.get("check") == "feed_covers_published_days"]
+    assert "1 warnings, not alerted: bronze_transactions.feed_covers_published_days" in ticked.skip_message
+
+
 # ---- stale models, schedules, manual runs, freshness -------------------------------------------
 
 
@@ -471,4 +496,4 @@ def test_undelivered_alerts_are_kept_and_sent_once_when_the_webhook_answers(
     assert len(alert["alert_id"]) == 16
     # delivered once: the next tick sends nothing again
     again = tick(defs, "alert_sensor", instance, delivered.cursor, alerts=AlertWebhook(url=webhook.url))
-    assert len(webhook.received) == 1 and "no failed run or check" in again.skip_message
+    assert len(webhook.received) == 1 and "no failed run or blocking check" in again.skip_message

@@ -4,8 +4,9 @@ calibration and the choice never saw; the accuracy gate can fail."""
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
 
-from mlops_assets.assets.forecasting import beats_naive_result, coverage_result
+from mlops_assets.assets.forecasting import GATES, beats_naive_result, coverage_result
 from mlops_assets.core import conformal, forecasting
 from mlops_assets.core.forecast_models import Forecast
 
@@ -86,13 +87,24 @@ def report(c80: float, c95: float, periods: int = 28) -> pd.DataFrame:
 
 
 def test_coverage_gate_blocks_narrow_bands_and_only_warns_on_wide_ones():
-    narrow = coverage_result(report(0.50, 0.80), 0.10)
+    narrow, narrow_warn = coverage_result(report(0.50, 0.80), 0.10)
     assert not narrow.passed and narrow.severity == dg.AssetCheckSeverity.ERROR
     assert "too narrow" in narrow.description and narrow.metadata["coverage80_p_value"].value < 0.05
-    wide = coverage_result(report(0.99, 1.0), 0.10)
+    assert not narrow_warn.passed and narrow_warn.severity == dg.AssetCheckSeverity.WARN
+    block, wide = coverage_result(report(0.99, 1.0), 0.10)
+    assert block.passed  # wide bands are wasteful, not unsafe: the blocking gate holds
     assert not wide.passed and wide.severity == dg.AssetCheckSeverity.WARN and "too wide" in wide.description
-    assert coverage_result(report(0.78, 0.93), 0.10).passed
+    assert all(r.passed for r in coverage_result(report(0.78, 0.93), 0.10))
     # the same kind of shortfall over a 10-day holdout is within chance: a warning, not a block
-    short = coverage_result(report(0.60, 0.90, periods=10), 0.10)
-    assert not short.passed and short.severity == dg.AssetCheckSeverity.WARN
+    block, short = coverage_result(report(0.60, 0.90, periods=10), 0.10)
+    assert block.passed and not short.passed and short.severity == dg.AssetCheckSeverity.WARN
     assert "within chance" in short.description
+
+
+def test_a_warning_gate_is_declared_non_blocking_and_a_blocking_gate_never_warns():
+    block, warn = GATES["coverage"], GATES["coverage_near"]
+    assert block.spec.blocking and not warn.spec.blocking
+    assert warn.result(False, "x").severity == dg.AssetCheckSeverity.WARN
+    assert block.result(False, "x").severity == dg.AssetCheckSeverity.ERROR
+    with pytest.raises(ValueError, match="blocking gate"):
+        block.result(False, "x", severity=dg.AssetCheckSeverity.WARN)

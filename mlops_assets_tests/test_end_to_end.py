@@ -32,7 +32,7 @@ def test_whole_sample_end_to_end(tmp_path):
     evaluations = result.get_asset_check_evaluations()
     # nothing blocks; a warning may only be the coverage check's (28 December holdout days)
     assert all(e.passed or e.severity == dg.AssetCheckSeverity.WARN for e in evaluations)
-    assert {e.check_name for e in evaluations if not e.passed} <= {"interval_coverage_within_tolerance"}
+    assert {e.check_name for e in evaluations if not e.passed} <= {"interval_coverage_near_nominal"}
     source_rows = len(pd.read_csv(data / "raw/transactions.csv.gz", usecols=[0]))
     silver = read_table(data, "silver.silver_transactions")
     quarantined = read_table(data, "silver.quarantined_transactions")

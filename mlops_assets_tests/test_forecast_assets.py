@@ -22,9 +22,11 @@ def test_forecasting_assets_backtest_choose_and_forecast(small_data_dir):
     checks = check_results(result)
     for name in ("beats_seasonal_naive", "forecasts_are_sane"):
         assert checks[name].passed, checks[name].description
-    # 6 series x 7 holdout days: the coverage figure is coarse; wide bands would only warn
-    coverage = checks["interval_coverage_within_tolerance"]
-    assert coverage.passed or coverage.severity == dg.AssetCheckSeverity.WARN, coverage.description
+    # 6 series x 7 holdout days: the coverage figure is coarse; no shortfall beyond chance, and
+    # the warning check (wide bands, a shortfall within chance) is declared and evaluated
+    assert checks["interval_coverage_within_tolerance"].passed, checks["interval_coverage_within_tolerance"]
+    near = checks["interval_coverage_near_nominal"]
+    assert near.passed or near.severity == dg.AssetCheckSeverity.WARN, near.description
 
     series = read_table(small_data_dir, "forecasting.sales_series")
     assert set(series["series_id"]) == {

@@ -254,3 +254,45 @@ def test_ets_form_is_chosen_once_and_every_fit_estimates_it():
     assert model.form is not None and model.form[0][2] == "A"  # a weekly season is found
     fitted = model.fresh().fit(y)
     assert fitted.describe().endswith(",A)")  # the chosen form, estimated on the whole history
+
+
+def friday_stamped(series: pd.Series, store: str) -> pd.DataFrame:
+    """A real chain's weekly totals as its feed sends them: one line per week, stamped on the
+    week's last day (Walmart's store-department weeks end on Fridays)."""
+    return pd.DataFrame(
+        {
+            "order_ts": series.index,
+            "product_id": "P1",
+            "store_id": store,
+            "quantity": 1.0,
+            "amount": series.to_numpy(),
+        }
+    )
+
+
+def test_weekly_periods_follow_the_weekday_a_real_feed_stamps():
+    from mlops_assets.core import series as series_core
+    from mlops_assets_tests.realdata import FIXTURES, _panel
+
+    panel = _panel(FIXTURES / "walmart_sales_weekly.csv", "W")
+    (sid, y), (sid2, y2) = list(panel.items())[:2]
+    assert set(y.index.dayofweek) == {4}  # stamped on Fridays
+    lines = pd.concat([friday_stamped(y, "S1"), friday_stamped(y2, "S2")], ignore_index=True)
+    week_ends, stamped, why = series_core.week_ends_of(lines, "W", None)
+    assert (week_ends, stamped) == ("FRI", True) and "stamped" in why
+    assert series_core.week_ends_of(lines, "W", "SUN")[:2] == ("SUN", False)  # forecast.week_ends wins
+    # the window runs from the first stamp to the day after the last, as feature_as_of gives it
+    start, end = y.index[0], y.index[-1] + pd.Timedelta(days=1)
+    built = sales_series(
+        lines, None, "W", ["total", "store"], start, end, week_ends=week_ends, stamped=stamped
+    )
+    total = built.all_values()["total"]
+    # every stamped week is a complete period: the last one is trained on, none is lost
+    assert len(total) == len(y) and total.iloc[-1] == pytest.approx(y.iloc[-1] + y2.iloc[-1])
+    assert total.index[-1] == y.index[-1] - pd.Timedelta(days=6)  # labelled by its Saturday
+    iso = sales_series(lines, None, "W", ["total"], start, end).all_values()["total"]
+    assert len(iso) == len(y) - 2  # Monday..Sunday weeks: the last stamped week looked incomplete
+    assert iso.index[-1] < y.index[-1] - pd.Timedelta(days=6)
+    plan = forecasting.ForecastPlan(freq="W", horizon=8, folds=3, candidates=("ets",), ensemble_size=0)
+    future = forecasting.forecast_series("total", total, plan).future
+    assert future.index[0] == total.index[-1] + pd.Timedelta(weeks=1)  # the week after the last stamp

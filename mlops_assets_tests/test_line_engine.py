@@ -61,6 +61,22 @@ def test_sales_series_on_a_real_log_skips_the_absent_levels(cdnow):
     _same(_text(expected.frame), _text(got.frame))
 
 
+@pytest.mark.parametrize("week_ends", ["FRI", "WED"])
+def test_weeks_ending_on_another_weekday_equal_the_pandas_reference(small_lines, cdnow, week_ends):
+    silver, products, _ = small_lines
+    start, end = pd.Timestamp("2023-01-01"), pd.Timestamp("2023-04-01")
+    levels = ["total", "store", "category"]
+    expected = ref.sales_series(silver, products, "W", levels, start, end, week_ends=week_ends)
+    got = series_core.sales_series(silver, products, "W", levels, start, end, week_ends=week_ends)
+    first_day = series_core.WEEKDAYS.index(week_ends) + 1
+    assert set(got.frame["period"].dt.dayofweek) == {first_day % 7}  # labelled by the first day
+    _same(_text(expected.frame), _text(got.frame))
+    expected, _ = ref.bottom_series(cdnow, None, "W", pd.Timestamp("1998-07-01"), week_ends)
+    got, _ = series_core.bottom_series(cdnow, None, "W", pd.Timestamp("1998-07-01"), week_ends)
+    assert len(got) > 50
+    _same(_text(expected), _text(got))
+
+
 def test_catalog_bottom_series_equals_the_pandas_reference(small_lines):
     silver, products, _ = small_lines
     end = pd.Timestamp("2023-04-01")

@@ -18,6 +18,7 @@ from mlops_assets.core.segmentation import SegmentSpec, SignedLog, _fit_chosen, 
 from mlops_assets_tests.realdata import cdnow_lines
 
 # (count, recency days, purchases a year, order value, tenure days) of three kinds of customer
+SMALL_BASE_SEED = 19  # a draw whose chosen k (7) is unstable (bootstrap ARI 0.60); k=6 holds (0.98)
 KINDS = {"best": (150, 5, 30, 200, 600), "lapsed": (300, 400, 0, 60, 650), "new": (150, 10, 1.5, 80, 20)}
 
 
@@ -236,3 +237,42 @@ def test_a_k_whose_full_refit_leaves_a_tiny_segment_gives_way_to_the_next():
     assert row["k"] == 3 and np.bincount(labels).min() / len(z) >= 0.02
     assert table.loc[table["k"] == 4, "smallest_share"].iloc[0] < 0.02  # measured on everyone
     assert "k=[4] left out" in reason
+
+
+def small_base(seed: int) -> pd.DataFrame:
+    """200 customers drawn from CDNOW, as the feature store computes them: a small shop's base."""
+    lines = cdnow_lines()
+    ids = np.random.default_rng(seed).choice(lines["customer_id"].unique(), 200, replace=False)
+    part = lines[lines["customer_id"].isin(ids)]
+    return customer_features(part, as_of=lines["order_ts"].max() + pd.Timedelta(days=1))
+
+
+def test_stability_enters_the_choice_so_a_small_base_gets_fewer_segments_that_hold():
+    base = small_base(SMALL_BASE_SEED)
+    # the choice without stability (every candidate accepted): the gate would have blocked it
+    unchecked = fit_segmenter(base, SegmentSpec(min_stability_ari=0.0))
+    assert unchecked.metrics["stability_ari"] < 0.8
+    chosen = fit_segmenter(base, SegmentSpec())
+    assert chosen.metrics["stability_ari"] >= 0.8
+    assert chosen.metrics["segments"] < unchecked.metrics["segments"]
+    assert "left out: bootstrap ARI under 0.8" in chosen.reason
+    swept = chosen.sweep.set_index(["algorithm", "k"])["stability_ari"]
+    assert swept[("kmeans", unchecked.params["k"])] == pytest.approx(unchecked.metrics["stability_ari"])
+
+
+def test_no_stable_candidate_blocks_with_one_sentence_saying_what_to_change():
+    from mlops_assets.assets.segmentation import gate_results
+    from mlops_assets.settings import SegmentSettings
+
+    settings = SegmentSettings(min_stability_ari=0.999)  # no segmentation of these holds that
+    base = small_base(SMALL_BASE_SEED)
+    segmenter = fit_segmenter(base, SegmentSpec(min_stability_ari=settings.min_stability_ari))
+    assert "no candidate is stable under resampling" in segmenter.reason
+    tried = segmenter.sweep["stability_ari"].dropna()
+    assert len(tried) >= 2 and segmenter.metrics["stability_ari"] == pytest.approx(tried.max())
+    stable = next(
+        r for r in gate_results(segmenter, settings) if r.check_name == "segments_stable_under_resampling"
+    )
+    assert not stable.passed and stable.severity.value == "ERROR"
+    assert stable.description.startswith("no candidate segmentation (k-means k=3..8, DBSCAN) is stable")
+    assert "To change: lower segment.k_max" in stable.description

@@ -71,7 +71,10 @@ def build_catalog_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         products = bronze_products if len(bronze_products) else None
         with silver_lines(settings) as lines:
             end = feature_as_of(lines, settings)
-            table, notes = series_core.bottom_series(lines, products, f.freq, end)
+            week_ends, _, weeks = series_core.week_ends_of(lines, f.freq, f.week_ends)
+            table, notes = series_core.bottom_series(lines, products, f.freq, end, week_ends)
+        if f.freq == "W":
+            notes.insert(0, weeks)
         pairs = table[["product_id", "store_id"]].drop_duplicates() if len(table) else table
         return dg.Output(
             table,

@@ -26,16 +26,21 @@ def _gates(asset: str) -> tuple[Gate, Gate, Gate]:
             "Every source file exists, decompresses, is text in the configured encoding, split by the "
             "configured delimiter, with a header and data lines; a reference source (products, "
             "inventory) also has no line that cannot be read, having no quarantine.",
+            remedy="fix or replace the named file, or set its encoding and delimiter in sources.yaml",
         ),
         Gate(
             "matches_source_schema",
             asset,
             "Every column sources.yaml maps is present in the files and parses as its canonical type.",
+            remedy="correct the values in the file, or map the column to another file column "
+            "(sources.yaml columns:) or set its format there",
         ),
         Gate(
             "null_rates_within_limits",
             asset,
             "No canonical column's null share exceeds its ceiling (quality.max_null_rate).",
+            remedy="send the column filled, map it to another file column in sources.yaml, "
+            "or raise its ceiling (quality.max_null_rate)",
         ),
     )
 

@@ -29,15 +29,21 @@ GATES = {
         MODEL,
         "Silhouette of the chosen segmentation (scaled feature space, non-noise points) is at least "
         "segment.min_silhouette.",
+        remedy="choose other segment.features, segment.k_min or k_max, or lower segment.min_silhouette",
     ),
     "sizes": Gate(
-        "no_tiny_segments", MODEL, "Every segment holds at least segment.min_segment_share of the customers."
+        "no_tiny_segments",
+        MODEL,
+        "Every segment holds at least segment.min_segment_share of the customers.",
+        remedy="lower segment.min_segment_share or lower segment.k_max",
     ),
     "stable": Gate(
         "segments_stable_under_resampling",
         MODEL,
         "Mean adjusted Rand index between the chosen fit and its bootstrap refits is at least "
         "segment.min_stability_ari.",
+        remedy="lower segment.k_max (fewer segments hold better on a small base), "
+        "or lower segment.min_stability_ari",
     ),
 }
 
@@ -55,6 +61,7 @@ def spec(s: SegmentSettings) -> SegmentSpec:
         silhouette_sample=s.silhouette_sample,
         resamples=s.resamples,
         max_noise_share=s.max_noise_share,
+        min_stability_ari=s.min_stability_ari,
         seed=s.seed,
     )
 
@@ -88,9 +95,14 @@ def gate_results(segmenter: Segmenter, s: SegmentSettings) -> list[dg.AssetCheck
         ),
         GATES["stable"].result(
             ari_ok,
-            f"mean bootstrap ARI {m['stability_ari']:.3f} over {s.resamples} bootstrap refits is "
-            + ("at least" if ari_ok else "below")
-            + f" segment.min_stability_ari {s.min_stability_ari:g}",
+            f"mean bootstrap ARI {m['stability_ari']:.3f} of {setting} over {s.resamples} bootstrap "
+            f"refits is at least segment.min_stability_ari {s.min_stability_ari:g}"
+            if ari_ok
+            else f"no candidate segmentation (k-means k={s.k_min}..{s.k_max}"
+            + (", DBSCAN" if "dbscan" in s.algorithms else "")
+            + f") is stable under resampling: the most stable, {setting}, has mean bootstrap ARI "
+            f"{m['stability_ari']:.3f} over {s.resamples} refits, below segment.min_stability_ari "
+            f"{s.min_stability_ari:g}",
             {
                 "stability_ari": m["stability_ari"],
                 "stability_ari_min": m["stability_ari_min"],

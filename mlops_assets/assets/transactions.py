@@ -39,7 +39,6 @@ from mlops_assets.core.staging import Stage, month_of, months_between
 from mlops_assets.settings import Settings
 
 SILVER = "silver_transactions"
-WARN = dg.AssetCheckSeverity.WARN
 COVERAGE = Gate(
     "feed_covers_published_days",
     "bronze_transactions",
@@ -47,34 +46,43 @@ COVERAGE = Gate(
     "cover, or whose new lines are all quarantined (a day re-sent under another date), keeps its "
     "published lines in all four tables, beside the new quarantined ones (warns, naming the days); "
     "nothing published is lost to a shorter re-export or a bad resend.",
+    warns=True,
 )
 GATES = {
     "rows_conserved": Gate(
-        "rows_conserved", SILVER, "Every bronze line of the run is in exactly one of silver or quarantine."
+        "rows_conserved",
+        SILVER,
+        "Every bronze line of the run is in exactly one of silver or quarantine.",
+        remedy="nothing in the data: a line was lost or doubled by the platform; report it with the run id",
     ),
     "quarantine_share_within_limit": Gate(
         "quarantine_share_within_limit",
         SILVER,
         "The quarantined share stays under quality.max_quarantine_share: above it the upstream "
         "is corrupt, and the run stops instead of quietly quarantining it.",
+        remedy="fix the export (quarantined_transactions gives each line's rule), "
+        "or raise quality.max_quarantine_share",
     ),
     "returns_share_plausible": Gate(
         "returns_share_plausible",
         SILVER,
         "The share of lines with a negative quantity (returns) stays under "
         "quality.max_return_share: above it the signs look flipped, sales written negative.",
+        remedy="check the sign of the quantity column in the export, or raise quality.max_return_share",
     ),
     "day_volumes_plausible": Gate(
         "day_volumes_plausible",
         SILVER,
         "No day of the run has fewer lines than quality.min_day_volume_ratio of the same weekday's "
         "median over the eight weeks before it (warns: a file cut short, a store not sent).",
+        warns=True,
     ),
     "silver_values_in_range": Gate(
         "silver_values_in_range",
         SILVER,
         "Silver lines have keys, a non-zero quantity within bounds, a positive price and a "
         "timestamp inside the window.",
+        remedy="nothing in the data: a line breaking a line rule reached silver; report it with the run id",
     ),
 }
 
@@ -146,9 +154,8 @@ def _ingest(settings, window, start, end, products, bronze_gates, stage: Stage) 
     counts = pd.Series({f"{m:%Y-%m}": n for m, n in stage.lines.items()}, dtype="int64")
     meta = bronze_lines.bronze_metadata(summary, audit, counts, first, start, end)
     stopped = [r for r in bronze_results if blocks(r)]
-    if stopped:  # silver is not judged on lines bronze refused
-        skipped = COVERAGE.result(False, "not evaluated: a bronze gate blocked the run", severity=WARN)
-        return Ingested(start, end, stage, meta, [*bronze_results, skipped, *_not_evaluated(stopped)])
+    if stopped:  # silver is not judged on lines bronze refused: its gates are not evaluated
+        return Ingested(start, end, stage, meta, bronze_results)
     router = _Router(settings, window, start, stage, products)
     months = [router.route(a, b) for a, b in months_between(start, end)]
     report = pd.concat([m.report for m in months], ignore_index=True)
@@ -391,19 +398,11 @@ def _coverage(kept: publication.Kept, files: str) -> dg.AssetCheckResult:
         )
     text = "; ".join(sentences) + f"; their {kept.lines:,} published lines are kept as they were"
     meta = {"days_kept": len(kept.days), "lines_kept": kept.lines, "days_refused": len(kept.refused)}
-    return COVERAGE.result(False, text, meta, severity=WARN)
+    return COVERAGE.result(False, text, meta)
 
 
 def _days(days: list[pd.Timestamp]) -> str:
     return ", ".join(d.date().isoformat() for d in days[:10]) + (" ..." if len(days) > 10 else "")
-
-
-def _not_evaluated(stopped: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
-    why = ", ".join(r.check_name for r in stopped)
-    return [
-        g.result(False, f"{g.name} not evaluated: bronze gate {why} blocked the run", severity=WARN)
-        for g in GATES.values()
-    ]
 
 
 def _returns(months: list[Month], limit: float) -> dg.AssetCheckResult:
@@ -439,7 +438,7 @@ def _volumes(settings: Settings, report: pd.DataFrame, start: pd.Timestamp, end:
     )
     days = f"{len(low)} day{'s' * (len(low) != 1)}"
     text = f"{days} far below the usual volume of their weekday (quality.min_day_volume_ratio): {shown}"
-    return gate.result(False, text, meta, severity=WARN)
+    return gate.result(False, text, meta)
 
 
 def _conservation(months: list[Month]) -> dg.AssetCheckResult:

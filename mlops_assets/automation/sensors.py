@@ -217,9 +217,10 @@ def _check_alerts(context, check_keys: Sequence[dg.AssetCheckKey], seen: dict) -
         evaluation = record.event.dagster_event.event_specific_data
         if getattr(evaluation, "passed", True):
             continue
+        warning = evaluation.severity == dg.AssetCheckSeverity.WARN
         alerts.append(
             {
-                "kind": "check_failed",
+                "kind": "check_warned" if warning else "check_failed",
                 "severity": evaluation.severity.value,
                 "asset": key.asset_key.to_user_string(),
                 "check": key.name,
@@ -264,19 +265,26 @@ def _alert_id(alert: dict) -> str:
 def build_alert_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.SensorDefinition:
     @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
     def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertWebhook):
-        """Failed runs and failed asset checks (blocking gates, drift, forecast accuracy) since
-        the last tick: each goes to the log and, when MLOPS_ALERT_WEBHOOK_URL is set, to that
-        webhook as JSON with a stable `alert_id`. An alert the webhook refused or did not answer
+        """Failed runs and checks failed at ERROR severity (blocking gates, significant drift,
+        forecast accuracy) since the last tick: each goes to the log and, when
+        MLOPS_ALERT_WEBHOOK_URL is set, to that webhook as JSON with a stable `alert_id`. Checks
+        failed at WARN severity are warnings, reported apart: in the log and the tick's message,
+        never sent as alerts. An alert the webhook refused or did not answer
         in time stays in the cursor and is sent again on the next tick; one delivered is never
         sent twice."""
         state = json.loads(context.cursor) if context.cursor else {"runs": None, "checks": {}}
         found = _check_alerts(context, check_keys, state["checks"])
         runs, state["runs"] = _run_alerts(context, state["runs"])
-        new = [{"source": "mlops_assets", "alert_id": _alert_id(a), **a} for a in [*found, *runs]]
+        tagged = [{"source": "mlops_assets", "alert_id": _alert_id(a), **a} for a in [*found, *runs]]
+        new = [a for a in tagged if a["kind"] != "check_warned"]
+        warned = [a for a in tagged if a["kind"] == "check_warned"]
         for alert in new:
             target = alert.get("check") or alert.get("job")
-            line = f"ALERT {alert['kind']} {target}: {alert['description']}"
-            (context.log.warning if alert["severity"] == "WARN" else context.log.error)(line)
+            context.log.error(f"ALERT {alert['kind']} {target}: {alert['description']}")
+        for warning in warned:  # reported apart: in the log and the tick, never sent as an alert
+            context.log.warning(f"WARNING {warning['asset']}.{warning['check']}: {warning['description']}")
+        names = ", ".join(f"{w['asset']}.{w['check']}" for w in warned)
+        apart = f"; {len(warned)} warnings, not alerted: {names}" if warned else ""
         kept = state.get("pending", [])
         pending, failures = [], []
         for alert in [*kept, *new]:
@@ -292,10 +300,10 @@ def build_alert_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.SensorDefin
                 f"{len(failures)} alerts not delivered, kept for the next tick: " + "; ".join(failures)
             )
         if not new and not kept:
-            return dg.SkipReason("no failed run or check since the last tick")
+            return dg.SkipReason(f"no failed run or blocking check since the last tick{apart}")
         return dg.SkipReason(
             f"{len(new)} new alerts, {len(kept)} kept from earlier ticks; {len(pending)} not delivered, "
-            "kept for the next tick"
+            f"kept for the next tick{apart}"
         )
 
     return alert_sensor

@@ -19,24 +19,28 @@ GATES = {
         "seasonal naive's (the last fold, which no choice saw) is at most forecast.max_relative_mase. "
         "The point is the reconciled mean, or the median model's forecast where it won the last "
         "selection fold.",
+        remedy="give the series more history, or raise forecast.max_relative_mase",
     ),
     "coherent": Gate(
         "catalog_is_coherent",
         MODEL,
         "Every level's forecast equals the sum of its product-store forecasts (within 1e-6 relative), "
         "period by period.",
+        remedy="nothing in the data: reconciliation broke; report it with this run's id",
     ),
     "sane": Gate(
         "catalog_forecasts_are_sane",
         MODEL,
         "No NaN, no negative revenue (mean, bands, point), the 95% band holds the 80% band which "
         "holds the mean.",
+        remedy="nothing in the data: a model gave an invalid forecast; report it with this run's id",
     ),
     "coverage": Gate(
         "catalog_interval_coverage_within_tolerance",
         MODEL,
         "Holdout coverage of the product-store 80% and 95% bands (calibrated on the earlier folds) is "
         "not more than forecast.coverage_tolerance below nominal.",
+        remedy="calibrate on more history (forecast.folds), or widen forecast.coverage_tolerance",
     ),
 }
 

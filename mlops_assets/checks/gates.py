@@ -22,19 +22,31 @@ class Gate:
     name: str  # the property asserted, e.g. matches_source_schema
     asset: str
     description: str
+    warns: bool = False  # a warning, never a block: declared non-blocking, fails at WARN severity
+    remedy: str = ""  # what to change when it fails: ends the failed result's sentence
 
     @property
     def spec(self) -> dg.AssetCheckSpec:
-        return dg.AssetCheckSpec(self.name, asset=self.asset, blocking=True, description=self.description)
+        return dg.AssetCheckSpec(
+            self.name, asset=self.asset, blocking=not self.warns, description=self.description
+        )
 
     def result(
         self,
         passed: bool,
         description: str,
         metadata: dict | None = None,
-        severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+        severity: dg.AssetCheckSeverity | None = None,
     ) -> dg.AssetCheckResult:
-        """A failed result blocks at ERROR severity; at WARN it is shown red but blocks nothing."""
+        """A blocking gate's failure is an ERROR and stops publication; a warning gate's is a WARN
+        (shown as a warning in the UI, blocking nothing). A blocking gate never fails at WARN: the UI
+        would show a failed "blocking" check that blocked nothing."""
+        if severity is None:
+            severity = dg.AssetCheckSeverity.WARN if self.warns else dg.AssetCheckSeverity.ERROR
+        if severity == dg.AssetCheckSeverity.WARN and not self.warns and not passed:
+            raise ValueError(f"{self.name} is a blocking gate: it fails at ERROR or passes, never warns")
+        if not passed and self.remedy and "to change:" not in description:
+            description = f"{description.rstrip('. ')}. To change: {self.remedy}"
         return dg.AssetCheckResult(
             passed=bool(passed),  # numpy comparisons give np.bool_, which Dagster refuses
             asset_key=self.asset,

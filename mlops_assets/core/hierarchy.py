@@ -118,7 +118,7 @@ def hierarchy_of(bottom: pd.DataFrame, freq: str) -> Hierarchy:
     """Every level of the catalog's bottom series (core/series.bottom_series) over the periods
     from the first to the last one with lines."""
     periods = pd.to_datetime(bottom["period"])
-    step = "D" if freq == "D" else "W-MON"
+    step = "D" if freq == "D" else "7D"  # weeks start on whichever weekday the series' periods do
     return Hierarchy.build(
         bottom.assign(period=periods), pd.date_range(periods.min(), periods.max(), freq=step)
     )

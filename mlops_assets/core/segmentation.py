@@ -52,6 +52,7 @@ class SegmentSpec:
     skew_threshold: float = 1.0  # |skewness| above which a feature is log-transformed
     dbscan_min_samples: int | None = None  # None: twice the number of features
     max_noise_share: float = 0.2  # DBSCAN leaving more customers unassigned is not a segmentation
+    min_stability_ari: float = 0.8  # a candidate whose bootstrap refits agree less is not chosen
     seed: int = 0
 
 
@@ -196,7 +197,10 @@ def choose(table: pd.DataFrame, spec: SegmentSpec) -> tuple[pd.Series, str]:
     """k-means: the largest k whose silhouette is within silhouette_tolerance of the best k's,
     among those whose smallest segment holds min_segment_share (the module's rule). DBSCAN
     replaces it only with a cluster count in the k range, at most max_noise_share noise and a
-    better silhouette on its non-noise points, and no cluster under min_segment_share."""
+    better silhouette on its non-noise points, and no cluster under min_segment_share. A
+    candidate found unstable under resampling (`unstable`, set by fit_segmenter) is left out."""
+    if "unstable" in table:
+        table = table[~table["unstable"].fillna(False).astype(bool)]
     km = table[table["algorithm"] == "kmeans"].dropna(subset=["silhouette"])
     sized = km[km["smallest_share"] >= spec.min_segment_share]
     pool = sized if len(sized) else km  # every k has a tiny segment: the gate will say so
@@ -269,12 +273,48 @@ def _fit_chosen(table: pd.DataFrame, spec: SegmentSpec, z: np.ndarray, zs: np.nd
         model = _estimator(row, spec).fit(z)
         smallest = np.bincount(model.labels_).min() / len(z)
         mine = (table["algorithm"] == "kmeans") & (table["k"] == row["k"])
+        stable = ~table["unstable"].fillna(False).astype(bool) if "unstable" in table else True
         others = table[
-            (table["algorithm"] == "kmeans") & ~mine & (table["smallest_share"] >= spec.min_segment_share)
+            (table["algorithm"] == "kmeans")
+            & ~mine
+            & stable
+            & (table["smallest_share"] >= spec.min_segment_share)
         ]
         if smallest >= spec.min_segment_share or others.empty:
             return row, reason, model, model.labels_
         table.loc[mine, "smallest_share"] = smallest
+
+
+def _label(row: pd.Series) -> str:
+    k = int(row["k"])
+    return f"k-means k={k}" if row["algorithm"] == "kmeans" else f"DBSCAN ({k} clusters)"
+
+
+def _stable_choice(table: pd.DataFrame, spec: SegmentSpec, z: np.ndarray, zs: np.ndarray, sample):
+    """Bootstrap stability enters the choice: the chosen candidate is refitted on resamples, and
+    one whose mean ARI is under min_stability_ari leaves the choice (its ARI written into the
+    sweep) for the next, until one holds or none is left. Then the most stable one tried is
+    kept, and the segments_stable_under_resampling gate stops it, saying so."""
+    table["stability_ari"], table["unstable"] = np.nan, False
+    tried = []
+    while True:
+        row, reason, model, labels = _fit_chosen(table, spec, z, zs)
+        aris = stability(zs, labels[sample], row, spec)
+        mine = (table["algorithm"] == row["algorithm"]) & (table["k"] == row["k"])
+        table.loc[mine, "stability_ari"] = float(aris.mean())
+        tried.append((row, reason, model, labels, aris))
+        if aris.mean() >= spec.min_stability_ari:
+            break
+        table.loc[mine, "unstable"] = True
+        try:
+            choose(table, spec)
+        except ValueError:  # no candidate left: the most stable one tried goes to the gate
+            row, reason, model, labels, aris = max(tried, key=lambda t: t[4].mean())
+            return row, reason + "; no candidate is stable under resampling", model, labels, aris
+    if len(tried) > 1:
+        left = ", ".join(f"{_label(t[0])} (ARI {t[4].mean():.2f})" for t in tried[:-1])
+        reason += f"; {left} left out: bootstrap ARI under {spec.min_stability_ari:g}"
+    return row, reason, model, labels, aris
 
 
 def fit_segmenter(features: pd.DataFrame, spec: SegmentSpec) -> Segmenter:
@@ -292,8 +332,7 @@ def fit_segmenter(features: pd.DataFrame, spec: SegmentSpec) -> Segmenter:
     n_sil = min(len(zs), spec.silhouette_sample)
     sil = SilhouetteSample(zs[:n_sil])
     table = sweep(zs, spec, sil, n_sil)
-    row, reason, model, labels = _fit_chosen(table, spec, z, zs)
-    aris = stability(zs, labels[sample], row, spec)
+    row, reason, model, labels, aris = _stable_choice(table, spec, z, zs, sample)
     members = member_scores(features)
     relabel, names = name_segments(features, labels, members)
     ids = relabelled(labels, relabel)
@@ -309,6 +348,7 @@ def fit_segmenter(features: pd.DataFrame, spec: SegmentSpec) -> Segmenter:
         "fit_seconds": time.perf_counter() - start,
     }
     table["chosen"] = (table["algorithm"] == row["algorithm"]) & (table["k"] == row["k"])
+    table = table.drop(columns="unstable")
     params = {"algorithm": row["algorithm"], "k": int(row["k"])}
     if row["algorithm"] == "dbscan":
         params |= {"eps": float(row["eps"]), "min_samples": int(row["min_samples"])}

@@ -13,7 +13,12 @@ import pandas as pd
 from mlops_assets.core import engine
 from mlops_assets.core.line_features import categories_of
 
-PERIOD = {"D": "D", "W": "W-SUN"}  # weekly periods run Monday..Sunday, labelled by the Monday
+WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+# weekly periods end on the weekday the feed stamps (forecast.week_ends, or detected from the
+# lines: a feed of weekly totals stamped on Fridays has weeks Saturday..Friday); a feed of
+# daily lines gets ISO weeks, Monday..Sunday. A period is labelled by its first day.
+DEFAULT_WEEK_ENDS = "SUN"
+STAMPED_SHARE = 0.99  # lines on one weekday for a feed to count as stamped on it
 SEASON = {"D": 7, "W": 52}  # the seasonal period the models and MASE use
 DIMENSION = {"store": "store_id", "category": "category"}
 
@@ -41,19 +46,60 @@ class SeriesSet:
         )
 
 
-def period_start(ts: pd.Series, freq: str) -> pd.Series:
-    return ts.dt.floor("D") if freq == "D" else ts.dt.to_period(PERIOD[freq]).dt.start_time
+def _first_weekday(week_ends: str) -> int:
+    """Monday = 0: the weekday a week ending on `week_ends` starts on."""
+    return (WEEKDAYS.index(week_ends) + 1) % 7
 
 
-def complete_periods(start: pd.Timestamp, end_excl: pd.Timestamp, freq: str) -> pd.DatetimeIndex:
-    """Periods wholly inside [start, end_excl): a week still running is left out."""
+def period_start(ts: pd.Series, freq: str, week_ends: str = DEFAULT_WEEK_ENDS) -> pd.Series:
+    return ts.dt.floor("D") if freq == "D" else ts.dt.to_period(f"W-{week_ends}").dt.start_time
+
+
+def complete_periods(
+    start: pd.Timestamp,
+    end_excl: pd.Timestamp,
+    freq: str,
+    week_ends: str = DEFAULT_WEEK_ENDS,
+    stamped: bool = False,
+) -> pd.DatetimeIndex:
+    """Periods wholly inside [start, end_excl): a week still running is left out. The week that
+    ends on the window's last day (the feed's last stamp) is complete. A feed `stamped` with
+    weekly totals on the weeks' last day has whole weeks wherever their stamp is in the window,
+    so the week of the first stamp is kept even when it began before the window."""
     if freq == "D":
         return pd.date_range(start.floor("D"), end_excl - pd.Timedelta(days=1), freq="D")
-    first = start.to_period(PERIOD[freq]).start_time
-    if first < start.floor("D"):
+    first = start.to_period(f"W-{week_ends}").start_time
+    if first < start.floor("D") and not stamped:
         first += pd.Timedelta(weeks=1)
-    weeks = pd.date_range(first, end_excl, freq="W-MON")
+    weeks = pd.date_range(first, end_excl, freq=f"W-{WEEKDAYS[_first_weekday(week_ends)]}")
     return weeks[weeks + pd.Timedelta(weeks=1) <= end_excl]
+
+
+def stamped_weekday(lines: ibis.Table | pd.DataFrame) -> str | None:
+    """The weekday a feed stamps its lines on, when at least STAMPED_SHARE of them fall on one
+    (weekly totals dated by their week's last day); None for a feed of daily lines."""
+    lines = engine.as_table(lines)
+    day = lines.order_ts.day_of_week.index().name("weekday")
+    counts = engine.to_frame(lines.group_by(day).aggregate(n=lines.count()))
+    if counts.empty:
+        return None
+    top = counts.loc[counts["n"].idxmax()]
+    return WEEKDAYS[int(top["weekday"])] if top["n"] >= STAMPED_SHARE * counts["n"].sum() else None
+
+
+def week_ends_of(lines: ibis.Table | pd.DataFrame, freq: str, setting: str | None) -> tuple[str, bool, str]:
+    """The weekday weekly periods end on, whether the feed stamps its lines on it (weekly
+    totals), and why: forecast.week_ends when set, else the weekday the feed stamps, else
+    Sunday (ISO weeks). Daily periods need none."""
+    if freq == "D":
+        return DEFAULT_WEEK_ENDS, False, "daily periods"
+    stamped = stamped_weekday(lines)
+    if setting:
+        return setting, stamped == setting, f"weeks end on {setting} (forecast.week_ends)"
+    if stamped:
+        why = f"weeks end on {stamped}: at least {STAMPED_SHARE:.0%} of the lines are stamped on it"
+        return stamped, True, why
+    return DEFAULT_WEEK_ENDS, False, "weeks run Monday..Sunday: the feed's lines fall on every weekday"
 
 
 def calendar_features(periods: pd.DatetimeIndex, freq: str, country: str) -> pd.DataFrame:
@@ -67,9 +113,13 @@ def calendar_features(periods: pd.DatetimeIndex, freq: str, country: str) -> pd.
     )
 
 
-def _period(ts, freq: str):
-    """The period an Ibis timestamp falls in: its day, or its week's Monday (ISO weeks)."""
-    return ts.truncate("D" if freq == "D" else "W")
+def _period(ts, freq: str, week_ends: str = DEFAULT_WEEK_ENDS):
+    """The period an Ibis timestamp falls in: its day, or its week's first day."""
+    day = ts.truncate("D")
+    if freq == "D":
+        return day
+    back = (day.day_of_week.index() - _first_weekday(week_ends) + 7) % 7
+    return (day - back.as_interval("D")).cast("timestamp")
 
 
 def _with_category(lines: ibis.Table, categories: pd.DataFrame | None) -> ibis.Table:
@@ -89,12 +139,14 @@ def period_totals(
     freq: str,
     first: pd.Timestamp,
     last: pd.Timestamp,
+    week_ends: str = DEFAULT_WEEK_ENDS,
 ) -> ibis.Table:
     """Net revenue (`amount`) and units (`quantity`) per (store, category, period) of the lines
     in periods first..last, exact: the one line-level query behind every level of the sales
     series. Returned as a small in-memory table (one row per store, category and period)."""
     lines = engine.as_table(lines)
-    lines = _with_category(lines.mutate(period=_period(lines.order_ts, freq)), categories_of(products))
+    lines = lines.mutate(period=_period(lines.order_ts, freq, week_ends))
+    lines = _with_category(lines, categories_of(products))
     lines = lines.filter((lines.period >= first.to_pydatetime()) & (lines.period <= last.to_pydatetime()))
     keys = ["store_id", "period"] + (["category"] if "category" in lines.columns else [])
     totals = lines.group_by(keys).aggregate(
@@ -122,13 +174,17 @@ def sales_series(
     start: pd.Timestamp,
     end_excl: pd.Timestamp,
     country: str = "US",
+    week_ends: str = DEFAULT_WEEK_ENDS,
+    stamped: bool = False,
 ) -> SeriesSet:
     """Net revenue and units per complete period for each level; a level whose dimension is
     absent (one store "ALL", no catalog categories) is skipped with a note. `lines`: silver
     order lines on any Ibis backend; only their totals per store, category and period leave it."""
-    periods = complete_periods(pd.Timestamp(start), pd.Timestamp(end_excl), freq)
+    periods = complete_periods(pd.Timestamp(start), pd.Timestamp(end_excl), freq, week_ends, stamped)
     notes: list[str] = []
-    totals = period_totals(lines, products, freq, periods[0], periods[-1]) if len(periods) else None
+    totals = None
+    if len(periods):
+        totals = period_totals(lines, products, freq, periods[0], periods[-1], week_ends)
     parts = []
     for level in levels:
         if totals is None:
@@ -177,7 +233,11 @@ def fourier_terms(index: pd.DatetimeIndex, period_days: float, k: int, origin: p
 
 
 def bottom_series(
-    lines: ibis.Table | pd.DataFrame, products: pd.DataFrame | None, freq: str, end_excl: pd.Timestamp
+    lines: ibis.Table | pd.DataFrame,
+    products: pd.DataFrame | None,
+    freq: str,
+    end_excl: pd.Timestamp,
+    week_ends: str = DEFAULT_WEEK_ENDS,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The catalog's bottom series: net revenue per (product, store, complete period) with the
     product's category; only periods with lines (core/hierarchy.py zero-fills each series from
@@ -189,14 +249,14 @@ def bottom_series(
     first_ts = engine.to_frame(lines.aggregate(first=lines.order_ts.min()))["first"].iloc[0]
     if pd.isna(first_ts):
         return pd.DataFrame(columns=columns), ["no transactions: no catalog series"]
-    first = pd.Series([pd.Timestamp(first_ts)]).pipe(period_start, freq).iloc[0]
-    complete = complete_periods(first, pd.Timestamp(end_excl), freq)
+    first = period_start(pd.Series([pd.Timestamp(first_ts)]), freq, week_ends).iloc[0]
+    complete = complete_periods(first, pd.Timestamp(end_excl), freq, week_ends)
     if not len(complete):
         return pd.DataFrame(columns=columns), notes
     categories = categories_of(products)
     if categories is None:
         categories = pd.DataFrame({"product_id": pd.Series(dtype=str), "category": pd.Series(dtype=str)})
-    lines = _with_category(lines.mutate(period=_period(lines.order_ts, freq)), categories)
+    lines = _with_category(lines.mutate(period=_period(lines.order_ts, freq, week_ends)), categories)
     lines = lines.filter(
         (lines.period >= complete[0].to_pydatetime())
         & (lines.period <= complete[-1].to_pydatetime())
