@@ -111,8 +111,7 @@ def coverage_result(
     text = text.rstrip(";")
     if any(p < alpha for _, _, p in under):
         why = f"more than {tolerance:.0%} below nominal beyond chance at {alpha:g} (bands too narrow)"
-        sentence = f"{text}: {why}; widen the bands (forecast.horizon, the folds that calibrate them)"
-        return block.result(False, sentence, meta), warn.result(False, f"{text}: {why}", meta)
+        return block.result(False, f"{text}: {why}", meta), warn.result(False, f"{text}: {why}", meta)
     if under or over:
         why = "below nominal, within chance" if under else "above nominal (bands too wide)"
         passed = f"{text}: no shortfall beyond chance at {alpha:g}"

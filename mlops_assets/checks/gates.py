@@ -45,7 +45,7 @@ class Gate:
             severity = dg.AssetCheckSeverity.WARN if self.warns else dg.AssetCheckSeverity.ERROR
         if severity == dg.AssetCheckSeverity.WARN and not self.warns and not passed:
             raise ValueError(f"{self.name} is a blocking gate: it fails at ERROR or passes, never warns")
-        if not passed and self.remedy and "to change:" not in description:
+        if not passed and self.remedy:
             description = f"{description.rstrip('. ')}. To change: {self.remedy}"
         return dg.AssetCheckResult(
             passed=bool(passed),  # numpy comparisons give np.bool_, which Dagster refuses

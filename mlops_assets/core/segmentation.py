@@ -298,7 +298,13 @@ def _stable_choice(table: pd.DataFrame, spec: SegmentSpec, z: np.ndarray, zs: np
     table["stability_ari"], table["unstable"] = np.nan, False
     tried = []
     while True:
-        row, reason, model, labels = _fit_chosen(table, spec, z, zs)
+        try:
+            row, reason, model, labels = _fit_chosen(table, spec, z, zs)
+        except ValueError:  # no candidate left
+            if not tried:
+                raise
+            row, reason, model, labels, aris = max(tried, key=lambda t: t[4].mean())
+            return row, reason + "; no candidate is stable under resampling", model, labels, aris
         aris = stability(zs, labels[sample], row, spec)
         mine = (table["algorithm"] == row["algorithm"]) & (table["k"] == row["k"])
         table.loc[mine, "stability_ari"] = float(aris.mean())
@@ -306,11 +312,6 @@ def _stable_choice(table: pd.DataFrame, spec: SegmentSpec, z: np.ndarray, zs: np
         if aris.mean() >= spec.min_stability_ari:
             break
         table.loc[mine, "unstable"] = True
-        try:
-            choose(table, spec)
-        except ValueError:  # no candidate left: the most stable one tried goes to the gate
-            row, reason, model, labels, aris = max(tried, key=lambda t: t[4].mean())
-            return row, reason + "; no candidate is stable under resampling", model, labels, aris
     if len(tried) > 1:
         left = ", ".join(f"{_label(t[0])} (ARI {t[4].mean():.2f})" for t in tried[:-1])
         reason += f"; {left} left out: bootstrap ARI under {spec.min_stability_ari:g}"
