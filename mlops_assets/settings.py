@@ -77,6 +77,9 @@ class ForecastSpec(_Strict):
     # combination: ship the ensemble (equal weights); best: the lowest selection-fold MASE per series
     choice: Literal["combination", "best"] = "combination"
     country: str = "US"  # holiday calendar (python-holidays country code)
+    # daily candidates learn each public holiday's effect on the days (before, after) it from
+    # past years, and the year-ago profile of the season (core/holiday_effects.py); null: off
+    holiday_window: tuple[int, int] | None = (-1, 4)
     workers: int = Field(2, ge=1)  # processes the series fan out over
     # the models fit on at most this many days before the forecast origin (null: the whole
     # window): three yearly cycles carry the seasonality, and older history costs time (a
@@ -87,6 +90,16 @@ class ForecastSpec(_Strict):
     # gate: holdout coverage of the 80% / 95% bands, mean over series, within this of nominal;
     # under-covering bands block, over-wide bands only warn
     coverage_tolerance: float = 0.10
+
+    @field_validator("holiday_window")
+    @classmethod
+    def _window_spans_the_holiday(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and not (-14 <= v[0] <= 0 <= v[1] <= 14):
+            raise ValueError(
+                f"holiday_window {list(v)} must be [days before, days after] around the holiday, "
+                "the first from -14 to 0 and the second from 0 to 14 (e.g. [-1, 4])"
+            )
+        return v
 
     @property
     def top_levels(self) -> list[str]:

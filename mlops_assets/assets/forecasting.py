@@ -77,6 +77,7 @@ def plan(settings: Settings) -> forecasting.ForecastPlan:
         ensemble_size=f.ensemble_size,
         choice=f.choice,
         country=f.country,
+        holiday_window=f.holiday_window,
     )
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from mlops_assets.core import conformal
 from mlops_assets.core.forecast_models import BASELINE, CANDIDATES, ENSEMBLE, Forecast, Model
+from mlops_assets.core.holiday_effects import HolidayAdjusted, HolidayWindow, yearly_helps
 
 METRICS = ("mae", "rmse", "mape", "smape", "mase", "bias", "directional_accuracy", "coverage80", "coverage95")
 
@@ -101,6 +102,11 @@ def backtest(
     origins = fold_origins(len(y), h, folds, min_train=max(2 * h, 10))
     rows, forecasts, failures, descriptions = [], {}, {}, {}
     first_train = y.iloc[: origins[0]]
+    adjusted = [t for t in models.values() if isinstance(t, HolidayAdjusted)]
+    if adjusted:  # one decision per series, before the holdout, for every candidate
+        yearly = yearly_helps(y, origins[-1], adjusted[0].window)
+        for template in adjusted:
+            template.use_yearly = yearly
     for name, template in models.items():
         try:
             template.prepare(first_train)
@@ -208,7 +214,19 @@ def calibrated(y: pd.Series, result: Backtest, name: str, future: Forecast) -> F
     return conformal.apply(future, conformal.calibrate(y, windows)).non_negative()
 
 
-def candidates(names: list[str], freq: str, country: str) -> dict[str, Model]:
-    """The baseline always, then the configured candidates in order."""
+OWN_HOLIDAYS = ("arima", "prophet")  # candidates with holiday terms of their own
+
+
+def candidates(
+    names: list[str], freq: str, country: str, holiday_window: tuple[int, int] | None = None
+) -> dict[str, Model]:
+    """The baseline always, then the configured candidates in order. With a holiday window, a
+    daily candidate without holiday terms of its own learns the holidays' effects from past
+    years (core/holiday_effects.py); the baseline stays plain seasonal naive, the yardstick."""
     ordered = [BASELINE, *[n for n in names if n != BASELINE]]
-    return {n: CANDIDATES[n](freq, country) for n in ordered}
+    out = {n: CANDIDATES[n](freq, country) for n in ordered}
+    if holiday_window is None or freq != "D":
+        return out
+    window = HolidayWindow(country, -holiday_window[0], holiday_window[1])
+    skip = {BASELINE, *OWN_HOLIDAYS}
+    return {n: m if n in skip else HolidayAdjusted(m, window) for n, m in out.items()}

@@ -25,6 +25,8 @@ class ForecastPlan:
     ensemble_size: int = 4
     choice: str = "combination"  # or "best": the lowest selection-fold MASE per series
     country: str = "US"
+    # days (before, after) each public holiday whose effect is learnt from past years (None: off)
+    holiday_window: tuple[int, int] | None = (-1, 4)
 
 
 @dataclass
@@ -85,7 +87,7 @@ def forecast_series(series_id: str, y: pd.Series, spec: ForecastPlan) -> SeriesF
     unless beaten), score the choice on the holdout fold, refit it on the whole history and
     forecast the horizon with conformal bands from every fold. A series too short to backtest
     ships seasonal naive (its own intervals) with the reason."""
-    models = bt.candidates(list(spec.candidates), spec.freq, spec.country)
+    models = bt.candidates(list(spec.candidates), spec.freq, spec.country, spec.holiday_window)
     try:
         result = bt.backtest(y, models, spec.horizon, spec.folds, spec.ensemble_size)
     except ValueError as exc:  # too short for the folds
@@ -246,7 +248,7 @@ def backtest_missing(
             continue
         names = list(spec.candidates) if name == ENSEMBLE else [name]
         try:
-            models = bt.candidates(names, spec.freq, spec.country)
+            models = bt.candidates(names, spec.freq, spec.country, spec.holiday_window)
             ensemble = spec.ensemble_size if name == ENSEMBLE else 0
             result = bt.backtest(series[sid], models, spec.horizon, spec.folds, ensemble)
         except Exception:  # unknown model, too short, or failing: this series is not compared

@@ -1,0 +1,185 @@
+"""Holiday effects learnt from the series' own past years, for models that know only a weekly
+season.
+
+A weekly model fitted through Black Friday carries the spike into every Friday it forecasts; one
+fitted through a Christmas closure forecasts Christmas as an ordinary Wednesday. A retailer's
+holidays move its sales by the same factor year after year, so the usual remedy (the holiday
+adjustment of X-13's regARIMA and of Prophet's holiday regressors) applies: learn each holiday
+day's factor, fit the model on the series with the factor taken out, and put it back on the
+forecast.
+
+Each day in a window around a public holiday (python-holidays' calendar of `country`; the
+window is (days before, days after), so (-1, 4) holds Thanksgiving's eve, Black Friday and
+Cyber Monday) is keyed (holiday, offset). Its ratio is the day's value over the median of the
+same weekday one, two and three weeks either side outside any window (what the day would have
+sold without the holiday); a key's factor is the geometric mean over its past occurrences, kept
+only when it is beyond the noise of ordinary days' ratios. The model fits on the series with
+each such day divided by its factor, and the forecast of a day whose key has occurred before
+is multiplied by it, bands and scale too. A key the history has not seen yet (the first
+Thanksgiving) stays unadjusted: nothing is known of it.
+
+The season works the same way, a year at a time: where a series repeats last year's profile
+(`yearly_helps`), the model fits on the ratio of each day to the same weekday's centred 7-day
+mean a year earlier, and its forecast is multiplied back by that year-ago mean: December's
+ramp, which a weekly model cannot know from the autumn, comes from last December.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import holidays
+import numpy as np
+import pandas as pd
+
+from mlops_assets.core.forecast_models import Forecast, Model
+
+YEAR = 364  # days: a year back on the same weekday
+SMOOTH = 7  # days: the centred mean a year back that the ratio is taken to
+MIN_RATIO_DAYS = 8 * 7  # days of year-on-year ratio the models need to fit on
+NEIGHBOURS = (-21, -14, -7, 7, 14, 21)  # days: the same weekday around a holiday day
+MIN_FACTOR = 0.02  # a closure's factor is floored here (a zero day stays near zero, not at it)
+
+
+@dataclass(frozen=True)
+class HolidayWindow:
+    country: str = "US"
+    before: int = 1
+    after: int = 4
+
+    def days(self, start: pd.Timestamp, end: pd.Timestamp) -> dict[pd.Timestamp, str]:
+        """Each day from start to end inside a window, keyed 'holiday+offset'; where windows
+        overlap, the holiday nearer the day keeps it."""
+        years = range(start.year - 1, end.year + 2)
+        cal = holidays.country_holidays(self.country, years=list(years))
+        out: dict[pd.Timestamp, tuple[int, str]] = {}
+        for day, name in sorted(cal.items()):
+            for offset in range(-self.before, self.after + 1):
+                d = pd.Timestamp(day) + pd.Timedelta(days=offset)
+                if start <= d <= end and (d not in out or abs(offset) < out[d][0]):
+                    out[d] = (abs(offset), f"{name}{offset:+d}")
+        return {d: key for d, (_, key) in out.items()}
+
+
+def _reference(ordinary: pd.Series, day: pd.Timestamp) -> float:
+    around = ordinary.reindex([day + pd.Timedelta(days=k) for k in NEIGHBOURS]).dropna()
+    ref = float(around.median()) if len(around) else np.nan
+    return ref if np.isfinite(ref) and ref > 0 else np.nan
+
+
+def factors(y: pd.Series, window: HolidayWindow) -> tuple[pd.Series, dict[str, float]]:
+    """The series with its holiday days divided by their key's factor, and each key's factor
+    (the geometric mean of value / reference over its occurrences with a positive reference).
+    Only a factor beyond noise is kept: its mean log ratio more than three standard errors from
+    zero, the noise measured on ordinary days against the same reference, so that a holiday the
+    shop does not feel leaves its days as they were."""
+    if y.empty:
+        return y, {}
+    marked = window.days(y.index[0], y.index[-1])
+    values = y.astype(float)
+    ordinary = values.drop(index=[d for d in marked if d in values.index])
+    logs: dict[str, list[float]] = {}
+    where: dict[str, list[pd.Timestamp]] = {}
+    for day, key in marked.items():
+        ref = _reference(ordinary, day) if day in values.index else np.nan
+        if np.isfinite(ref) and values[day] > 0:
+            logs.setdefault(key, []).append(np.log(max(float(values[day]) / ref, MIN_FACTOR)))
+            where.setdefault(key, []).append(day)
+    if not logs:
+        return values, {}
+    sample = ordinary.iloc[:: max(1, len(ordinary) // 200)]  # ordinary days' own log ratios
+    noise = [np.log(v / r) for d, v in sample.items() if v > 0 and np.isfinite(r := _reference(ordinary, d))]
+    sd = 1.4826 * float(np.median(np.abs(noise - np.median(noise)))) if len(noise) >= 20 else np.inf
+    effect = {k: float(np.exp(np.mean(v))) for k, v in logs.items() if abs(np.mean(v)) > 3 * sd / np.sqrt(len(v))}
+    adjusted = values.copy()
+    for key, factor in effect.items():
+        adjusted[where[key]] = values[where[key]] / factor
+    return adjusted, effect
+
+
+def restore(fc: Forecast, effect: dict[str, float], window: HolidayWindow) -> Forecast:
+    """The forecast with each known holiday day's factor put back (bands and scale alike)."""
+    marked = window.days(fc.index[0], fc.index[-1])
+    mult = np.array([effect.get(marked.get(d, ""), 1.0) for d in fc.index])
+    if np.all(mult == 1.0):
+        return fc
+    parts = {k: np.asarray(getattr(fc, k), dtype=float) * mult for k in Forecast.bands()}
+    return Forecast(fc.index, **parts, scale=np.asarray(fc.scale, dtype=float) * mult)
+
+
+def year_ago(adjusted: pd.Series, days: pd.DatetimeIndex) -> pd.Series:
+    """For each of `days`, the centred 7-day mean of the holiday-adjusted series on the same
+    weekday a year earlier (NaN where the series does not reach)."""
+    week = adjusted.rolling(SMOOTH, center=True, min_periods=SMOOTH).mean()
+    base = week.reindex(days - pd.Timedelta(days=YEAR))
+    return pd.Series(base.where(base > 0).to_numpy(dtype=float), index=days)
+
+
+def yearly_helps(y: pd.Series, end: int, window: HolidayWindow) -> bool:
+    """Whether the series repeats last year's profile: dividing by the year-ago profile at
+    least halves the variance of its log 4-week level (over the year before `end`, the
+    holiday-adjusted series; at least 8 four-week periods). A retailer's December repeats last
+    December and its ratio to a year ago is flat; a decaying cohort or a random walk does not
+    repeat, and there the ratio is noise that only hurts the forecast (CDNOW's daily revenue,
+    the M4 daily series: both fail this test)."""
+    adjusted = factors(y.iloc[:end], window)[0]
+    ratio = (adjusted / year_ago(adjusted, adjusted.index)).dropna()
+
+    whole = len(ratio) // 28 * 28  # whole four-week periods, the last ending at `end`
+    if whole < 8 * 28:
+        return False
+    ratio = ratio.iloc[-whole:]
+
+    def spread(values: pd.Series) -> float:
+        level = values.groupby(np.arange(len(values)) // 28).mean()
+        return float(np.log(level[level > 0]).std())
+
+    plain = spread(adjusted.reindex(ratio.index))
+    return bool(plain > 0 and spread(ratio) ** 2 <= 0.5 * plain**2)
+
+
+class HolidayAdjusted(Model):
+    """Any daily candidate fitted on the holiday-adjusted series, its forecast re-adjusted;
+    with `use_yearly` (decided per series by `yearly_helps` on the history before the holdout), fitted on
+    the ratio to the year-ago profile and multiplied back by it."""
+
+    use_yearly = False
+
+    def __init__(self, inner: Model, window: HolidayWindow):
+        self.inner, self.window = inner, window
+        self.freq, self.country, self.m = inner.freq, inner.country, inner.m
+        self.name = inner.name
+        self.effect: dict[str, float] = {}
+
+    def _adjust(self, y: pd.Series) -> pd.Series:
+        adjusted, self.effect = factors(y, self.window)
+        self.history, base = adjusted, year_ago(adjusted, adjusted.index)
+        self.yearly = self.use_yearly and bool(base.notna().sum() >= MIN_RATIO_DAYS)
+        return (adjusted / base).dropna() if self.yearly else adjusted
+
+    def prepare(self, y: pd.Series) -> None:
+        self.inner.prepare(self._adjust(y))
+
+    def fit(self, y: pd.Series) -> HolidayAdjusted:
+        self.inner = self.inner.fit(self._adjust(y))
+        return self
+
+    def predict(self, h: int) -> Forecast:
+        fc = self.inner.predict(h)
+        if not self.yearly:
+            return restore(fc, self.effect, self.window)
+        mult = year_ago(self.history, fc.index).to_numpy()
+        if not np.isfinite(mult).all():
+            raise ValueError("the year before the forecast is not in the history")
+        parts = {k: np.asarray(getattr(fc, k), dtype=float) * mult for k in Forecast.bands()}
+        fc = Forecast(fc.index, **parts, scale=np.asarray(fc.scale, dtype=float) * mult)
+        return restore(fc, self.effect, self.window)
+
+    def fresh(self) -> HolidayAdjusted:
+        out = copy.copy(self)
+        out.inner, out.effect = self.inner.fresh(), {}
+        return out
+
+    def describe(self) -> str:
+        return f"{self.inner.describe()} with holiday effects"
