@@ -92,7 +92,8 @@ def test_candidates_wrap_the_weekly_models_only_and_the_baseline_stays_plain():
     assert isinstance(models["ets"], HolidayAdjusted) and isinstance(models["theta"], HolidayAdjusted)
     assert not isinstance(models["arima"], HolidayAdjusted)  # it has holiday terms of its own
     assert not any(isinstance(m, HolidayAdjusted) for m in bt.candidates(["ets"], "D", "US").values())
-    assert not any(isinstance(m, HolidayAdjusted) for m in bt.candidates(["ets"], "W", "US", (-1, 4)).values())
+    weekly = bt.candidates(["ets"], "W", "US", (-1, 4))
+    assert not any(isinstance(m, HolidayAdjusted) for m in weekly.values())
 
 
 def test_the_setting_names_a_window_around_the_holiday():

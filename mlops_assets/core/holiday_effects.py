@@ -91,7 +91,9 @@ def factors(y: pd.Series, window: HolidayWindow) -> tuple[pd.Series, dict[str, f
     sample = ordinary.iloc[:: max(1, len(ordinary) // 200)]  # ordinary days' own log ratios
     noise = [np.log(v / r) for d, v in sample.items() if v > 0 and np.isfinite(r := _reference(ordinary, d))]
     sd = 1.4826 * float(np.median(np.abs(noise - np.median(noise)))) if len(noise) >= 20 else np.inf
-    effect = {k: float(np.exp(np.mean(v))) for k, v in logs.items() if abs(np.mean(v)) > 3 * sd / np.sqrt(len(v))}
+    effect = {
+        k: float(np.exp(np.mean(v))) for k, v in logs.items() if abs(np.mean(v)) > 3 * sd / np.sqrt(len(v))
+    }
     adjusted = values.copy()
     for key, factor in effect.items():
         adjusted[where[key]] = values[where[key]] / factor
