@@ -106,3 +106,21 @@ def test_the_setting_names_a_window_around_the_holiday():
     assert ForecastSpec(holiday_window=None).holiday_window is None
     with pytest.raises(ValidationError, match="days before, days after"):
         ForecastSpec(holiday_window=(2, 4))
+
+
+def test_a_holiday_days_reference_is_the_median_of_its_ordinary_same_weekday_neighbours():
+    from mlops_assets.core.holiday_effects import _references
+
+    y = retail_days()
+    marked = HolidayWindow("US", 1, 4).days(y.index[0], y.index[-1])
+    ordinary = np.where(y.index.isin(list(marked)), np.nan, y.to_numpy())
+
+    def by_hand(day, offsets):
+        around = [day + pd.Timedelta(days=k) for k in offsets]
+        return np.median([y[d] for d in around if d not in marked])
+
+    black_friday, last = pd.Timestamp("2024-11-29"), pd.Timestamp("2024-12-31")
+    got = _references(y, ordinary, pd.DatetimeIndex([black_friday, last]))
+    assert np.isclose(got[0], by_hand(black_friday, (-21, -14, -7, 7, 14, 21)))
+    assert np.isclose(got[1], by_hand(last, (-21, -14, -7)))  # none after the end of the series
+    assert pd.Timestamp("2024-12-24") in marked  # ...and Christmas Eve, a week before, left out

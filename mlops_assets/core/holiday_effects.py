@@ -27,6 +27,7 @@ ramp, which a weekly model cannot know from the autumn, comes from last December
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 
 import holidays
@@ -39,6 +40,7 @@ YEAR = 364  # days: a year back on the same weekday
 SMOOTH = 7  # days: the centred mean a year back that the ratio is taken to
 MIN_RATIO_DAYS = 8 * 7  # days of year-on-year ratio the models need to fit on
 NEIGHBOURS = (-21, -14, -7, 7, 14, 21)  # days: the same weekday around a holiday day
+MAD_TO_SD = 1.4826  # a normal's standard deviation per median absolute deviation
 MIN_FACTOR = 0.02  # a closure's factor is floored here (a zero day stays near zero, not at it)
 
 
@@ -62,10 +64,17 @@ class HolidayWindow:
         return {d: key for d, (_, key) in out.items()}
 
 
-def _reference(ordinary: pd.Series, day: pd.Timestamp) -> float:
-    around = ordinary.reindex([day + pd.Timedelta(days=k) for k in NEIGHBOURS]).dropna()
-    ref = float(around.median()) if len(around) else np.nan
-    return ref if np.isfinite(ref) and ref > 0 else np.nan
+def _references(y: pd.Series, ordinary: np.ndarray, days: pd.DatetimeIndex) -> np.ndarray:
+    """Per day, the median of the ordinary days among the same weekday 1-3 weeks either side
+    (NaN where none is positive)."""
+    offsets = np.array(NEIGHBOURS, dtype="timedelta64[D]")
+    grid = days.to_numpy(dtype="datetime64[ns]")[:, None] + offsets[None, :]
+    pos = y.index.get_indexer(pd.DatetimeIndex(grid.ravel())).reshape(grid.shape)
+    around = np.where(pos >= 0, ordinary[np.clip(pos, 0, None)], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a day with no ordinary neighbour
+        ref = np.nanmedian(around, axis=1) if len(days) else np.empty(0)
+    return np.where(ref > 0, ref, np.nan)
 
 
 def factors(y: pd.Series, window: HolidayWindow) -> tuple[pd.Series, dict[str, float]]:
@@ -76,28 +85,34 @@ def factors(y: pd.Series, window: HolidayWindow) -> tuple[pd.Series, dict[str, f
     shop does not feel leaves its days as they were."""
     if y.empty:
         return y, {}
-    marked = window.days(y.index[0], y.index[-1])
     values = y.astype(float)
-    ordinary = values.drop(index=[d for d in marked if d in values.index])
-    logs: dict[str, list[float]] = {}
-    where: dict[str, list[pd.Timestamp]] = {}
-    for day, key in marked.items():
-        ref = _reference(ordinary, day) if day in values.index else np.nan
-        if np.isfinite(ref) and values[day] > 0:
-            logs.setdefault(key, []).append(np.log(max(float(values[day]) / ref, MIN_FACTOR)))
-            where.setdefault(key, []).append(day)
-    if not logs:
+    marked = window.days(y.index[0], y.index[-1])
+    days = pd.DatetimeIndex([d for d in marked if d in values.index])
+    if not len(days):
         return values, {}
-    sample = ordinary.iloc[:: max(1, len(ordinary) // 200)]  # ordinary days' own log ratios
-    noise = [np.log(v / r) for d, v in sample.items() if v > 0 and np.isfinite(r := _reference(ordinary, d))]
-    sd = 1.4826 * float(np.median(np.abs(noise - np.median(noise)))) if len(noise) >= 20 else np.inf
-    effect = {
-        k: float(np.exp(np.mean(v))) for k, v in logs.items() if abs(np.mean(v)) > 3 * sd / np.sqrt(len(v))
-    }
-    adjusted = values.copy()
-    for key, factor in effect.items():
-        adjusted[where[key]] = values[where[key]] / factor
-    return adjusted, effect
+    arr = values.to_numpy()
+    ordinary = np.where(values.index.isin(days), np.nan, arr)
+    at = values.index.get_indexer(days)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.log(np.maximum(arr[at] / _references(values, ordinary, days), MIN_FACTOR))
+    ok = np.isfinite(ratio) & (arr[at] > 0)
+    if not ok.any():
+        return values, {}
+    logs = pd.Series(ratio[ok]).groupby(np.array([marked[d] for d in days])[ok])
+    plain = np.flatnonzero(np.isfinite(ordinary) & (ordinary > 0))
+    sample = plain[:: max(1, len(plain) // 200)]  # ordinary days' own log ratios
+    with np.errstate(divide="ignore", invalid="ignore"):
+        noise = np.log(ordinary[sample] / _references(values, ordinary, values.index[sample]))
+    noise = noise[np.isfinite(noise)]
+    sd = MAD_TO_SD * float(np.median(np.abs(noise - np.median(noise)))) if len(noise) >= 20 else np.inf
+    mean, count = logs.mean(), logs.count()
+    kept = mean[np.abs(mean) > 3 * sd / np.sqrt(count)]
+    effect = {str(k): float(np.exp(v)) for k, v in kept.items()}
+    key_of = np.array([marked[d] for d in days], dtype=object)
+    divide = np.array([effect.get(k, 1.0) for k in key_of])
+    adjusted = arr.copy()
+    adjusted[at] = arr[at] / divide
+    return pd.Series(adjusted, index=values.index, name=y.name), effect
 
 
 def restore(fc: Forecast, effect: dict[str, float], window: HolidayWindow) -> Forecast:
