@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 LIMITATIONS = {
-    "sales_forecaster": "Forecasts assume the calendar effects seen in training (weekly, yearly, public "
-    "holidays) continue; promotions are not in the data, so promotion-driven peaks are not anticipated. "
-    "Intervals are model-based and were checked only against the backtest folds.",
+    "sales_forecaster": "Forecasts assume the calendar effects seen in training continue: the weekly "
+    "profile, each public holiday's factor learnt from past years (a holiday not yet seen is forecast "
+    "as an ordinary day) and, for series that repeat their last year, the year-ago profile. Promotions "
+    "are not in the data, so promotion-driven peaks are not anticipated. Intervals are conformal, "
+    "calibrated on the backtest folds before the one they are scored on.",
     "customer_segmenter": "Segments describe recency, frequency and spend as of the feature date; they "
     "shift as customers age. Names are relative (quintiles among current customers), not absolute "
     "thresholds. Silhouette favours few broad segments.",
