@@ -20,13 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import holidays
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 from threadpoolctl import threadpool_limits
 
-from mlops_assets.core.series import fourier_terms
+from mlops_assets.core.series import fourier_terms, holiday_window_days
 
 MAD_TO_SD = 1.4826  # a normal's standard deviation per median absolute deviation
 YEAR = {"D": 365, "W": 52}  # periods per year
@@ -50,20 +49,14 @@ class AnomalySpec:
 
 def holiday_indicators(index: pd.DatetimeIndex, spec: AnomalySpec) -> pd.DataFrame:
     """One column per (holiday, offset) that occurs in the index, e.g. 'Thanksgiving Day+1'."""
-    if spec.freq != "D":
+    if spec.freq != "D" or not len(index):
         return pd.DataFrame(index=index)
-    years = sorted({*index.year, *(index.year - 1), *(index.year + 1)})
-    cal = holidays.country_holidays(spec.country, years=years)
     cols: dict[str, np.ndarray] = {}
     lo, hi = spec.holiday_window
-    for day, name in cal.items():
-        # "(observed)" days keep their own name: the shifted day off is not the usual date
-        for offset in range(lo, hi + 1):
-            when = pd.Timestamp(day) + pd.Timedelta(days=offset)
-            hit = index == when
-            if hit.any():
-                key = f"{name}{offset:+d}"
-                cols[key] = cols.get(key, np.zeros(len(index))) + hit
+    for when, key, _ in holiday_window_days(spec.country, index.min(), index.max(), lo, hi):
+        hit = index == when
+        if hit.any():
+            cols[key] = cols.get(key, np.zeros(len(index))) + hit
     return pd.DataFrame({k: np.minimum(v, 1.0) for k, v in cols.items()}, index=index)
 
 

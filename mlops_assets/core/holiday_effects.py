@@ -30,11 +30,11 @@ import copy
 import warnings
 from dataclasses import dataclass
 
-import holidays
 import numpy as np
 import pandas as pd
 
 from mlops_assets.core.forecast_models import Forecast, Model
+from mlops_assets.core.series import holiday_window_days
 
 YEAR = 364  # days: a year back on the same weekday
 SMOOTH = 7  # days: the centred mean a year back that the ratio is taken to
@@ -53,14 +53,10 @@ class HolidayWindow:
     def days(self, start: pd.Timestamp, end: pd.Timestamp) -> dict[pd.Timestamp, str]:
         """Each day from start to end inside a window, keyed 'holiday+offset'; where windows
         overlap, the holiday nearer the day keeps it."""
-        years = range(start.year - 1, end.year + 2)
-        cal = holidays.country_holidays(self.country, years=list(years))
         out: dict[pd.Timestamp, tuple[int, str]] = {}
-        for day, name in sorted(cal.items()):
-            for offset in range(-self.before, self.after + 1):
-                d = pd.Timestamp(day) + pd.Timedelta(days=offset)
-                if start <= d <= end and (d not in out or abs(offset) < out[d][0]):
-                    out[d] = (abs(offset), f"{name}{offset:+d}")
+        for d, key, offset in holiday_window_days(self.country, start, end, -self.before, self.after):
+            if d not in out or abs(offset) < out[d][0]:
+                out[d] = (abs(offset), key)
         return {d: key for d, (_, key) in out.items()}
 
 

@@ -102,6 +102,22 @@ def week_ends_of(lines: ibis.Table | pd.DataFrame, freq: str, setting: str | Non
     return DEFAULT_WEEK_ENDS, False, "weeks run Monday..Sunday: the feed's lines fall on every weekday"
 
 
+def holiday_window_days(
+    country: str, start: pd.Timestamp, end: pd.Timestamp, lo: int, hi: int
+) -> list[tuple[pd.Timestamp, str, int]]:
+    """(day, 'holiday+offset' key, offset) for each day from start to end that lies `lo`..`hi`
+    days from a public holiday of `country` (a day near two holidays appears once for each).
+    "(observed)" days keep their own name: the shifted day off is not the usual date."""
+    cal = holidays.country_holidays(country, years=list(range(start.year - 1, end.year + 2)))
+    out = []
+    for day, name in sorted(cal.items()):
+        for offset in range(lo, hi + 1):
+            when = pd.Timestamp(day) + pd.Timedelta(days=offset)
+            if start <= when <= end:
+                out.append((when, f"{name}{offset:+d}", offset))
+    return out
+
+
 def calendar_features(periods: pd.DatetimeIndex, freq: str, country: str) -> pd.DataFrame:
     """Day of week (daily series) and the number of public holidays in the period."""
     cal = holidays.country_holidays(country, years=sorted({*periods.year, *(periods.year + 1)}))
