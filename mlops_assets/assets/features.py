@@ -13,7 +13,7 @@ from mlops_assets.assets.partitions import SINGLE_RUN, window_of
 from mlops_assets.automation.freshness import model_freshness
 from mlops_assets.automation.jobs import AFTER_GATES, TRAINING_CONDITION
 from mlops_assets.checks.gates import Gate
-from mlops_assets.core import clv, engine, feature_store, schemas, snapshots
+from mlops_assets.core import clv, customer_checkpoint, engine, feature_store, schemas, snapshots
 from mlops_assets.core.feature_registry import AS_OF, ENTITY, features_of, group_version, registry_table
 from mlops_assets.core.promotion import Decision
 from mlops_assets.core.schemas import PARTITION_COLUMN
@@ -113,9 +113,18 @@ def _feature_asset(settings: Settings, group: str) -> dg.AssetsDefinition:
     )
     def _asset(context: dg.AssetExecutionContext, **refs):
         products, inventory = _references(refs)
+        reached = None
         with silver_lines(settings) as lines:  # the lines stay in the engine; a row per entity returns
             as_of = feature_as_of(lines, settings)
-            table = feature_store.Sources(lines, products, inventory).features(group, as_of)
+            sources = feature_store.Sources(lines, products, inventory)
+            if group == "customer":  # the customers' totals: resumed from a checkpoint where one holds
+                folder = customer_checkpoint.folder_of(settings.warehouse_path)
+                reached = customer_checkpoint.reach(lines, products, as_of, folder=folder)
+                context.log.info(f"{name}: customers' running totals {reached.describe()}")
+                sources = feature_store.Sources(lines, products, inventory, _state=reached.state)
+            table = sources.features(group, as_of)
+            if reached is not None:
+                customer_checkpoint.save(reached.state, folder, reached.digest)
         results = audit(gates, table, group, settings, f"{name} as of {as_of.date()}")
         failed = [r for r in results if not r.passed]
         for r in failed:
@@ -128,6 +137,7 @@ def _feature_asset(settings: Settings, group: str) -> dg.AssetsDefinition:
                 metadata={
                     AS_OF: as_of.isoformat(),
                     "feature_version": group_version(group),
+                    **({} if reached is None else {"running_totals": reached.describe()}),
                     "entities": len(table),
                     "features": table_metadata(summary_table(table, group), 40),
                     "registry": table_metadata(versions.drop(columns="group"), 40),

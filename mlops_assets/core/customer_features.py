@@ -10,6 +10,8 @@ from __future__ import annotations
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlops_assets.core import clv, engine
 from mlops_assets.core.customer_state import LOW, CustomerState
@@ -45,44 +47,62 @@ def customer_features(
         raise ValueError(f"features from daily tables are as of a midnight, not {as_of}")
     state = state or CustomerState(daily, products)
     state.advance(as_of)
+    columns, sources = customer_columns(state, clv_model, with_clv, horizon_days)
+    columns[ENTITY["customer"]] = pd.arrays.ArrowStringArray(columns[ENTITY["customer"]])
+    if "favourite_category" in columns:
+        columns["favourite_category"] = pd.arrays.ArrowStringArray(columns["favourite_category"])
+    return conform(pd.DataFrame(columns), "customer", sources)
+
+
+def customer_columns(
+    state: CustomerState,
+    clv_model: clv.CLVModel | None = None,
+    with_clv: bool = True,
+    horizon_days: float = 365.0,
+) -> tuple[dict[str, np.ndarray | pa.Array], set[str]]:
+    """The features of the customers seen before the state's instant, as arrays (text as
+    Arrow), and the sources they read: what customer_features frames and the snapshots write
+    as Arrow without a pandas frame between (a chain's weekly instant holds a million rows)."""
+    as_of = state.at
     n, sums = state.seen(), {c: v[: state.seen()] for c, v in state.sums.items()}
     orders = sums["orders"].astype(float)
     gross, bought = sums["gross"] / engine.NANO, sums["bought"] / engine.NANO
     first_buy, last_buy = state.first_buy[:n], state.last_buy[:n]
     bought_any = last_buy != LOW
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = pd.DataFrame(
-            {
-                ENTITY["customer"]: pd.array(state.ids[:n], dtype="string[pyarrow]"),
-                "recency_days": np.where(bought_any, (as_of.value - last_buy) / DAY_NS, np.nan),
-                "frequency": sums["orders"] - state.left["orders"][:n],
-                "monetary": (sums["net"] - state.left["net"][:n]) / engine.NANO,
-                "avg_order_value": np.where(orders > 0, gross / orders, np.nan),
-                "tenure_days": (as_of.value - state.first_ts[:n]) / DAY_NS,
-                "avg_days_between_orders": np.where(
-                    orders > 1, (last_buy - first_buy) / DAY_NS / (orders - 1), np.nan
-                ),
-                "return_rate": np.where(bought > 0, sums["returned"] / engine.NANO / bought, np.nan),
-                "distinct_products": sums["distinct"],
-            }
-        )
+        out = {
+            ENTITY["customer"]: state.ids_arrow[:n].cast(pa.large_string()),
+            "recency_days": np.where(bought_any, (as_of.value - last_buy) / DAY_NS, np.nan),
+            "frequency": sums["orders"] - state.left["orders"][:n],
+            "monetary": (sums["net"] - state.left["net"][:n]) / engine.NANO,
+            "avg_order_value": np.where(orders > 0, gross / orders, np.nan),
+            "tenure_days": (as_of.value - state.first_ts[:n]) / DAY_NS,
+            "avg_days_between_orders": np.where(
+                orders > 1, (last_buy - first_buy) / DAY_NS / (orders - 1), np.nan
+            ),
+            "return_rate": np.where(bought > 0, sums["returned"] / engine.NANO / bought, np.nan),
+            # a copy: Arrow takes numpy arrays without one, and the state moves on to the next instant
+            "distinct_products": sums["distinct"].copy(),
+        }
     sources = {"transactions"}
     if state.categories is not None:
         sources.add("products")
         spend = state.spend[:n]
         total = spend.sum(axis=1)
         best = spend.argmax(axis=1) if spend.shape[1] else np.zeros(n, dtype=int)
-        fav = pd.Series(state.categories[best] if len(state.categories) else None, dtype="string[pyarrow]")
-        fav[total <= 0] = pd.NA
+        names = pa.array([str(c) for c in state.categories] or [None], pa.large_string())
+        none = pa.scalar(None, pa.large_string())
+        out["favourite_category"] = pc.if_else(pa.array(total > 0), names.take(pa.array(best)), none)
         with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(total > 0, (spend.max(axis=1) / engine.NANO) / (total / engine.NANO), np.nan)
-        out["favourite_category"], out["favourite_category_share"] = fav, share
+            out["favourite_category_share"] = np.where(
+                total > 0, (spend.max(axis=1) / engine.NANO) / (total / engine.NANO), np.nan
+            )
     if clv_model is not None or with_clv:
         summary, rows = state.rfm(positions=True)
-        out["clv_12m"] = customer_clv(summary, out[ENTITY["customer"]], clv_model, horizon_days, rows)
+        out["clv_12m"] = customer_clv(summary, pd.Series(np.arange(n)), clv_model, horizon_days, rows)
     else:
-        out["clv_12m"] = np.nan
-    return conform(out, "customer", sources)
+        out["clv_12m"] = np.full(n, np.nan)
+    return out, sources
 
 
 def customer_clv(

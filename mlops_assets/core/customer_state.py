@@ -11,10 +11,13 @@ feature table agree to the bit.
 
 from __future__ import annotations
 
+import json
+
 import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlops_assets.core import clv, engine
 from mlops_assets.core.line_features import DAY, DailyTables, categories_of
@@ -23,6 +26,8 @@ YEAR = pd.Timedelta(days=365)
 LOW, HIGH = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 POS = "_position"  # a customer's row in the state's arrays
 SUMS = ("orders", "gross", "net", "bought", "returned", "distinct", "purchase_days")
+LEFT = ("orders", "net")  # the sums of the days that left the 365-day window
+MARKS = {"first_buy": HIGH, "last_buy": LOW, "first_day": HIGH, "last_day": LOW, "first_day_gross": 0}
 
 
 def _ns(values: pd.Series, missing: int) -> np.ndarray:
@@ -43,6 +48,19 @@ def _within_range(totals: pd.DataFrame) -> None:
             )
 
 
+def _text(values: pd.Series) -> pa.Array:
+    """Ids as one Arrow string array (a text column of a frame may come back chunked)."""
+    array = pa.array(values, pa.string())
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _firsts(days: ibis.Table) -> ibis.Table:
+    """Per customer of the (customer, day) rows: the first line's time, and the sums of the
+    absolute amounts and quantities (for _within_range)."""
+    largest = {c: days[c].abs().cast("float64").sum() for c in ("gross", "net", "bought", "returned")}
+    return days.group_by("customer_id").aggregate(first_ts=days.first_ts.min(), **largest)
+
+
 def _between(table: ibis.Table, low: pd.Timestamp | None, high: pd.Timestamp) -> ibis.Table:
     keep = table[DAY] < high.to_pydatetime()
     if low is not None:
@@ -54,39 +72,92 @@ class CustomerState:
     """Running totals per customer over the days before `self.at` (None: no day yet)."""
 
     def __init__(self, daily: DailyTables, products: pd.DataFrame | None):
-        days = daily.customers
-        largest = {c: days[c].abs().cast("float64").sum() for c in ("gross", "net", "bought", "returned")}
-        firsts = days.group_by("customer_id").aggregate(first_ts=days.first_ts.min(), **largest)
-        firsts = engine.to_frame(firsts.order_by(["first_ts", "customer_id"]))
+        firsts = engine.to_frame(_firsts(daily.customers).order_by(["first_ts", "customer_id"]))
         _within_range(firsts)
         self.daily = daily
-        self.ids = pd.Index(firsts["customer_id"].astype(object))
-        # each customer's position in the arrays, joined in the engine: a step returns
-        # positions, not a million ids for pandas to look up
-        self._positions = ibis.memtable(
-            pa.table({"customer_id": pa.array(self.ids, pa.string()), POS: np.arange(len(self.ids))})
-        )
-        self.first_ts = _ns(firsts["first_ts"], HIGH)
-        self.by_id = np.argsort(self.ids.to_numpy(dtype=object), kind="stable")  # for the CLV rows
-        self.buckets: np.ndarray | None = None  # clv.id_buckets of each customer, once needed
         cats = categories_of(products) if daily.categories is not None else None
         self.categories = pd.factorize(cats["category"])[1].astype(object) if cats is not None else None
+        self.resumed_at: pd.Timestamp | None = None  # the checkpoint's instant, for a resumed state
+        self._customers(_text(firsts["customer_id"]), _ns(firsts["first_ts"], HIGH))
         self._reset()
+
+    def _customers(self, ids: pa.Array, first_ts: np.ndarray) -> None:
+        self.ids_arrow = ids  # the feature tables' id column, sliced
+        self.ids = pd.Index(ids.to_pandas(), dtype=object)
+        # each customer's position in the arrays, joined in the engine: a step returns
+        # positions, not a million ids for pandas to look up
+        self._positions = ibis.memtable(pa.table({"customer_id": ids, POS: np.arange(len(ids))}))
+        self.first_ts = first_ts
+        self.by_id = pc.sort_indices(ids).to_numpy()  # for the CLV rows (stable, as numpy's)
+        self.buckets: np.ndarray | None = None  # clv.id_buckets of each customer, once needed
 
     def _reset(self) -> None:
         n, k = len(self.ids), 0 if self.categories is None else len(self.categories)
         self.at: pd.Timestamp | None = None
         self.sums = {c: np.zeros(n, np.int64) for c in SUMS}
-        self.left = {c: np.zeros(n, np.int64) for c in ("orders", "net")}  # days before at - 365
-        self.first_buy, self.last_buy = np.full(n, HIGH), np.full(n, LOW)
-        self.first_day, self.last_day = np.full(n, HIGH), np.full(n, LOW)
-        self.first_day_gross = np.zeros(n, np.int64)
+        self.left = {c: np.zeros(n, np.int64) for c in LEFT}  # days before at - 365
+        for c, fill in MARKS.items():  # first_buy, last_buy...: times (ns), the first day's gross
+            setattr(self, c, np.full(n, fill, np.int64))
         self.spend = np.zeros((n, k), np.int64)
+
+    # ---- checkpoints: the state of the customers seen, as an Arrow table, and back ----------
+
+    def to_arrow(self) -> pa.Table:
+        """The totals of the customers seen before `at` (a row each, in state order)."""
+        n = self.seen()
+        cols = {"customer_id": self.ids_arrow[:n], "first_ts": self.first_ts[:n]}
+        cols |= {f"sum_{c}": self.sums[c][:n] for c in SUMS} | {f"left_{c}": self.left[c][:n] for c in LEFT}
+        cols |= {c: getattr(self, c)[:n] for c in MARKS}
+        cols |= {f"spend_{j}": self.spend[:n, j] for j in range(self.spend.shape[1])}
+        cats = [] if self.categories is None else [str(c) for c in self.categories]
+        meta = {"at": self.at.isoformat(), "categories": json.dumps(cats)}
+        return pa.table(cols).replace_schema_metadata(meta)
+
+    @classmethod
+    def resume(cls, saved: pa.Table, daily: DailyTables, products: pd.DataFrame | None) -> CustomerState:
+        """The state a checkpoint (`to_arrow`) holds, to advance over `daily`: tables that hold
+        at least the days from the checkpoint's instant on, and those a year before them.
+        Customers first seen after the checkpoint join at the end, as they would have."""
+        self = cls.__new__(cls)
+        self.daily = daily
+        cats = categories_of(products) if daily.categories is not None else None
+        self.categories = pd.factorize(cats["category"])[1].astype(object) if cats is not None else None
+        meta = {k.decode(): v.decode() for k, v in (saved.schema.metadata or {}).items()}
+        mine = [] if self.categories is None else [str(c) for c in self.categories]
+        if json.loads(meta["categories"]) != mine:
+            raise ValueError("the checkpoint was taken over another catalog's categories")
+        self.at = self.resumed_at = pd.Timestamp(meta["at"])
+        known = saved["customer_id"].combine_chunks().cast(pa.string())
+        positions = ibis.memtable(pa.table({"customer_id": known}))
+        # customers first seen from the checkpoint on, in the order of their first line
+        days = daily.customers
+        fresh = _firsts(days.filter(days[DAY] >= self.at.to_pydatetime()))
+        fresh = fresh.anti_join(positions, "customer_id").order_by(["first_ts", "customer_id"])
+        fresh = engine.to_frame(fresh)
+        _within_range(fresh)
+        grow = len(fresh)
+        ids = pa.concat_arrays([known, _text(fresh["customer_id"])])
+        self._customers(ids, np.concatenate([saved["first_ts"].to_numpy(), _ns(fresh["first_ts"], HIGH)]))
+
+        def column(name: str, fill: int) -> np.ndarray:
+            return np.concatenate([saved[name].to_numpy(), np.full(grow, fill, np.int64)])
+
+        self.sums = {c: column(f"sum_{c}", 0) for c in SUMS}
+        self.left = {c: column(f"left_{c}", 0) for c in LEFT}
+        for c, fill in MARKS.items():
+            setattr(self, c, column(c, fill))
+        k = 0 if self.categories is None else len(self.categories)
+        self.spend = np.zeros((len(saved) + grow, k), np.int64)
+        for j in range(k):
+            self.spend[: len(saved), j] = saved[f"spend_{j}"].to_numpy()
+        return self
 
     def advance(self, as_of: pd.Timestamp) -> None:
         """Hold the totals over the days before `as_of` (a midnight; an earlier one starts over)."""
         as_of = pd.Timestamp(as_of)
         if self.at is not None and as_of < self.at:
+            if self.resumed_at is not None:
+                raise ValueError(f"a state resumed at {self.resumed_at} cannot go back to {as_of}")
             self._reset()
         since = self.at
         self._add(since, as_of)
@@ -116,6 +187,8 @@ class CustomerState:
         at = step[POS].to_numpy()
         for c in SUMS:
             self.sums[c][at] += step[c].fillna(0).to_numpy(dtype=np.int64)
+        if self.resumed_at is not None:  # a fresh state checked every customer's totals up front
+            _within_range(self._totals(at))
         self.first_buy[at] = np.minimum(self.first_buy[at], _ns(step["first_buy"], HIGH))
         self.last_buy[at] = np.maximum(self.last_buy[at], _ns(step["last_buy"], LOW))
         first_day = _ns(step["first_day"], HIGH)
@@ -125,6 +198,10 @@ class CustomerState:
         self.last_day[at] = np.maximum(self.last_day[at], _ns(step["last_day"], LOW))
         if self.categories is not None:
             self._add_spend(low, high)
+
+    def _totals(self, at: np.ndarray) -> pd.DataFrame:
+        sums = {c: np.abs(self.sums[c][at]).astype(float) for c in ("gross", "net", "bought", "returned")}
+        return pd.DataFrame({"customer_id": self.ids[at], **sums})
 
     def _add_spend(self, low: pd.Timestamp | None, high: pd.Timestamp) -> None:
         days = _between(self.daily.categories, low, high)
@@ -142,7 +219,7 @@ class CustomerState:
         if step.empty:
             return
         at = step[POS].to_numpy()
-        for c in ("orders", "net"):
+        for c in LEFT:
             self.left[c][at] += step[c].fillna(0).to_numpy(dtype=np.int64)
 
     def _placed(self, step: ibis.Table) -> pd.DataFrame:
@@ -168,7 +245,8 @@ class CustomerState:
             m = np.where(x > 0, repeat / x, np.nan)
         frame = pd.DataFrame(
             {"x": x, "t_x": (last - first) / week, "T": (self.at.value - first) / week, "m": m},
-            index=pd.Index(self.ids[rows], name="customer_id"),
+            # the callers with positions read rows by position: a million-id index is pure cost
+            index=None if positions else pd.Index(self.ids[rows], name="customer_id"),
         )
         if len(frame) > clv.MAX_FIT_CUSTOMERS:  # the fit samples: hash each id once, not per instant
             if self.buckets is None:

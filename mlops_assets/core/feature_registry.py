@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 
 import pandas as pd
+import pyarrow as pa
 
 ENTITY = {"customer": "customer_id", "product": "product_id"}
 AS_OF = "feature_as_of"  # the instant the values hold for: data strictly before it was used
@@ -179,5 +180,18 @@ def conform(frame: pd.DataFrame, group: str, sources: set[str]) -> pd.DataFrame:
     """Entity id first, then the registered features of the available sources, with their dtypes."""
     cols = [ENTITY[group], *(f.name for f in features_of(group, sources))]
     dtypes = {f.name: ("string[pyarrow]" if f.dtype == "string" else f.dtype) for f in features_of(group)}
-    out = frame[cols]
-    return out.astype({c: dtypes[c] for c in cols[1:]})
+    out = frame[cols]  # a new frame: its columns may keep their arrays when the dtype is right
+    return out.astype({c: dtypes[c] for c in cols[1:]}, copy=False)
+
+
+ARROW_TYPES = {"float64": pa.float64(), "int64": pa.int64(), "string": pa.large_string()}
+
+
+def conform_arrow(columns: dict, group: str, sources: set[str], stamps: dict[str, pa.Array]) -> pa.Table:
+    """`conform` for columns of arrays, as an Arrow table: the entity id, then `stamps` (the
+    snapshot's instant and version), then the registered features with their types, as pandas
+    would have converted the conformed frame."""
+    defs = features_of(group, sources)
+    arrays = {ENTITY[group]: pa.array(columns[ENTITY[group]], pa.large_string()), **stamps}
+    arrays |= {f.name: pa.array(columns[f.name], ARROW_TYPES[f.dtype]) for f in defs}
+    return pa.table(arrays)

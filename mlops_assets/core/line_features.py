@@ -25,34 +25,63 @@ def _buys(lines: ibis.Table) -> ibis.BooleanValue:
     return lines.quantity > 0
 
 
-def customer_days(lines: ibis.Table) -> ibis.Table:
+Ranges = list[tuple[pd.Timestamp, pd.Timestamp]]  # [low, high) day ranges
+
+
+def in_ranges(ts: ibis.TimestampValue, ranges: Ranges) -> ibis.BooleanValue:
+    """Whether `ts` lies in one of the [low, high) ranges of midnights: on the line's own
+    timestamp, so that the engine skips the blocks of other days (zone maps)."""
+    keep = ibis.literal(False)
+    for low, high in ranges:
+        low, high = pd.Timestamp(low), pd.Timestamp(high)
+        if low != low.floor("D") or high != high.floor("D"):
+            raise ValueError(f"day ranges run from midnight to midnight, not {low} to {high}")
+        keep |= (ts >= low.to_pydatetime()) & (ts < high.to_pydatetime())
+    return keep
+
+
+def customer_days(lines: ibis.Table, ranges: Ranges | None = None) -> ibis.Table:
     """Per (customer, day) of lines with a customer: the first line's time, the first and last
     purchase times, gross (purchases) and net revenue, units bought and returned (in billionths,
     engine.nano_sum), purchase lines, and how many orders and (customer, product) pairs had
-    their first purchase that day."""
+    their first purchase that day.
+
+    `ranges`: only the days in these [low, high) ranges (a resumed state's new days and those
+    leaving its 365-day window). An order or pair is still new on a day only when no earlier
+    line of any day has it: the orders and pairs with a line in the ranges are looked up in all
+    lines (one pass over two columns), the rest of the lines are not read."""
     lines = lines.filter(lines.customer_id.notnull()).mutate(day=lines.order_ts.truncate("D"))
-    buy = _buys(lines)
-    daily = lines.group_by(["customer_id", DAY]).aggregate(
-        first_ts=lines.order_ts.min(),
-        first_buy_ts=lines.order_ts.min(where=buy),
-        last_buy_ts=lines.order_ts.max(where=buy),
-        gross=engine.nano_sum(lines.amount, where=buy),
-        net=engine.nano_sum(lines.amount),
-        bought=engine.nano_sum(lines.quantity, where=buy),
-        returned=engine.nano_sum(-lines.quantity, where=~buy),
+    recent = lines if ranges is None else lines.filter(in_ranges(lines.order_ts, ranges))
+    buy = _buys(recent)
+    daily = recent.group_by(["customer_id", DAY]).aggregate(
+        first_ts=recent.order_ts.min(),
+        first_buy_ts=recent.order_ts.min(where=buy),
+        last_buy_ts=recent.order_ts.max(where=buy),
+        gross=engine.nano_sum(recent.amount, where=buy),
+        net=engine.nano_sum(recent.amount),
+        bought=engine.nano_sum(recent.quantity, where=buy),
+        returned=engine.nano_sum(-recent.quantity, where=~buy),
         buy_lines=buy.sum(),
     )
-    purchases = lines.filter(buy)
+    purchases, orders_of, pairs_of = lines.filter(_buys(lines)), None, None
+    if ranges is not None:
+        touched = recent.filter(buy)
+        orders_of = purchases.filter(purchases.order_id.isin(touched.order_id))
+        pairs_of = purchases.semi_join(
+            touched.select("customer_id", "product_id").distinct(), ["customer_id", "product_id"]
+        )
     # an order stands once, on the day of its first purchase line, for that line's customer
-    orders = purchases.group_by("order_id").aggregate(
-        customer_id=purchases.customer_id.argmin(purchases.order_ts), first=purchases.order_ts.min()
+    orders = purchases if orders_of is None else orders_of
+    orders = orders.group_by("order_id").aggregate(
+        customer_id=orders.customer_id.argmin(orders.order_ts), first=orders.order_ts.min()
     )
     orders = orders.group_by(["customer_id", orders.first.truncate("D").name(DAY)]).aggregate(
         new_orders=orders.count()
     )
-    pairs = purchases.group_by(["customer_id", "product_id"]).aggregate(first=purchases[DAY].min())
+    pairs = purchases if pairs_of is None else pairs_of
+    pairs = pairs.group_by(["customer_id", "product_id"]).aggregate(first=pairs[DAY].min())
     pairs = pairs.group_by(["customer_id", pairs.first.name(DAY)]).aggregate(new_products=pairs.count())
-    keys = ["customer_id", DAY]
+    keys = ["customer_id", DAY]  # days outside the ranges find no row of `daily` and leave
     out = daily.left_join(orders, keys).drop("customer_id_right", "day_right")
     out = out.left_join(pairs, keys).drop("customer_id_right", "day_right")
     counted = ("gross", "net", "bought", "returned", "new_orders", "new_products")
@@ -60,10 +89,15 @@ def customer_days(lines: ibis.Table) -> ibis.Table:
     return out.mutate(**zero)
 
 
-def customer_category_days(lines: ibis.Table, categories: pd.DataFrame) -> ibis.Table:
-    """Per (customer, category, day): gross revenue (billionths) of purchases of catalog products."""
+def customer_category_days(
+    lines: ibis.Table, categories: pd.DataFrame, ranges: Ranges | None = None
+) -> ibis.Table:
+    """Per (customer, category, day): gross revenue (billionths) of purchases of catalog
+    products; only the days in `ranges` when given."""
     catalog = ibis.memtable(categories).rename(catalog_product="product_id")
     buys = lines.filter(_buys(lines) & lines.customer_id.notnull())
+    if ranges is not None:
+        buys = buys.filter(in_ranges(buys.order_ts, ranges))
     joined = buys.join(catalog, buys.product_id == catalog.catalog_product)
     return joined.group_by(["customer_id", "category", joined.order_ts.truncate("D").name(DAY)]).aggregate(
         spend=engine.nano_sum(joined.amount)
@@ -120,16 +154,19 @@ class DailyTables:
     categories: ibis.Table | None  # None without catalog categories
 
     @classmethod
-    def of(cls, lines: pd.DataFrame | ibis.Table, products: pd.DataFrame | None) -> DailyTables:
+    def of(
+        cls, lines: pd.DataFrame | ibis.Table, products: pd.DataFrame | None, ranges: Ranges | None = None
+    ) -> DailyTables:
         """The reduced tables as expressions over `lines` (a frame or a table), not staged: each
-        query of an instant reduces the lines again, which suits one instant or small inputs."""
+        query of an instant reduces the lines again, which suits one instant or small inputs.
+        `ranges`: the customers' tables hold only the days in these ranges."""
         lines = engine.as_table(lines)
         cats = categories_of(products)
         return cls(
-            customer_days(lines),
+            customer_days(lines, ranges),
             product_days(lines),
             product_price_days(lines) if "unit_price" in lines.columns else None,
-            None if cats is None else customer_category_days(lines, cats),
+            None if cats is None else customer_category_days(lines, cats, ranges),
         )
 
     @classmethod
@@ -140,13 +177,14 @@ class DailyTables:
         products: pd.DataFrame | None,
         group: str | None = None,
         many: bool = True,
+        ranges: Ranges | None = None,
     ) -> DailyTables:
         """The reduced tables staged in the engine's scratch database: those of `group` (customer
         or product), the others left as expressions; all without one. `many`: for many instants,
         stored in day order (a query of a week's days then reads a few blocks). For one instant
         (`many=False`) the customers' category days, read once, stay an expression, and the
         tables are not sorted: at 20M lines this saves a quarter of the feature table's time."""
-        lazy = cls.of(lines, products)
+        lazy = cls.of(lines, products, ranges)
         wanted = GROUP_TABLES.get(group or "", set(GROUP_TABLES["customer"] | GROUP_TABLES["product"]))
         if not many:
             wanted = wanted - ONCE

@@ -7,67 +7,22 @@ replaces exactly those instants in the warehouse table, leaving the others where
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import ibis
-import ibis.expr.datatypes as dt
-import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from mlops_assets.core import engine, warehouse
-from mlops_assets.core.feature_registry import AS_OF, group_version
+from mlops_assets.core import customer_checkpoint, engine, warehouse
+from mlops_assets.core.customer_state import CustomerState
+from mlops_assets.core.feature_registry import AS_OF
 from mlops_assets.core.feature_store import TABLES, Sources
+from mlops_assets.core.input_digests import digests
 from mlops_assets.core.line_features import DailyTables
-from mlops_assets.core.schemas import TEXT
 
 DIGEST = "inputs_digest"  # snapshot column: the digest of the inputs it was computed from
-MOD = 2**64
-
-
-def line_digests(lines: ibis.Table, dates: list[pd.Timestamp]) -> list[str]:
-    """Per instant (a midnight): the count and the order-free sum of the row hashes of the lines
-    strictly before it, from one pass that sums per day in the engine."""
-    row = ibis.struct({c: lines[c] for c in lines.columns}).hash().cast(dt.Decimal(38, 0))
-    per_day = lines.group_by(lines.order_ts.truncate("D").name("day")).aggregate(n=lines.count(), h=row.sum())
-    per_day = engine.to_frame(per_day.order_by("day"))
-    days = per_day["day"].astype("datetime64[ns]").to_numpy()
-    counts = np.concatenate([[0], np.cumsum(per_day["n"].to_numpy(dtype=np.int64))])
-    sums = [0]
-    for h in per_day["h"]:  # exact integers: Python's, modulo 2**64
-        sums.append((sums[-1] + int(h)) % MOD)
-    ends = np.searchsorted(days, np.asarray(dates, dtype="datetime64[ns]"), side="left")
-    return [f"{int(counts[k])}-{sums[k]:x}" for k in ends]
-
-
-def _table_hash(frame: pd.DataFrame) -> str:
-    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
-    return f"{len(frame)}-{int(hashes.sum(dtype=np.uint64)):x}"
-
-
-def _cumulative(frame: pd.DataFrame, ts: str, dates: list[pd.Timestamp]) -> list[str]:
-    """For each instant, count and hash-sum of the rows with `ts` strictly before it."""
-    order = np.argsort(frame[ts].to_numpy(), kind="stable")
-    stamps = frame[ts].to_numpy()[order]
-    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)[order]
-    sums = np.concatenate([[0], np.cumsum(hashes, dtype=np.uint64)]).astype(np.uint64)
-    ends = np.searchsorted(stamps, np.asarray(dates, dtype=stamps.dtype), side="left")
-    return [f"{int(k)}-{int(sums[k]):x}" for k in ends]
-
-
-def digests(
-    lines: ibis.Table, products: pd.DataFrame | None, inventory: pd.DataFrame | None, group: str, dates
-) -> list[str]:
-    """Per instant, a digest of everything the group's features as of it read: the lines
-    strictly before it, the catalog, the inventory snapshots before it (products), and the
-    feature version. Equal digests mean equal features, so a stored snapshot is kept."""
-    parts = [line_digests(lines, dates)]
-    if products is not None:
-        parts.append([_table_hash(products)] * len(dates))
-    if group == "product" and inventory is not None:
-        parts.append(_cumulative(inventory, "snapshot_date", dates))
-    version = group_version(group)
-    return [":".join([version, *p]) for p in zip(*parts, strict=True)]
 
 
 def stored_digests(con: ibis.BaseBackend, group: str) -> dict[pd.Timestamp, str]:
@@ -102,6 +57,7 @@ def refresh_snapshots(
     replace theirs; instants no longer wanted are dropped."""
     database = Path(database)
     database.parent.mkdir(parents=True, exist_ok=True)
+    folder = customer_checkpoint.folder_of(database)
     with tempfile.TemporaryDirectory(prefix=".snapshots-", dir=database.parent) as stage:
         with engine.connect(database) as con:
             lines = engine.silver_or_empty(con)
@@ -109,18 +65,43 @@ def refresh_snapshots(
             stored = stored_digests(con, group)
             todo = [d for d in dates if stored.get(d) != stamps[d]]
             done = Refresh([d for d in dates if d not in todo], todo)
-            files = []
+            files: list[Path] = []
             if todo:
-                sources = Sources(None, products, inventory, DailyTables.build(con, lines, products, group))
-                for i, when in enumerate(todo):
-                    table = sources.snapshot(group, when)
-                    table[DIGEST] = pd.Series(stamps[when], index=table.index, dtype=TEXT)
-                    files.append(Path(stage) / f"{i:05d}.parquet")
-                    table.to_parquet(files[-1], index=False, compression="lz4")  # staged: fast over small
-                    done.rows[when] = len(table)
-                    done.columns = table.head(0) if done.columns is None else done.columns
+                sources, state = _sources(con, lines, group, todo, products, inventory, folder)
+                with ThreadPoolExecutor(1) as writer:  # a snapshot is written while the next is computed
+                    pending = None
+                    for i, when in enumerate(todo):
+                        table = sources.snapshot_table(group, when, {DIGEST: stamps[when]})
+                        files.append(Path(stage) / f"{i:05d}.parquet")
+                        if pending is not None:
+                            pending.result()  # one table in flight at most: memory stays a table's
+                        # staged: fast over small
+                        pending = writer.submit(pq.write_table, table, files[-1], compression="lz4")
+                        done.rows[when] = table.num_rows
+                        if done.columns is None:
+                            done.columns = warehouse.to_pandas(table.schema.empty_table())
+                    pending.result()
+                if state is not None:
+                    customer_checkpoint.save(state, folder, stamps[todo[-1]])
         warehouse.replace_rows(database, TABLES[group][1], files, AS_OF, todo, dates)
     return done
+
+
+def _sources(
+    con: ibis.BaseBackend,
+    lines: ibis.Table,
+    group: str,
+    todo: list[pd.Timestamp],
+    products: pd.DataFrame | None,
+    inventory: pd.DataFrame | None,
+    folder: Path,
+) -> tuple[Sources, CustomerState | None]:
+    """What computes the instants `todo`: for customers, the running totals resumed from the
+    latest checkpoint that still holds (only the days after it are reduced), else over all days."""
+    if group != "customer":
+        return Sources(None, products, inventory, DailyTables.build(con, lines, products, group)), None
+    state = customer_checkpoint.reach(lines, products, todo[0], todo[-1], folder, many=len(todo) > 1).state
+    return Sources(None, products, inventory, state.daily, _state=state), state
 
 
 def instant_counts(database: str | Path, group: str) -> pd.DataFrame:
