@@ -59,10 +59,13 @@ def customer_columns(
     clv_model: clv.CLVModel | None = None,
     with_clv: bool = True,
     horizon_days: float = 365.0,
+    deferred: bool = False,
 ) -> tuple[dict[str, np.ndarray | pa.Array], set[str]]:
     """The features of the customers seen before the state's instant, as arrays (text as
     Arrow), and the sources they read: what customer_features frames and the snapshots write
-    as Arrow without a pandas frame between (a chain's weekly instant holds a million rows)."""
+    as Arrow without a pandas frame between (a chain's weekly instant holds a million rows).
+    `deferred`: clv_12m is a function that fits and predicts, from copies of the state's
+    values, so that another thread may run it while the state moves on (snapshots)."""
     as_of = state.at
     n, sums = state.seen(), {c: v[: state.seen()] for c, v in state.sums.items()}
     orders = sums["orders"].astype(float)
@@ -99,7 +102,11 @@ def customer_columns(
             )
     if clv_model is not None or with_clv:
         summary, rows = state.rfm(positions=True)
-        out["clv_12m"] = customer_clv(summary, pd.Series(np.arange(n)), clv_model, horizon_days, rows)
+
+        def clv_12m() -> np.ndarray:
+            return customer_clv(summary, pd.Series(np.arange(n)), clv_model, horizon_days, rows)
+
+        out["clv_12m"] = clv_12m if deferred else clv_12m()
     else:
         out["clv_12m"] = np.full(n, np.nan)
     return out, sources

@@ -243,8 +243,11 @@ class CustomerState:
         week = pd.Timedelta(days=7).value
         with np.errstate(divide="ignore", invalid="ignore"):
             m = np.where(x > 0, repeat / x, np.nan)
+        block = np.empty((4, len(rows)))  # one float block, as pandas keeps it: no copies
+        block[0], block[1], block[2], block[3] = x, (last - first) / week, (self.at.value - first) / week, m
         frame = pd.DataFrame(
-            {"x": x, "t_x": (last - first) / week, "T": (self.at.value - first) / week, "m": m},
+            block.T,
+            columns=["x", "t_x", "T", "m"],
             # the callers with positions read rows by position: a million-id index is pure cost
             index=None if positions else pd.Index(self.ids[rows], name="customer_id"),
         )

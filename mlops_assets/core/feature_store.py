@@ -105,33 +105,41 @@ class Sources:
         table.insert(2, VERSION, pd.Series(group_version(group), index=table.index, dtype=TEXT))
         return table
 
-    def snapshot_table(self, group: str, as_of: pd.Timestamp, stamps: dict[str, str]) -> pa.Table:
+    def snapshot_job(self, group: str, as_of: pd.Timestamp, stamps: dict[str, str]) -> Callable[[], pa.Table]:
         """`snapshot` as an Arrow table with `stamps` (name -> text) as constant columns after
-        the instant and version: customers' columns go to Arrow without a pandas frame, which at
-        a million rows costs a second per instant in copies."""
+        the instant and version, in two parts: what reads the customers' running totals runs
+        now, and the function returned finishes the table (the CLV fit and prediction, the
+        Arrow columns) in any thread, while the totals move on to the next instant. Customers'
+        columns go to Arrow without a pandas frame, which at a million rows costs a second per
+        instant in copies."""
         as_of = pd.Timestamp(as_of)
         if group != "customer" or as_of != as_of.floor("D"):
             frame = self.snapshot(group, as_of)
             for name, text in stamps.items():
                 frame[name] = pd.Series(text, index=frame.index, dtype=TEXT)
-            return pa.Table.from_pandas(frame, preserve_index=False)
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            return lambda: table
         if self._state is None:
             self._state = CustomerState(self.tables(group), self.products)
         self._state.advance(as_of)
-        columns, sources = customer_columns(self._state)
+        columns, sources = customer_columns(self._state, deferred=True)
         n = len(columns[ENTITY[group]])
 
         def constant(value, kind: pa.DataType) -> pa.Array:
             return pa.array([value], kind).take(pa.array(np.zeros(n, np.int32)))
 
-        instant = {
-            AS_OF: constant(as_of.value, pa.timestamp("ns")),
-            VERSION: constant(group_version(group), pa.large_string()),
-        }
-        table = conform_arrow(columns, group, sources, instant)
-        for name, text in stamps.items():
-            table = table.append_column(name, constant(text, pa.large_string()))
-        return table
+        def finish() -> pa.Table:
+            columns["clv_12m"] = columns["clv_12m"]()
+            instant = {
+                AS_OF: constant(as_of.value, pa.timestamp("ns")),
+                VERSION: constant(group_version(group), pa.large_string()),
+            }
+            table = conform_arrow(columns, group, sources, instant)
+            for name, text in stamps.items():
+                table = table.append_column(name, constant(text, pa.large_string()))
+            return table
+
+        return finish
 
     def snapshots(self, group: str, dates: Iterable[pd.Timestamp]) -> pd.DataFrame:
         return pd.concat([self.snapshot(group, d) for d in dates], ignore_index=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import ibis
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlops_assets.core import customer_checkpoint, engine, warehouse
@@ -68,23 +69,33 @@ def refresh_snapshots(
             files: list[Path] = []
             if todo:
                 sources, state = _sources(con, lines, group, todo, products, inventory, folder)
-                with ThreadPoolExecutor(1) as writer:  # a snapshot is written while the next is computed
+                # an instant is finished (its CLV, its Arrow table) and written by a thread while
+                # the next one's totals are advanced: one in flight at most, memory stays an instant's
+                with ThreadPoolExecutor(1) as writer:
                     pending = None
                     for i, when in enumerate(todo):
-                        table = sources.snapshot_table(group, when, {DIGEST: stamps[when]})
+                        finish = sources.snapshot_job(group, when, {DIGEST: stamps[when]})
                         files.append(Path(stage) / f"{i:05d}.parquet")
                         if pending is not None:
-                            pending.result()  # one table in flight at most: memory stays a table's
-                        # staged: fast over small
-                        pending = writer.submit(pq.write_table, table, files[-1], compression="lz4")
-                        done.rows[when] = table.num_rows
-                        if done.columns is None:
-                            done.columns = warehouse.to_pandas(table.schema.empty_table())
-                    pending.result()
+                            _written(done, *pending.result())
+                        pending = writer.submit(_finish_and_write, finish, files[-1], when)
+                    _written(done, *pending.result())
                 if state is not None:
                     customer_checkpoint.save(state, folder, stamps[todo[-1]])
         warehouse.replace_rows(database, TABLES[group][1], files, AS_OF, todo, dates)
     return done
+
+
+def _finish_and_write(finish, path: Path, when: pd.Timestamp) -> tuple[pd.Timestamp, int, pa.Schema]:
+    table = finish()
+    pq.write_table(table, path, compression="lz4")  # staged: fast over small
+    return when, table.num_rows, table.schema
+
+
+def _written(done: Refresh, when: pd.Timestamp, rows: int, schema: pa.Schema) -> None:
+    done.rows[when] = rows
+    if done.columns is None:
+        done.columns = warehouse.to_pandas(schema.empty_table())
 
 
 def _sources(
