@@ -41,15 +41,21 @@ def _warehouse(path, lines: pd.DataFrame):
     return path
 
 
+def _checkpoint(where, catalog, at: pd.Timestamp) -> cc.Reached:
+    """Reach `at` over the warehouse's lines and leave its checkpoint."""
+    with engine.connect(where) as con:
+        reached = cc.reach(engine.silver_or_empty(con), catalog, at, folder=cc.folder_of(where))
+    cc.save(reached.state, cc.folder_of(where), reached.digest)
+    return reached
+
+
 def test_a_resumed_state_gives_the_features_of_the_whole_history(long_lines, tmp_path):
     lines, catalog = long_lines
     where = _warehouse(tmp_path / "warehouse.duckdb", lines)
     folder = cc.folder_of(where)
+    assert _checkpoint(where, catalog, T0).resumed_from is None
     with engine.connect(where) as con:
         silver = engine.silver_or_empty(con)
-        first = cc.reach(silver, catalog, T0, folder=folder)
-        assert first.resumed_from is None
-        cc.save(first.state, folder, first.digest)
         resumed = cc.reach(silver, catalog, T1, folder=folder)
         assert resumed.resumed_from == T0
         got = Sources(silver, catalog, _state=resumed.state).features("customer", T1)
@@ -73,10 +79,7 @@ def test_a_changed_line_before_the_checkpoint_starts_over(long_lines, tmp_path):
     lines, catalog = long_lines
     where = _warehouse(tmp_path / "warehouse.duckdb", lines)
     folder = cc.folder_of(where)
-    with engine.connect(where) as con:
-        silver = engine.silver_or_empty(con)
-        reached = cc.reach(silver, catalog, T0, folder=folder)
-        cc.save(reached.state, folder, reached.digest)
+    _checkpoint(where, catalog, T0)
     changed = lines.copy()
     row = changed.index[changed["order_ts"] < T0 - pd.Timedelta(days=30)][5]
     changed.loc[row, "amount"] += 1.0
@@ -95,9 +98,6 @@ def test_only_the_latest_checkpoints_are_kept(long_lines, tmp_path):
     where = _warehouse(tmp_path / "warehouse.duckdb", lines)
     folder = cc.folder_of(where)
     instants = [T0 + pd.Timedelta(days=7 * k) for k in range(cc.KEEP + 2)]
-    with engine.connect(where) as con:
-        silver = engine.silver_or_empty(con)
-        for at in instants:
-            reached = cc.reach(silver, catalog, at, folder=folder)
-            cc.save(reached.state, folder, reached.digest)
+    for at in instants:
+        _checkpoint(where, catalog, at)
     assert cc.saved(folder) == sorted(instants, reverse=True)[: cc.KEEP]
