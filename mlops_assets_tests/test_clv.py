@@ -197,3 +197,16 @@ def test_a_fit_on_a_hashed_sample_predicts_the_holdout_as_the_full_fit_does(simu
           f"bias {full_bias:+.3%} {sample_bias:+.3%}")
     assert sample_mae <= 1.02 * full_mae and abs(sample_bias) < 0.1
     assert clv.fit_sample(summary, len(summary)) is summary  # at or under the limit: every customer
+
+
+def test_customers_without_a_repeat_are_predicted_once_per_first_day(simulated):
+    """Customers without a repeat purchase (x = t_x = 0) are evaluated once per distinct T: the
+    same numbers as evaluating every row, on a summary with tens of thousands of them."""
+    summary = clv.rfm_summary(simulated, START + pd.Timedelta(weeks=120))
+    model = clv.fit_clv(summary)
+    big = pd.concat([summary] * 4, ignore_index=True)
+    x, t_x, T = (big[c].to_numpy(dtype=float) for c in ("x", "t_x", "T"))
+    once = (x == 0) & (t_x == 0)
+    assert once.sum() >= 10_000 and len(np.unique(T[once])) < once.sum() / 10 and (~once).any()
+    got = model.purchases.expected_purchases(52.0, x, t_x, T)
+    np.testing.assert_array_equal(got, model.purchases._expected(52.0, x, t_x, T))

@@ -29,10 +29,23 @@ class BGNBD:
     b: float
 
     def expected_purchases(self, t: float, x, t_x, T) -> np.ndarray:
-        """E[transactions in (T, T + t]] given the customer's (x, t_x, T)."""
+        """E[transactions in (T, T + t]] given the customer's (x, t_x, T). A customer without a
+        repeat purchase (x = t_x = 0) depends on T alone, and T on the day of the first purchase:
+        a chain's hundreds of thousands of them take a few hundred values, evaluated once each
+        (the hypergeometric function is most of a snapshot's CLV time)."""
+        x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+        once = (x == 0) & (t_x == 0)
+        if once.sum() < 10_000:
+            return self._expected(t, x, t_x, T)
+        days, at = np.unique(T[once], return_inverse=True)
+        out = np.empty(len(x))
+        out[once] = self._expected(t, np.zeros(len(days)), np.zeros(len(days)), days)[at]
+        out[~once] = self._expected(t, x[~once], t_x[~once], T[~once])
+        return out
+
+    def _expected(self, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         r, alpha, b = self.r, self.alpha, self.b
         a = self.a if abs(self.a - 1.0) > 1e-6 else 1.0 + 1e-6  # the formula divides by a - 1
-        x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
         z = t / (alpha + T + t)
         hyp = special.hyp2f1(r + x, b + x, a + b + x - 1.0, z)
         head = (a + b + x - 1.0) / (a - 1.0)
