@@ -116,13 +116,12 @@ def _feature_asset(settings: Settings, group: str) -> dg.AssetsDefinition:
         reached = None
         with silver_lines(settings) as lines:  # the lines stay in the engine; a row per entity returns
             as_of = feature_as_of(lines, settings)
-            sources = feature_store.Sources(lines, products, inventory)
             if group == "customer":  # the customers' totals: resumed from a checkpoint where one holds
                 folder = customer_checkpoint.folder_of(settings.warehouse_path)
                 reached = customer_checkpoint.reach(lines, products, as_of, folder=folder)
                 context.log.info(f"{name}: customers' running totals {reached.describe()}")
-                sources = feature_store.Sources(lines, products, inventory, _state=reached.state)
-            table = sources.features(group, as_of)
+            state = None if reached is None else reached.state
+            table = feature_store.Sources(lines, products, inventory, _state=state).features(group, as_of)
             if reached is not None:
                 customer_checkpoint.save(reached.state, folder, reached.digest)
         results = audit(gates, table, group, settings, f"{name} as of {as_of.date()}")

@@ -85,16 +85,15 @@ def reach(
     con = lines.get_backend()
     candidates = [at for at in saved(folder) if at <= first] if folder is not None else []
     *current, digest_last = digests(lines, products, None, "customer", [*candidates, last])
-    if candidates:
-        for at, digest in zip(candidates, current, strict=True):
-            table = _read(_path(folder, at), digest)
-            if table is None:
-                continue
-            ranges = [(at - YEAR, last - YEAR), (at, last)]
-            daily = DailyTables.build(con, lines, products, "customer", many=many, ranges=ranges)
-            state = CustomerState.resume(table, daily, products)
-            state.advance(first)
-            return Reached(state, at, digest_last)
+    for at, digest in zip(candidates, current, strict=True):
+        table = _read(_path(folder, at), digest)
+        if table is None:
+            continue
+        ranges = [(at - YEAR, last - YEAR), (at, last)]
+        daily = DailyTables.build(con, lines, products, "customer", many=many, ranges=ranges)
+        state = CustomerState.resume(table, daily, products)
+        state.advance(first)
+        return Reached(state, at, digest_last)
     state = CustomerState(DailyTables.build(con, lines, products, "customer", many=many), products)
     state.advance(first)
     return Reached(state, None, digest_last)

@@ -54,6 +54,12 @@ def _text(values: pd.Series) -> pa.Array:
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
+def _categories(daily: DailyTables, products: pd.DataFrame | None) -> np.ndarray | None:
+    """The catalog's categories, in the order of the state's spend columns (None without)."""
+    cats = categories_of(products) if daily.categories is not None else None
+    return pd.factorize(cats["category"])[1].astype(object) if cats is not None else None
+
+
 def _firsts(days: ibis.Table) -> ibis.Table:
     """Per customer of the (customer, day) rows: the first line's time, and the sums of the
     absolute amounts and quantities (for _within_range)."""
@@ -75,8 +81,7 @@ class CustomerState:
         firsts = engine.to_frame(_firsts(daily.customers).order_by(["first_ts", "customer_id"]))
         _within_range(firsts)
         self.daily = daily
-        cats = categories_of(products) if daily.categories is not None else None
-        self.categories = pd.factorize(cats["category"])[1].astype(object) if cats is not None else None
+        self.categories = _categories(daily, products)
         self.resumed_at: pd.Timestamp | None = None  # the checkpoint's instant, for a resumed state
         self._customers(_text(firsts["customer_id"]), _ns(firsts["first_ts"], HIGH))
         self._reset()
@@ -120,8 +125,7 @@ class CustomerState:
         Customers first seen after the checkpoint join at the end, as they would have."""
         self = cls.__new__(cls)
         self.daily = daily
-        cats = categories_of(products) if daily.categories is not None else None
-        self.categories = pd.factorize(cats["category"])[1].astype(object) if cats is not None else None
+        self.categories = _categories(daily, products)
         meta = {k.decode(): v.decode() for k, v in (saved.schema.metadata or {}).items()}
         mine = [] if self.categories is None else [str(c) for c in self.categories]
         if json.loads(meta["categories"]) != mine:

@@ -87,14 +87,19 @@ class Sources:
                 self.daily = DailyTables.of(self.transactions, self.products)
         return self.daily
 
+    def _customer_state(self) -> CustomerState:
+        """The customers' running totals, advanced instant by instant (built once)."""
+        if self._state is None:
+            self._state = CustomerState(self.tables("customer"), self.products)
+        return self._state
+
     def features(self, group: str, as_of: pd.Timestamp) -> pd.DataFrame:
         as_of = pd.Timestamp(as_of)
         midnight = as_of == as_of.floor("D")  # the reduced tables answer for midnights
         lines = None if midnight else self.transactions
         if group == "customer":
-            if midnight and self._state is None:  # running totals, advanced instant by instant
-                self._state = CustomerState(self.tables(group), self.products)
-            return customer_features(lines, as_of, self.products, state=self._state if midnight else None)
+            state = self._customer_state() if midnight else None
+            return customer_features(lines, as_of, self.products, state=state)
         daily = self.tables(group) if midnight else None
         return product_features(lines, self.products, self.inventory, as_of, daily=daily)
 
@@ -119,10 +124,9 @@ class Sources:
                 frame[name] = pd.Series(text, index=frame.index, dtype=TEXT)
             table = pa.Table.from_pandas(frame, preserve_index=False)
             return lambda: table
-        if self._state is None:
-            self._state = CustomerState(self.tables(group), self.products)
-        self._state.advance(as_of)
-        columns, sources = customer_columns(self._state, deferred=True)
+        state = self._customer_state()
+        state.advance(as_of)
+        columns, sources = customer_columns(state, deferred=True)
         n = len(columns[ENTITY[group]])
 
         def constant(value, kind: pa.DataType) -> pa.Array:

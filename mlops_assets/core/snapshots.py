@@ -7,7 +7,6 @@ replaces exactly those instants in the warehouse table, leaving the others where
 from __future__ import annotations
 
 import tempfile
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,6 @@ from mlops_assets.core.input_digests import digests
 from mlops_assets.core.line_features import DailyTables
 
 DIGEST = "inputs_digest"  # snapshot column: the digest of the inputs it was computed from
-IN_FLIGHT = 1  # instants being finished and written while the next is computed
 
 
 def stored_digests(con: ibis.BaseBackend, group: str) -> dict[pd.Timestamp, str]:
@@ -75,16 +73,15 @@ def refresh_snapshots(
                 # thread while the next one's totals are advanced (those parts release the GIL:
                 # numpy, scipy's special functions, Parquet); one in flight, so memory stays an
                 # instant's (two threads measured the same at 20M lines: both cores are busy)
-                with ThreadPoolExecutor(IN_FLIGHT) as writer:
-                    pending: deque = deque()
+                with ThreadPoolExecutor(1) as writer:
+                    pending = None
                     for i, when in enumerate(todo):
                         finish = sources.snapshot_job(group, when, {DIGEST: stamps[when]})
                         files.append(Path(stage) / f"{i:05d}.parquet")
-                        if len(pending) == IN_FLIGHT:
-                            _written(done, *pending.popleft().result())
-                        pending.append(writer.submit(_finish_and_write, finish, files[-1], when))
-                    while pending:
-                        _written(done, *pending.popleft().result())
+                        if pending is not None:
+                            _written(done, *pending.result())
+                        pending = writer.submit(_finish_and_write, finish, files[-1], when)
+                    _written(done, *pending.result())
                 if state is not None:
                     customer_checkpoint.save(state, folder, stamps[todo[-1]])
         warehouse.replace_rows(database, TABLES[group][1], files, AS_OF, todo, dates)
