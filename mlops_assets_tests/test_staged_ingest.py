@@ -14,7 +14,7 @@ import yaml
 from mlops_assets.assets import transactions
 from mlops_assets.assets.ingestion import read_and_audit, tx_gates
 from mlops_assets.assets.partitions import window_of
-from mlops_assets.core import ingestion, line_cache, quality
+from mlops_assets.core import ingestion, line_cache, quality, staging
 from mlops_assets.core.schemas import PARTITION_COLUMN
 from mlops_assets.settings import load_settings
 
@@ -359,3 +359,36 @@ def test_a_piece_ends_where_a_record_ends_outside_quotes():
     assert buffer[: cut(buffer, b'"')] == b'h1,h2\n1,"two\nlines"\n'
     assert cut(b'1,"an open\nquote', b'"') == 0  # no record ends in it yet: read on
     assert cut(b'1,"say ""hi""\nthere"\n', b'"') == len(b'1,"say ""hi""\nthere"\n')
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_month_files_hold_each_months_lines_in_their_order(tmp_path, ordered):
+    """A piece cut into months by slices writes what pandas' groupby by month gave: each month's
+    lines, in the order they came, text intact; lines without a partition day are not written."""
+    rng = np.random.default_rng(3)
+    n = 500
+    days = pd.Timestamp("2024-01-20") + pd.to_timedelta(np.sort(rng.integers(0, 70, n)), unit="D")
+    if not ordered:
+        days = days[rng.permutation(n)]
+    piece = pd.DataFrame(
+        {
+            "order_id": pd.array([f"O{i}" for i in range(n)], dtype="string[pyarrow]"),
+            "quantity": rng.integers(1, 5, n).astype(float),
+            PARTITION_COLUMN: days,
+        }
+    )
+    piece.loc[rng.choice(n, 7, replace=False), PARTITION_COLUMN] = pd.NaT
+    files = staging.MonthFiles(tmp_path)
+    files.write(piece.iloc[:300])
+    files.write(piece.iloc[300:])
+    files.close()
+    months = piece[PARTITION_COLUMN].dt.to_period("M")
+    expected = {str(m): part.reset_index(drop=True) for m, part in piece.groupby(months)}
+    assert sorted(p.stem for p in tmp_path.glob("*.parquet")) == sorted(expected) == [
+        "2024-01", "2024-02", "2024-03"
+    ]  # fmt: skip
+    for month, part in expected.items():
+        written = pd.read_parquet(tmp_path / f"{month}.parquet")
+        pd.testing.assert_frame_equal(written, part, check_dtype=False)
+        assert files.lines[pd.Period(month, "M")] == len(part)
+    assert sum(files.lines.values()) == n - 7

@@ -203,7 +203,9 @@ class _Router:
         with engine.memory_backend(self.stage.root / "spill") as con:
             lines = self._month_lines(con, month)
             routed = line_rules.reasons(lines, self.rules, self._context(con, month), list(quality.RULES))
-            con.create_table("routed", routed)
+            # sorted once into the run's order: the tables written from it keep that order
+            # (DuckDB preserves insertion order in scans), instead of sorting bronze and silver each
+            con.create_table("routed", routed.order_by(line_rules.SEQ))
             days = con.con.sql(
                 f"select {PARTITION_COLUMN}, count(*), count(*) filter (where reason is null) "
                 "from routed group by 1"
@@ -299,9 +301,7 @@ class _Router:
             "quarantined": f"select * exclude ({seq}) from routed where reason is not null",
         }
         for name, select in selects.items():
-            raw.execute(
-                f"copy ({select} order by {seq}) to '{paths[name]}' (format parquet, compression lz4)"
-            )
+            raw.execute(f"copy ({select}) to '{paths[name]}' (format parquet, compression lz4)")
             self.stage.register(name, month, paths[name])
         counts = quality.report_counts_of(con, con.table("routed"))
         report = quality.report_from_counts(counts)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from mlops_assets.core import customer_checkpoint, engine, warehouse
 from mlops_assets.core.customer_state import CustomerState
-from mlops_assets.core.feature_registry import AS_OF
+from mlops_assets.core.feature_registry import AS_OF, ENTITY
 from mlops_assets.core.feature_store import TABLES, Sources
 from mlops_assets.core.input_digests import digests
 from mlops_assets.core.line_features import DailyTables
@@ -80,7 +80,7 @@ def refresh_snapshots(
                         files.append(Path(stage) / f"{i:05d}.parquet")
                         if pending is not None:
                             _written(done, *pending.result())
-                        pending = writer.submit(_finish_and_write, finish, files[-1], when)
+                        pending = writer.submit(_finish_and_write, finish, files[-1], when, ENTITY[group])
                     _written(done, *pending.result())
                 if state is not None:
                     customer_checkpoint.save(state, folder, stamps[todo[-1]])
@@ -88,9 +88,17 @@ def refresh_snapshots(
     return done
 
 
-def _finish_and_write(finish, path: Path, when: pd.Timestamp) -> tuple[pd.Timestamp, int, pa.Schema]:
+def _finish_and_write(
+    finish, path: Path, when: pd.Timestamp, entity: str
+) -> tuple[pd.Timestamp, int, pa.Schema]:
+    """Finish an instant's table and stage it, fast over small: text columns other than the
+    entity's id (constants, categories) dictionary-encoded, the ids and numbers plain, no
+    statistics (nothing filters the staged files). A dictionary tried on a million distinct ids
+    and statistics over them took half of the write."""
     table = finish()
-    pq.write_table(table, path, compression="lz4")  # staged: fast over small
+    text = (pa.types.is_string, pa.types.is_large_string)
+    coded = [f.name for f in table.schema if f.name != entity and any(t(f.type) for t in text)]
+    pq.write_table(table, path, compression="lz4", use_dictionary=coded, write_statistics=False)
     return when, table.num_rows, table.schema
 
 

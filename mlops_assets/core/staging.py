@@ -14,12 +14,14 @@ equal lines (duplicate_line) give the answer they gave over the whole run.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -64,16 +66,27 @@ class MonthFiles:
         self.lines: dict[pd.Period, int] = {}
 
     def write(self, typed: pd.DataFrame) -> None:
+        """Append the lines to their months' files. The piece goes to Arrow once and is cut
+        into months by slices (a feed is mostly in time order; else one stable sort first):
+        pandas' groupby took every Arrow text column row by row, a third of staging's time at
+        20M lines. Lines without a partition day are not written (as groupby drops them)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        for month, part in typed.groupby(typed[PARTITION_COLUMN].dt.to_period("M"), sort=True):
-            table = arrow_of(part)
+        stamps = typed[PARTITION_COLUMN].to_numpy(dtype="datetime64[ns]").astype("datetime64[M]")
+        rows = np.flatnonzero(~np.isnat(stamps))
+        if not len(rows):
+            return
+        table, months = arrow_of(typed), stamps[rows]
+        if len(rows) < len(typed) or (months[1:] < months[:-1]).any():
+            order = np.argsort(months, kind="stable")
+            table, months = table.take(rows[order]), months[order]
+        cuts = [0, *(np.flatnonzero(months[1:] != months[:-1]) + 1), len(months)]
+        for low, high in itertools.pairwise(cuts):
+            month, part = pd.Period(months[low], "M"), table.slice(low, high - low)
             writer = self.writers.get(month)
             if writer is None:
-                writer = self.writers[month] = pq.ParquetWriter(
-                    self.folder / f"{month}.parquet", table.schema
-                )
-            writer.write_table(table.cast(writer.schema))
-            self.lines[month] = self.lines.get(month, 0) + len(part)
+                writer = self.writers[month] = pq.ParquetWriter(self.folder / f"{month}.parquet", part.schema)
+            writer.write_table(part.cast(writer.schema))
+            self.lines[month] = self.lines.get(month, 0) + part.num_rows
 
     def close(self) -> None:
         for writer in self.writers.values():
