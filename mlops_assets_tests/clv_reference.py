@@ -63,3 +63,13 @@ def gamma_gamma_gradient(params, x, m) -> np.ndarray:
     d_q = psi(px + q) - psi(q) + np.log(v) - np.log(x * m + v)
     d_v = q / v - (px + q) / (x * m + v)
     return np.vstack([d_p, d_q, d_v])
+
+
+def bgnbd_expected_purchases(params, t, x, t_x, T) -> np.ndarray:
+    """E[transactions in (T, T + t]] per customer, equation 10 of the paper, every row evaluated."""
+    r, alpha, a, b = params
+    hyp = special.hyp2f1(r + x, b + x, a + b + x - 1.0, t / (alpha + T + t))
+    num = (a + b + x - 1.0) / (a - 1.0) * (1.0 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp)
+    with np.errstate(divide="ignore"):
+        repeat = np.where(x > 0, a / (b + x - 1.0) * ((alpha + T) / (alpha + t_x)) ** (r + x), 0.0)
+    return num / (1.0 + repeat)

@@ -1,6 +1,8 @@
 """CLV: the BG/NBD and Gamma-Gamma fits recover the parameters of data simulated from them,
 and the fitted model predicts a holdout year better than "next year = last year"."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -199,14 +201,17 @@ def test_a_fit_on_a_hashed_sample_predicts_the_holdout_as_the_full_fit_does(simu
     assert clv.fit_sample(summary, len(summary)) is summary  # at or under the limit: every customer
 
 
-def test_customers_without_a_repeat_are_predicted_once_per_first_day(simulated):
-    """Customers without a repeat purchase (x = t_x = 0) are evaluated once per distinct T: the
-    same numbers as evaluating every row, on a summary with tens of thousands of them."""
+def test_predictions_evaluated_once_per_shared_value_equal_every_rows_evaluation(simulated):
+    """Customers without a repeat purchase (x = t_x = 0) are evaluated once per distinct T, and
+    the hypergeometric function once per distinct (x, T): the numbers equal the paper's formula
+    evaluated on every row, on a summary with tens of thousands of customers sharing values."""
     summary = clv.rfm_summary(simulated, START + pd.Timedelta(weeks=120))
     model = clv.fit_clv(summary)
     big = pd.concat([summary] * 4, ignore_index=True)
     x, t_x, T = (big[c].to_numpy(dtype=float) for c in ("x", "t_x", "T"))
     once = (x == 0) & (t_x == 0)
     assert once.sum() >= 10_000 and len(np.unique(T[once])) < once.sum() / 10 and (~once).any()
+    assert len(clv._pairs(x[~once], T[~once])[0]) < (~once).sum() / 2  # repeat customers share (x, T)
+    params = dataclasses.astuple(model.purchases)
     got = model.purchases.expected_purchases(52.0, x, t_x, T)
-    np.testing.assert_array_equal(got, model.purchases._expected(52.0, x, t_x, T))
+    np.testing.assert_allclose(got, ref.bgnbd_expected_purchases(params, 52.0, x, t_x, T), rtol=1e-13)

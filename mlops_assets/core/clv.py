@@ -46,14 +46,24 @@ class BGNBD:
     def _expected(self, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         r, alpha, b = self.r, self.alpha, self.b
         a = self.a if abs(self.a - 1.0) > 1e-6 else 1.0 + 1e-6  # the formula divides by a - 1
-        z = t / (alpha + T + t)
-        hyp = special.hyp2f1(r + x, b + x, a + b + x - 1.0, z)
+        # the hypergeometric function reads x and T alone: a chain's million customers hold a
+        # few thousand (x, T) pairs, each evaluated once (bitwise the same values)
+        xs, ts, at = _pairs(x, T)
+        hyp = special.hyp2f1(r + xs, b + xs, a + b + xs - 1.0, t / (alpha + ts + t))[at]
         head = (a + b + x - 1.0) / (a - 1.0)
         num = head * (1.0 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp)
         repeat = np.where(
             x > 0, a / np.maximum(b + x - 1.0, 1e-12) * ((alpha + T) / (alpha + t_x)) ** (r + x), 0
         )
         return num / (1.0 + repeat)
+
+
+def _pairs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (x, y) pairs (exact values) and each row's pair."""
+    cx, ux = pd.factorize(x, use_na_sentinel=False)
+    cy, uy = pd.factorize(y, use_na_sentinel=False)
+    at, pairs = pd.factorize(cx.astype(np.int64) * len(uy) + cy, use_na_sentinel=False)
+    return ux[pairs // len(uy)], uy[pairs % len(uy)], at
 
 
 @dataclass(frozen=True)
