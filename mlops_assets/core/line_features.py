@@ -152,6 +152,7 @@ class DailyTables:
     products: ibis.Table
     prices: ibis.Table | None  # None when the lines have no unit price
     categories: ibis.Table | None  # None without catalog categories
+    many: bool = False  # staged in day order, for many instants
 
     @classmethod
     def of(
@@ -205,6 +206,7 @@ class DailyTables:
             tables.get("product_days", lazy.products),
             tables.get("product_price_days", lazy.prices),
             tables.get("customer_category_days", lazy.categories),
+            many=many,
         )
 
     @classmethod
