@@ -1,7 +1,9 @@
 """Retrieval: the as-of join on snapshots, the direct fallback, the online index, and
 train/serve consistency."""
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from mlops_assets.core import feature_store as fs
@@ -202,3 +204,16 @@ def test_a_store_over_the_warehouse_reads_only_the_requested_entities(small_line
     pd.testing.assert_frame_equal(
         got, in_memory.get_historical_features(events, "customer"), check_dtype=False
     )
+
+
+@pytest.mark.parametrize(
+    "value, kind, n",
+    [("v3-abc", pa.large_string(), 5), ("", pa.large_string(), 3), ("x", pa.large_string(), 0),
+     (pd.Timestamp("2024-03-04").value, pa.timestamp("ns"), 4)],  # fmt: skip
+)
+def test_a_repeated_constant_column_equals_arrows_own(value, kind, n):
+    """The snapshots' constant columns (instant, version, digest) built from two buffers equal
+    the array Arrow's take gives, and are valid Arrow."""
+    got = fs.repeated(value, kind, n)
+    got.validate(full=True)
+    assert got.equals(pa.array([value], kind).take(pa.array(np.zeros(n, np.int32))))

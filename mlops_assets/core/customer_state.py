@@ -33,7 +33,10 @@ MARKS = {"first_buy": HIGH, "last_buy": LOW, "first_day": HIGH, "last_day": LOW,
 
 def _ns(values: pd.Series, missing: int) -> np.ndarray:
     """Timestamps as int64 nanoseconds, `missing` where null."""
-    stamps = pd.to_datetime(values).astype("datetime64[ns]")
+    # a datetime64 column as it is: to_datetime first iterates rows to decide on a cache
+    # (16 ms a week's 75k customers, 12 s a chain's snapshots)
+    plain = isinstance(values.dtype, np.dtype) and values.dtype.kind == "M"
+    stamps = (values if plain else pd.to_datetime(values)).astype("datetime64[ns]")
     return np.where(stamps.isna(), missing, stamps.to_numpy().view("int64"))
 
 

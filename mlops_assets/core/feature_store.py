@@ -129,24 +129,31 @@ class Sources:
         columns, sources = customer_columns(state, deferred=True)
         n = len(columns[ENTITY[group]])
 
-        def constant(value, kind: pa.DataType) -> pa.Array:
-            return pa.array([value], kind).take(pa.array(np.zeros(n, np.int32)))
-
         def finish() -> pa.Table:
             columns["clv_12m"] = columns["clv_12m"]()
             instant = {
-                AS_OF: constant(as_of.value, pa.timestamp("ns")),
-                VERSION: constant(group_version(group), pa.large_string()),
+                AS_OF: repeated(as_of.value, pa.timestamp("ns"), n),
+                VERSION: repeated(group_version(group), pa.large_string(), n),
             }
             table = conform_arrow(columns, group, sources, instant)
             for name, text in stamps.items():
-                table = table.append_column(name, constant(text, pa.large_string()))
+                table = table.append_column(name, repeated(text, pa.large_string(), n))
             return table
 
         return finish
 
     def snapshots(self, group: str, dates: Iterable[pd.Timestamp]) -> pd.DataFrame:
         return pd.concat([self.snapshot(group, d) for d in dates], ignore_index=True)
+
+
+def repeated(value, kind: pa.DataType, n: int) -> pa.Array:
+    """`value` n times as an Arrow array of `kind`; text from two buffers (Arrow's take and
+    repeat copy a million strings one at a time, a second per column of a chain's instant)."""
+    if pa.types.is_large_string(kind):
+        data = str(value).encode()
+        offsets = pa.py_buffer(np.arange(n + 1, dtype=np.int64) * len(data))
+        return pa.LargeStringArray.from_buffers(n, offsets, pa.py_buffer(data * n))
+    return pa.repeat(pa.scalar(value, kind), n)
 
 
 @dataclass
