@@ -94,7 +94,7 @@ def _finish_and_write(
     """Finish an instant's table and stage it, fast over small: text columns other than the
     entity's id (constants, categories) dictionary-encoded, the ids and numbers plain, no
     statistics (nothing filters the staged files). A dictionary tried on a million distinct ids
-    and statistics over them took half of the write."""
+    and statistics over them cost two fifths of the write (0.72 s -> 0.42 s at 1.3M rows)."""
     table = finish()
     text = (pa.types.is_string, pa.types.is_large_string)
     coded = [f.name for f in table.schema if f.name != entity and any(t(f.type) for t in text)]
